@@ -1,0 +1,1 @@
+"""Adapters for LangChain, LlamaIndex and agent tool routing."""

@@ -1,0 +1,1 @@
+"""Pure routing logic: signals -> RouteDecision. No I/O."""
