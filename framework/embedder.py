@@ -47,7 +47,8 @@ class Embedder(Protocol):
 def l2_normalize(x: Vectors) -> Vectors:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (x / norms).astype(np.float32, copy=False)
+    out: Vectors = (x / norms).astype(np.float32, copy=False)
+    return out
 
 
 def truncate_normalize(x: Vectors, dims: int) -> Vectors:
