@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 
-class Route(str, Enum):
+class Route(StrEnum):
     EDGE = "edge"
     CLOUD = "cloud"
     HYBRID = "hybrid"
