@@ -6,7 +6,7 @@ import sys
 
 from rich.console import Console
 
-from . import cli_cloud, cli_edge, cli_router, cli_store  # noqa: F401  (they register commands)
+from . import cli_cloud, cli_edge, cli_policy, cli_router, cli_store  # noqa: F401  (they register commands)
 from .cli_app import app
 from .errors import EdgeRouteError
 
