@@ -22,12 +22,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ..policies.config import PolicyConfig
-from ..policies.decision import Reason, Route, RouteDecision
+from ..policies.decision import Reason, Route, RouteDecision, Sensitivity, Stakes
 from ..policies.pii import detect_pii, redact
 from ..policies.rules import RoutingRefused, decide, needs_confidence, place_document
 from ..policies.semantic import SemanticRoutes
@@ -137,7 +137,12 @@ def _check_call(k: int, sensitivity: str, stakes: str, deadline_ms: float | None
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}")
     try:
-        QuerySignals(frozenset({"text"}), sensitivity=sensitivity, stakes=stakes, deadline_ms=deadline_ms)
+        QuerySignals(
+            frozenset({"text"}),
+            sensitivity=cast(Sensitivity, sensitivity),
+            stakes=cast(Stakes, stakes),
+            deadline_ms=deadline_ms,
+        )
     except SignalError as exc:
         raise InputError(str(exc)) from None
 
@@ -717,8 +722,8 @@ class HybridEngine:
         signals = QuerySignals(
             q.modalities,
             pii,
-            sensitivity,
-            stakes,
+            cast(Sensitivity, sensitivity),
+            cast(Stakes, stakes),
             cloud_state=self.cloud_state(),
             budget_left=self.budget_left(),
             deadline_ms=deadline_ms,

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from edgeroute.framework.bench_pii import BENCH_PII_CONFIG, default_pii_set, measure_pii
 from edgeroute.framework.errors import InputError
 from edgeroute.policies.config import PII_DETECTORS, PiiConfig, PolicyConfig, UserPattern

@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 
 import pytest
+
 from edgeroute.policies.config import PolicyConfig
 from edgeroute.policies.decision import Route
 from edgeroute.policies.rules import (

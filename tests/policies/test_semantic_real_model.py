@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from edgeroute.framework.policy_files import load_high_stakes_set
 from edgeroute.policies.semantic import SemanticRoutes, fit_thresholds
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgeroute.framework.hashing import HashingEmbedder
 from edgeroute.framework.policy_files import default_high_stakes_path, load_high_stakes_set
 from edgeroute.policies.semantic import DISABLED_THRESHOLD, SemanticRoutes, fit_thresholds
