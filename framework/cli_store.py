@@ -54,11 +54,40 @@ def eval_command(
         bool, typer.Option("--no-cache", help="Encode every document, cache nothing")
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Documents per embedding call")] = 32,
+    route: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--route",
+            help="Evaluate through the router instead: edge, cloud, hybrid or auto (repeatable); "
+            "same as `edgeroute eval-routes`",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table")] = False,
 ) -> None:
-    """Score retrieval on a BEIR data set: nDCG@10, recall@100, MRR@10, indexing docs/s, query latency p50."""
+    """Score retrieval on a BEIR data set: nDCG@10, recall@100, MRR@10, indexing docs/s, query latency p50.
+
+    With ``--route`` the corpus is indexed through the hybrid engine and each route is scored side by side
+    (quality, share escalated, cloud tokens and cost, latency, routing regret).
+    """
     from .cache import EmbeddingCache, default_cache_path
     from .evaluation import run_eval
+
+    if route:
+        from .cli_router import eval_routes_command
+
+        eval_routes_command(
+            dataset_dir,
+            route=route,
+            limit_queries=limit_queries,
+            deadline_ms=None,
+            store=None,
+            edge="hashing" if embedder == "hashing" else None,
+            model=model,
+            policy=None,
+            emulator=None,
+            as_json=as_json,
+        )
+        return
 
     emb = _make_embedder(embedder, model, dims)
     store = None if no_cache else EmbeddingCache(cache or default_cache_path())
