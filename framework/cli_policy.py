@@ -113,3 +113,38 @@ def bench_pii(
     )
     _console.print(table)
     _console.print(f"latency per text: {result['latency_ms']}")
+
+
+@bench_app.command("tools")
+def bench_tools(
+    model: Annotated[
+        Path | None, typer.Option(help="on-device model directory (default: resolved as usual)")
+    ] = None,
+    embedder: Annotated[str, typer.Option(help="'edge' (EmbeddingGemma), 'tiny' or 'hashing'")] = "edge",
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads")] = None,
+    repeats: Annotated[int, typer.Option(help="timed passes over the test requests")] = 1,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Agent tool routing on the shipped labelled set: top-1 accuracy, accuracy at the unsure threshold, p50."""
+    # The CLI is the composition root, so it alone may reach into connectors (lazily, at call time).
+    from edgeroute.connectors.bench_tools import main as bench_main
+
+    argv = [str(model)] if model else []
+    argv += {"tiny": ["--tiny"], "hashing": ["--hashing"]}.get(embedder, [])
+    argv += ["--repeats", str(repeats)] + (["--threads", str(threads)] if threads else [])
+    if as_json:
+        bench_main(argv)
+        return
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        bench_main(argv)
+    figures = json.loads(buf.getvalue())
+    table = Table(title="tool routing (fit on half, measured on the other half)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    _console.print(table)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["edgeroute.framework", "edgeroute.policies"])
+@pytest.mark.parametrize("module", ["edgeroute.framework", "edgeroute.policies", "edgeroute.connectors"])
 def test_every_exported_name_resolves(module: str) -> None:
     mod = importlib.import_module(module)
     for name in mod.__all__:

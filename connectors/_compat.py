@@ -1,0 +1,196 @@
+"""Optional framework imports with an actionable message, and the glue both retrievers share.
+
+The connectors are optional: importing :mod:`edgeroute.connectors.langchain` without
+``langchain-core`` installed must say which extra to install, not fail with a bare
+``ModuleNotFoundError`` deep inside a stack trace.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any, Protocol
+
+from ..framework.documents import Hit, RetrievalResult
+from ..framework.embedder import Embedder, Vectors
+from ..framework.errors import ConfigurationError, InputError
+from ..policies.decision import SENSITIVITY_LEVELS
+
+_EXTRAS: dict[str, tuple[str, str]] = {
+    # top-level module -> (extra name, distribution)
+    "langchain_core": ("langchain", "langchain-core"),
+    "llama_index": ("llamaindex", "llama-index-core"),
+}
+
+
+class MissingExtraError(ConfigurationError, ImportError):
+    """A connector's framework is not installed; the message names the extra to install."""
+
+
+def require(module: str) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingExtraError` naming the pip extra that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        top = module.split(".")[0]
+        extra, dist = _EXTRAS.get(top, ("", top))
+        hint = f"pip install 'edgeroute[{extra}]'" if extra else f"pip install {dist}"
+        raise MissingExtraError(
+            f"{module} is not installed, so this edgeroute connector cannot load ({exc}); "
+            f"install it with: {hint}"
+        ) from exc
+
+
+# -- glue shared by the LangChain and LlamaIndex adapters ------------------------------------
+# (kept here so the two adapters cannot drift apart in what a result says about its routing)
+
+
+class RetrievalEngine(Protocol):
+    """What the retrievers need from :class:`edgeroute.framework.engine.HybridEngine`."""
+
+    def retrieve(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        sensitivity: str = "internal",
+        stakes: str = "normal",
+        deadline_ms: float | None = None,
+        where: Mapping[str, Any] | None = None,
+    ) -> RetrievalResult: ...
+
+    async def aretrieve(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        sensitivity: str = "internal",
+        stakes: str = "normal",
+        deadline_ms: float | None = None,
+        where: Mapping[str, Any] | None = None,
+    ) -> RetrievalResult: ...
+
+
+ROUTING_OPTIONS: tuple[str, ...] = ("k", "sensitivity", "stakes", "deadline_ms", "where")
+
+
+def routing_options(
+    defaults: Mapping[str, Any], overrides: Mapping[str, Any], where_from: str
+) -> dict[str, Any]:
+    """Merge per-call options over the retriever's defaults, rejecting unknown keys and bad values."""
+    unknown = sorted(set(overrides) - set(ROUTING_OPTIONS))
+    if unknown:
+        raise InputError(
+            f"unknown option(s) {unknown} in {where_from}; "
+            f"edgeroute retrievers accept {list(ROUTING_OPTIONS)}"
+        )
+    opts = {**defaults, **{k: v for k, v in overrides.items() if v is not None}}
+    validate_options(opts)
+    return opts
+
+
+def validate_options(opts: Mapping[str, Any]) -> None:
+    k = opts.get("k")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}; pass k=4 for the top four hits")
+    sensitivity = opts.get("sensitivity")
+    if sensitivity not in SENSITIVITY_LEVELS:
+        raise InputError(f"unknown sensitivity {sensitivity!r}; use one of {', '.join(SENSITIVITY_LEVELS)}")
+    stakes = opts.get("stakes")
+    if stakes not in ("normal", "high"):
+        raise InputError(f"unknown stakes {stakes!r}; use 'normal' or 'high'")
+    deadline = opts.get("deadline_ms")
+    if deadline is not None and (not isinstance(deadline, int | float) or deadline <= 0):
+        raise InputError(f"deadline_ms must be a positive number of milliseconds or None, got {deadline!r}")
+
+
+def engine_call(query: str, opts: Mapping[str, Any]) -> tuple[tuple[str, int], dict[str, Any]]:
+    """Split merged options into the engine's positional ``(query, k)`` and keyword arguments."""
+    if not isinstance(query, str) or not query.strip():
+        raise InputError("the query must be a non-empty string")
+    kwargs = {k: opts[k] for k in ("sensitivity", "stakes", "deadline_ms", "where") if k in opts}
+    return (query, int(opts["k"])), kwargs
+
+
+def hit_metadata(hit: Hit, result: RetrievalResult) -> dict[str, Any]:
+    """The routing facts every connector result carries, on top of the document's own metadata."""
+    decision = result.decision
+    reasons: Sequence[Any] = getattr(decision, "reasons", ())
+    route = getattr(decision, "route", None)
+    return {
+        **hit.metadata,
+        "id": hit.id,
+        "title": hit.title,
+        "route": str(getattr(route, "value", route)),
+        "reasons": [getattr(r, "code", str(r)) for r in reasons],
+        "index": hit.index,
+        "space": hit.space,
+        "score": float(hit.score),
+        "rank": int(hit.rank),
+        "degraded": bool(result.degraded),
+    }
+
+
+def load_edge_embedder(embedder: Embedder | None, model_dir: str | None) -> Embedder:
+    """The given embedder, or EmbeddingGemma loaded from ``model_dir`` (the default resolution when None)."""
+    if embedder is not None:
+        if not isinstance(embedder, Embedder):
+            raise ConfigurationError(
+                f"embedder must implement edgeroute's Embedder protocol, got {type(embedder).__name__}; "
+                "pass an EdgeEmbedder, a HashingEmbedder or a CloudEmbedder"
+            )
+        return embedder
+    from ..framework.edge import EdgeEmbedder
+
+    return EdgeEmbedder.load(model_dir)
+
+
+def check_task(embedder: Embedder, task: str | None, what: str) -> None:
+    """Fail at construction, not at the first query, when a task prompt cannot be honoured."""
+    if task is None:
+        return
+    names: Sequence[str] | None = getattr(embedder, "prompt_names", None)
+    if names is None or not callable(getattr(embedder, "embed", None)):
+        raise ConfigurationError(
+            f"{what}={task!r} needs an embedder with named prompts (EdgeEmbedder); "
+            f"{type(embedder).__name__} has none, so leave {what} unset"
+        )
+    if task not in names:
+        raise ConfigurationError(f"unknown {what} {task!r}; this model's prompts are: {', '.join(names)}")
+
+
+def _texts(texts: Sequence[str], what: str) -> list[str]:
+    if isinstance(texts, str):
+        raise InputError(f"{what} must be a list of strings, got one string; wrap it in a list")
+    items = list(texts)
+    for i, t in enumerate(items):
+        if not isinstance(t, str) or not t.strip():
+            raise InputError(f"{what}[{i}] is {t!r}; every text must be a non-empty string")
+    return items
+
+
+def embed_sync(
+    embedder: Embedder, texts: Sequence[str], *, query: bool, task: str | None, dims: int | None
+) -> Vectors:
+    """Embed queries or documents, through a named task prompt when one is set."""
+    items = _texts(texts, "queries" if query else "texts")
+    if task is not None:
+        out: Vectors = embedder.embed(items, task, dims=dims)  # type: ignore[attr-defined]
+        return out
+    if query:
+        return embedder.embed_queries(items, dims=dims)
+    return embedder.embed_documents(items, dims=dims)
+
+
+async def embed_async(
+    embedder: Embedder, texts: Sequence[str], *, query: bool, task: str | None, dims: int | None
+) -> Vectors:
+    """The async twin of :func:`embed_sync`; the embedder keeps blocking work off the event loop."""
+    items = _texts(texts, "queries" if query else "texts")
+    if task is not None:
+        out: Vectors = await embedder.aembed(items, task, dims=dims)  # type: ignore[attr-defined]
+        return out
+    if query:
+        return await embedder.aembed_queries(items, dims=dims)
+    return await embedder.aembed_documents(items, dims=dims)
