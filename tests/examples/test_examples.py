@@ -12,6 +12,10 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 CASES = {
+    "demo.py": (
+        [],
+        ["routing decisions", "privacy.pii", "privacy.sensitivity", "private texts found in them: none"],
+    ),
     "quickstart.py": (["--edge", "tiny"], ["indexed 4 chunks", "route=", "best: "]),
     "langchain_rag.py": (
         ["--sensitivity", "restricted"],
@@ -49,3 +53,28 @@ def test_example_runs(script: str, tmp_path: Path) -> None:
 def test_every_example_is_tested() -> None:
     scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
     assert scripts == set(CASES)
+
+
+def test_demo_json_proves_privacy_and_shows_every_route(tmp_path: Path) -> None:
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+    env["NO_PROXY"] = "127.0.0.1,localhost"
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "demo.py"), "--edge", "hashing", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc["private_texts_leaked"] == 0 and doc["private_texts_checked"] >= 5
+    by_query = {r["query"]: r for r in doc["queries"]}
+    assert {r["route"] for r in doc["queries"]} >= {"edge", "hybrid"}
+    pii = next(r for q, r in by_query.items() if "4111" in q)
+    assert pii["route"] == "edge" and "privacy.pii" in pii["reasons"]
+    offline = doc["queries"][-1]
+    assert offline["route"] == "edge" and offline["degraded"]
