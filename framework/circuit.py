@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 from .errors import CloudUnavailableError, ConfigurationError
 
 BreakerState = Literal["closed", "open", "half_open"]
+
+_log = logging.getLogger("edgeroute")
 
 
 class CircuitBreaker:
@@ -17,6 +23,10 @@ class CircuitBreaker:
 
     After the cool-down the breaker is half-open: up to ``half_open_max_calls`` trial calls go
     through; a success closes it, a failure opens it again for another cool-down.
+
+    With ``state_path`` the breaker's state survives the process: it is written (atomically) on every
+    transition and read back at construction, so ``edgeroute status`` and the next command see that the
+    cloud was failing instead of hammering it again from a fresh, closed breaker.
     """
 
     def __init__(
@@ -26,6 +36,7 @@ class CircuitBreaker:
         *,
         half_open_max_calls: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        state_path: str | os.PathLike[str] | None = None,
     ) -> None:
         if failure_threshold < 1 or half_open_max_calls < 1 or cooldown_s < 0:
             raise ConfigurationError(
@@ -40,6 +51,46 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._trials = 0
+        self._state_path = Path(state_path) if state_path is not None else None
+        self._load()
+
+    # -- persistence ----------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if self._state_path is None or not self._state_path.is_file():
+            return
+        try:
+            saved = json.loads(self._state_path.read_text(encoding="utf-8"))
+            failures = int(saved["failures"])
+            opened_wall = float(saved["opened_at_wall"])
+            state = saved["state"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            _log.warning("ignoring unreadable circuit state %s: %s", self._state_path, exc)
+            return
+        self._failures = failures
+        if state in ("open", "half_open"):
+            # Wall clock across processes; translate into this process's monotonic clock.
+            self._state = "open"
+            self._opened_at = self._clock() - max(0.0, time.time() - opened_wall)
+
+    def _save(self) -> None:
+        if self._state_path is None:
+            return
+        opened_wall = time.time() - (self._clock() - self._opened_at) if self._state != "closed" else 0.0
+        doc = {
+            "state": self._state,
+            "failures": self._failures,
+            "opened_at_wall": opened_wall,
+            "cooldown_s": self.cooldown_s,
+            "updated_at": time.time(),
+        }
+        try:
+            self._state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._state_path.with_name(f"{self._state_path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(doc), encoding="utf-8")
+            tmp.replace(self._state_path)
+        except OSError as exc:  # health bookkeeping must never fail a query
+            _log.warning("could not persist circuit state to %s: %s", self._state_path, exc)
 
     @property
     def state(self) -> BreakerState:
@@ -84,9 +135,12 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         with self._lock:
+            changed = self._state != "closed" or self._failures != 0
             self._state = "closed"
             self._failures = 0
             self._trials = 0
+            if changed:
+                self._save()
 
     def record_failure(self) -> None:
         with self._lock:
@@ -96,6 +150,7 @@ class CircuitBreaker:
                 self._state = "open"
                 self._opened_at = self._clock()
                 self._trials = 0
+            self._save()
 
     def reset(self) -> None:
         """Close the breaker and forget past failures."""

@@ -237,6 +237,7 @@ def build_engine(settings: RouterSettings, *, read_only: bool = False) -> Hybrid
         edge = EdgeEmbedder.load(settings.model_dir)
     cloud = None
     if settings.cloud_configured:
+        from .circuit import CircuitBreaker
         from .cloud import CloudEmbedder
 
         cloud = CloudEmbedder(
@@ -246,6 +247,8 @@ def build_engine(settings: RouterSettings, *, read_only: bool = False) -> Hybrid
             base_url=settings.base_url,
             timeout_s=settings.cloud_timeout_s,
             offline=settings.offline,
+            # Shared by every command on this store, so `edgeroute status` reports what the last run saw.
+            breaker=CircuitBreaker(state_path=Path(settings.store) / "circuit.json"),
         )
     store = VectorStore.persistent(settings.store)
     return HybridEngine(
