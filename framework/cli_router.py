@@ -99,8 +99,17 @@ def index_command(
         )
     with build_engine(settings) as engine:
         report = engine.ingest(docs)
+        # Chunks are sized well under the model's limit, so this is rare; when it happens it is reported.
+        truncated = int(getattr(engine.edge, "truncated_count", 0))
     if as_json:
-        _print_json({"collection": settings.collection, "store": str(settings.store), **report.to_dict()})
+        _print_json(
+            {
+                "collection": settings.collection,
+                "store": str(settings.store),
+                **report.to_dict(),
+                "truncated_inputs": truncated,
+            }
+        )
         return
     _out.print(
         f"indexed {report.documents} documents into [bold]{settings.collection}[/] at {settings.store}: "
@@ -108,6 +117,7 @@ def index_command(
         f"cloud {report.cloud.written} written, {report.cloud.unchanged} unchanged; "
         f"{report.private} kept private; {report.queued} queued in the outbox"
         + (f" ({report.cloud.error})" if report.cloud.error else "")
+        + (f"; {truncated} input(s) truncated at the model's token limit" if truncated else "")
     )
 
 
