@@ -146,9 +146,7 @@ class GeminiEmulator:
         class Handler(_Handler):
             emu = emulator
 
-        server = ThreadingHTTPServer((self.host, self._port), Handler)
-        server.daemon_threads = True
-        server.request_queue_size = 128
+        server = _Server((self.host, self._port), Handler)
         self._server = server
         self._closing.clear()
         # A short poll interval makes close() quick; tests start and stop many emulators.
@@ -485,6 +483,13 @@ def _media_tokens(modality: str, data: bytes) -> int:
 
 def _status(code: int, status: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "status": status}}
+
+
+class _Server(ThreadingHTTPServer):
+    # The backlog is fixed when the socket starts listening (inside __init__), so it must be a class
+    # attribute; the stdlib default of 5 resets connections when many clients connect at once.
+    request_queue_size = 128
+    daemon_threads = True
 
 
 class _Handler(BaseHTTPRequestHandler):
