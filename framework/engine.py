@@ -31,7 +31,7 @@ from ..policies.decision import Reason, Route, RouteDecision, Sensitivity, Stake
 from ..policies.pii import detect_pii, redact
 from ..policies.rules import RoutingRefused, decide, needs_confidence, place_document
 from ..policies.semantic import SemanticRoutes
-from ..policies.signals import CloudState, DocumentSignals, QuerySignals, SignalError
+from ..policies.signals import CloudState, DocumentSignals, QuerySignals, SignalError, sensitivity_rank
 from .audit import AuditLog, Record
 from .cache import CachedEmbedder, EmbeddingCache
 from .cloud import CloudEmbedder
@@ -400,9 +400,13 @@ class HybridEngine:
     def _ingest_flow(self, documents: Sequence[Document]) -> Flow[IngestReport]:
         docs = _check_documents(documents)
         to_cloud = self._place(docs)
+        ceiling = sensitivity_rank(self.policy.cloud_ceiling)
         for doc, ok in zip(docs, to_cloud, strict=True):
             if not ok:
-                self.guard.add_text(doc.text, doc.title)
+                # A confidential document's title is private too; a chunk kept back only for PII in its
+                # body shares its title with its siblings, which may still go to the cloud.
+                private_title = sensitivity_rank(doc.sensitivity) > ceiling
+                self.guard.add_text(doc.text, doc.title if private_title else None)
                 for part in doc.parts:
                     self.guard.add_part(part)
         edge_docs = [d for d in docs if d.text.strip()]
@@ -562,7 +566,9 @@ class HybridEngine:
             blocked = [
                 d.id
                 for d, ok in zip(docs, allowed, strict=True)
-                if not ok or any(self.guard.is_private(p) for p in _cloud_parts(d))
+                if not ok
+                or any(self.guard.is_private(p) for p in _cloud_parts(d))
+                or (d.title is not None and self.guard.is_private(Part.text(d.title)))
             ]
             if blocked:
                 yield Blocking(lambda: self.outbox.discard(self.name, blocked))
