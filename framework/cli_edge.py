@@ -31,7 +31,7 @@ def export_command(
     out: Annotated[Path, typer.Option("--out", help="model directory to write (replaced only on success)")],
     quantize: Annotated[
         str,
-        typer.Option(help="none (fp32), w8-e4 (default recipe), w8, int8 or w4-e4; see docs/edge-model.md"),
+        typer.Option(help="none (fp32), w8-e4 (default recipe), e4, w8, int8 or w4-e4; see docs/edge-model.md"),
     ] = "w8-e4",
     verify: Annotated[
         bool, typer.Option(help="check parity against sentence-transformers before success")

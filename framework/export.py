@@ -211,13 +211,10 @@ def export_model(
             export_fp32_onnx(model, fp32_file)
         final = staging / "final"
         final.mkdir()
-        if quantize == "none":
-            for f in fp32_file.parent.iterdir():
-                if f.name.startswith(fp32_file.name):
-                    (shutil.move if fp32_onnx is None else shutil.copy2)(str(f), final / f.name)
-        else:
-            say(f"quantizing with recipe {quantize!r}")
-            quantize_onnx(fp32_file, final / MODEL_FILE, quantize)
+        # Fuse RMSNorm / tanh-GELU / softmax guards into ORT kernels (framework/optimize_graph.py), then
+        # quantize ("none" keeps fp32).
+        say(f"fusing the graph and quantizing with recipe {quantize!r}")
+        fusion = quantize_onnx(fp32_file, final / MODEL_FILE, quantize)
         shutil.copy2(tokenizer_src, final / TOKENIZER_FILE)
         manifest = write_manifest(
             final,
@@ -236,6 +233,7 @@ def export_model(
                     "exporter": "torch.onnx.export(dynamo=True)",
                     "opset": OPSET,
                     "quantization_recipe": RECIPES[quantize].description if quantize != "none" else "fp32",
+                    "graph_fusion": fusion,
                     "torch": _version("torch"),
                     "sentence_transformers": _version("sentence_transformers"),
                     "onnxruntime": _version("onnxruntime"),

@@ -154,6 +154,29 @@ def test_other_bad_inputs(edge: EdgeEmbedder, tiny_dir: Path) -> None:
         EdgeEmbedder(ModelDirectory.open(tiny_dir), SessionSettings(batch_size=0))
 
 
+def test_token_budget_batches_give_the_same_vectors(edge: EdgeEmbedder, tiny_dir: Path) -> None:
+    from edgeroute.framework.edge import _batches
+
+    lengths = np.array([9, 3, 7, 5, 1])
+    order = np.argsort(-lengths, kind="stable")
+    got = [list(b) for b in _batches(order, lengths, batch_size=3, max_tokens=15)]
+    assert got == [[0], [2, 3], [1, 4]]  # 9 alone (2 x 9 > 15), then 2 x 7, then 2 x 3
+    assert [list(b) for b in _batches(order, lengths, batch_size=16, max_tokens=1)] == [
+        [0],
+        [2],
+        [3],
+        [1],
+        [4],
+    ]
+    texts = ["a happy dog", "cat", "the big red ball on the green grass", "dog and cat"]
+    tight = EdgeEmbedder(
+        ModelDirectory.open(tiny_dir), SessionSettings(max_batch_tokens=1, memory_arena=False)
+    )
+    np.testing.assert_allclose(tight.embed(texts, "query"), edge.embed(texts, "query"), atol=1e-6)
+    with pytest.raises(InputError, match="max_batch_tokens"):
+        EdgeEmbedder(ModelDirectory.open(tiny_dir), SessionSettings(max_batch_tokens=0))
+
+
 def test_corrupted_or_missing_file_is_an_integrity_error(tmp_path: Path) -> None:
     d = build_tiny_model(tmp_path / "tiny")
     tok = d / "tokenizer.json"
