@@ -28,7 +28,16 @@ def _make_embedder(kind: str, model: Path | None, dims: int | None) -> Embedder:
 
         edge: Embedder = EdgeEmbedder.load(model)
         return edge
-    raise InputError(f"--embedder must be 'edge' or 'hashing', got {kind!r}")
+    if kind == "sentence-transformers":
+        from .reference import SentenceTransformersEmbedder
+
+        if model is None:
+            raise InputError(
+                "--embedder sentence-transformers needs --model CHECKPOINT_DIR (a sentence-transformers "
+                "checkpoint, e.g. the directory printed by ../shared/tools/fetch-embeddinggemma)"
+            )
+        return SentenceTransformersEmbedder(model)
+    raise InputError(f"--embedder must be 'edge', 'hashing' or 'sentence-transformers', got {kind!r}")
 
 
 @app.command("eval")
@@ -45,7 +54,11 @@ def eval_command(
         Path | None, typer.Option(help="On-device model directory (else resolved as usual)")
     ] = None,
     embedder: Annotated[
-        str, typer.Option(help="'edge' (EmbeddingGemma) or 'hashing' (no model, for smoke tests)")
+        str,
+        typer.Option(
+            help="'edge' (EmbeddingGemma, ONNX), 'sentence-transformers' (the reference on the checkpoint "
+            "given by --model; needs the export extra) or 'hashing' (no model, for smoke tests)"
+        ),
     ] = "edge",
     cache: Annotated[
         Path | None, typer.Option(help="Embedding cache file; default ~/.cache/edgeroute/embeddings.sqlite")
