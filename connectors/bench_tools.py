@@ -111,18 +111,23 @@ def measure_tool_routing(
     }
 
 
-def _embedder(args: argparse.Namespace) -> Embedder:
-    if args.hashing:
+def make_embedder(
+    kind: str = "edge", model_dir: str | Path | None = None, threads: int | None = None
+) -> Embedder:
+    """The embedder to measure: ``edge`` (EmbeddingGemma), ``tiny`` (generated test model) or ``hashing``."""
+    if kind == "hashing":
         from ..framework.hashing import HashingEmbedder
 
         return HashingEmbedder(256)
     from ..framework.edge import EdgeEmbedder
 
-    if args.tiny:
+    if kind == "tiny":
         from ..framework.tiny_model import build_tiny_model
 
         return EdgeEmbedder.load(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny"))
-    return EdgeEmbedder.load(args.model_dir, threads=args.threads)
+    if kind != "edge":
+        raise ConfigurationError(f"embedder must be 'edge', 'tiny' or 'hashing', got {kind!r}")
+    return EdgeEmbedder.load(model_dir, threads=threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--repeats", type=int, default=1)
     args = p.parse_args(argv)
-    out = measure_tool_routing(_embedder(args), data_dir=args.data_dir, repeats=args.repeats)
+    kind = "hashing" if args.hashing else "tiny" if args.tiny else "edge"
+    embedder = make_embedder(kind, args.model_dir, args.threads)
+    out = measure_tool_routing(embedder, data_dir=args.data_dir, repeats=args.repeats)
     json.dump(out, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .errors import __all__ as _ERROR_NAMES  # cheap: errors imports nothing third-party
+
 if TYPE_CHECKING:
     from .audit import AuditLog
     from .cache import CachedEmbedder, EmbeddingCache
@@ -61,24 +63,7 @@ _EXPORTS: dict[str, str] = {
     "EmbeddingSpace": "spaces",
     "Collection": "store",
     "VectorStore": "store",
-    **{
-        name: "errors"
-        for name in (
-            "CloudError",
-            "CloudRejectedError",
-            "CloudUnavailableError",
-            "CollectionNotFoundError",
-            "ConfigurationError",
-            "EdgeRouteError",
-            "InputError",
-            "ModelIntegrityError",
-            "ModelNotFoundError",
-            "PrivacyViolationError",
-            "RoutingError",
-            "SpaceMismatchError",
-            "StoreError",
-        )
-    },
+    **dict.fromkeys(_ERROR_NAMES, "errors"),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -127,21 +127,12 @@ def bench_tools(
 ) -> None:
     """Agent tool routing on the shipped labelled set: top-1 accuracy, accuracy at the unsure threshold, p50."""
     # The CLI is the composition root, so it alone may reach into connectors (lazily, at call time).
-    from edgeroute.connectors.bench_tools import main as bench_main
+    from edgeroute.connectors.bench_tools import make_embedder, measure_tool_routing
 
-    argv = [str(model)] if model else []
-    argv += {"tiny": ["--tiny"], "hashing": ["--hashing"]}.get(embedder, [])
-    argv += ["--repeats", str(repeats)] + (["--threads", str(threads)] if threads else [])
+    figures = measure_tool_routing(make_embedder(embedder, model, threads), repeats=repeats)
     if as_json:
-        bench_main(argv)
+        print(json.dumps(figures, indent=2))
         return
-    import contextlib
-    import io
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        bench_main(argv)
-    figures = json.loads(buf.getvalue())
     table = Table(title="tool routing (fit on half, measured on the other half)")
     table.add_column("measure")
     table.add_column("value", justify="right")

@@ -70,3 +70,14 @@ def test_policy_check_reports_bad_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["policy", "check", str(bad)])
     assert result.exit_code != 0
     assert "policy.toml" in str(result.exception) or "policy.toml" in result.output
+
+
+def test_bench_tools_prints_figures_and_rejects_unknown_embedders() -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["bench", "tools", "--embedder", "hashing", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["tools"] >= 12 and figures["test_requests"] >= 150
+    assert 0.0 < figures["top1_accuracy"] <= 1.0
+    bad = runner.invoke(app, ["bench", "tools", "--embedder", "nope"])
+    assert bad.exit_code != 0 and "'edge', 'tiny' or 'hashing'" in str(bad.exception)
