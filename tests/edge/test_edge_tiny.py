@@ -255,7 +255,7 @@ def test_cli_info_and_verify(tiny_dir: Path) -> None:
 def test_export_rejects_bad_arguments_before_loading_torch(tmp_path: Path) -> None:
     from edgeroute.framework.export import export_model
 
-    with pytest.raises(InputError, match="unknown quantization 'int3'; use one of: none, w8-e4"):
+    with pytest.raises(InputError, match="unknown quantization 'int3'; use one of: none, a8w7-e8"):
         export_model(tmp_path, tmp_path / "out", quantize="int3")
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
