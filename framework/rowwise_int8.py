@@ -33,8 +33,10 @@ _PREFIX = "rowq"
 # AVX2 (no VNNI) sums u8 x s8 products in pairs into int16 (vpmaddubsw), which saturates above 32,767;
 # onnxruntime's `reduce_range` exists for the same reason. Weights in -63..63 with u8 activations
 # (1..255, zero point 128) keep 2 x 255 x 63 = 32,130 below it, so every CPU computes the exact integer
-# product and gives the same vectors. With full-range weights some rows came out at cosine 0.97
-# against the exact product on an AVX2 EPYC. Measured on EmbeddingGemma (64 texts, against fp32):
+# product. With full-range weights some rows came out at cosine 0.97 against the exact product on an
+# AVX2 EPYC. (Float rounding in the ops around the GEMMs can still move an activation across a
+# rounding boundary: two builds whose only difference was folding 1/127 into another op gave vectors
+# 0.998 apart, as far apart as each is from fp32. Expect that much between CPUs as well.) Measured on EmbeddingGemma (64 texts, against fp32):
 # 7-bit weights + 8-bit activations min 0.9968 / mean 0.9976; 8-bit weights + 7-bit activations
 # min 0.9931 / mean 0.9954 (activations carry the outliers, so they get the extra bit).
 WEIGHT_LEVELS = 63

@@ -82,7 +82,7 @@ def test_one_scale_per_row_survives_an_outlier_token() -> None:
 
 
 def test_integer_products_are_exact_on_this_cpu() -> None:
-    """No int16 saturation in the u8 x s8 kernel (AVX2 without VNNI): every CPU gives the same vectors."""
+    """No int16 saturation in the u8 x s8 kernel (AVX2 without VNNI): the integer product is exact."""
     model, wa, _ = _two_projections()
     quantize_matmuls_rowwise(model)
     x = RNG.normal(0, 3, (4, 16, 64)).astype(np.float32)
