@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,8 +231,11 @@ def _hub_manifest(root: Path) -> Manifest:
     st_config = root / "config_sentence_transformers.json"
     if st_config.is_file():
         prompts = dict(json.loads(st_config.read_text(encoding="utf-8")).get("prompts") or prompts)
-    # Without a manifest there is no pinned checksum; the weights' hash is the only honest revision.
-    weights_rev = sha256_file(root / model_file)
+    # Without a manifest there is no pinned checksum; the hash of the graph and every external-data
+    # file (onnx-community keeps the weights in model.onnx_data) is the only honest revision.
+    graph = root / model_file
+    weight_files = [graph, *sorted(graph.parent.glob(graph.name + "_data*"))]
+    weights_rev = hashlib.sha256("".join(sha256_file(p) for p in weight_files).encode()).hexdigest()
     return Manifest(
         model_id=DEFAULT_MODEL_ID,
         revision=prompt_revision(weights_rev, prompts),
@@ -259,9 +263,14 @@ def _download_from_hub(dest: Path, timeout_s: float) -> Path:
         raise ModelNotFoundError("huggingface_hub is not installed (pip install huggingface_hub)") from exc
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(timeout_s)))
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(timeout_s)))
-    local = huggingface_hub.snapshot_download(
+    # Download beside the cache and move it into place only once every file is there: files land
+    # one by one, so an interrupted download (say, in the 1.2 GB model.onnx_data) would otherwise
+    # leave onnx/model.onnx in `dest`, which resolve_model_dir takes as a model and never retries.
+    # The next attempt resumes in the staging directory.
+    staging = dest.with_name(dest.name + ".download")
+    huggingface_hub.snapshot_download(
         repo_id=HUB_REPO,
-        local_dir=str(dest),
+        local_dir=str(staging),
         allow_patterns=[
             "onnx/model.onnx",
             "onnx/model.onnx_data*",
@@ -269,7 +278,12 @@ def _download_from_hub(dest: Path, timeout_s: float) -> Path:
             "config_sentence_transformers.json",
         ],
     )
-    return Path(local)
+    # huggingface_hub's resume bookkeeping is done with; a manifest pins every file's sha256 from now
+    # on, so a later load verifies the download like an exported directory.
+    shutil.rmtree(staging / ".cache", ignore_errors=True)
+    write_manifest(staging, _hub_manifest(staging))
+    os.replace(staging, dest)  # atomic; fails (and the error is reported) if dest holds other files
+    return dest
 
 
 def resolve_model_dir(

@@ -17,7 +17,7 @@ with ``W_q`` int8 (symmetric, -63..63: see ``WEIGHT_LEVELS``) and ``s_w`` one sc
 MatMuls (no constant operand) stay fp32.
 
 Why an 8-bit table: the 262k x 768 embedding table is 70% of the weights. At 4 bits
-(``GatherBlockQuantized``) short queries, whose vector is built from few rows, lost up to 0.006
+(``GatherBlockQuantized``) short queries, whose vector is built from few rows, lost about 0.01
 cosine; at 8 bits (block 64) the loss is below float noise. The table is memory-mapped and only the
 rows a text uses are paged in, so its size costs disk, not a query process's resident memory.
 """
