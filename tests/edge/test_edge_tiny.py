@@ -232,6 +232,12 @@ def test_not_found_names_every_place_tried(tmp_path: Path, monkeypatch: pytest.M
 def test_hub_failure_is_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGEROUTE_CACHE_DIR", str(tmp_path / "c"))
     monkeypatch.delenv("EDGEROUTE_EDGE_MODEL", raising=False)
+    try:  # hermetic on a networked machine too: the hub's first call goes to a closed loopback port
+        import huggingface_hub.constants
+
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    except ImportError:
+        pass  # then the resolver lists "huggingface_hub is not installed" as the hub attempt
     with pytest.raises(ModelNotFoundError) as info:
         resolve_model_dir(hub_timeout_s=2)
     assert "Hugging Face hub onnx-community/embeddinggemma-300m-ONNX (" in info.value.tried[-1]
