@@ -13,6 +13,7 @@ from rich.table import Table
 
 from .cli_app import app, bench_app, model_app, policy_app  # noqa: F401
 from .model_dir import ModelDirectory
+from .quantize import DEFAULT_RECIPE, RECIPES
 
 _out = Console()
 _err = Console(stderr=True)
@@ -31,8 +32,8 @@ def export_command(
     out: Annotated[Path, typer.Option("--out", help="model directory to write (replaced only on success)")],
     quantize: Annotated[
         str,
-        typer.Option(help="none (fp32), a8w7-e8 (default recipe), w8-e4, e4, w8, int8 or w4-e4; see docs/edge-model.md"),
-    ] = "a8w7-e8",
+        typer.Option(help=f"none (fp32) or a recipe: {', '.join(RECIPES)}; see docs/edge-model.md"),
+    ] = DEFAULT_RECIPE,
     verify: Annotated[
         bool, typer.Option(help="check parity against sentence-transformers before success")
     ] = True,

@@ -30,6 +30,14 @@ logger = logging.getLogger("edgeroute")
 MS_DOMAIN = "com.microsoft"
 
 
+def ensure_ms_opset(model: Any) -> None:
+    """Declare onnxruntime's contrib domain, which fused and quantized ops live in."""
+    from onnx import helper
+
+    if not any(o.domain == MS_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+
+
 @dataclass
 class FusionStats:
     """How many of each pattern were rewritten, and the node count before/after."""
@@ -245,8 +253,8 @@ def fuse_graph(model: Any) -> FusionStats:
                 n.input[i] = renames[name]
     del graph.node[:]
     graph.node.extend(new_nodes)
-    if stats.fused["FastGelu"] and not any(o.domain == MS_DOMAIN for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+    if stats.fused["FastGelu"]:
+        ensure_ms_opset(model)
     # Drop initializers no node reads any more (the fused patterns' constants) and stale value_info.
     used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
     keep_inits = [i for i in graph.initializer if i.name in used]

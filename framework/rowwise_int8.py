@@ -13,8 +13,8 @@ Each projection ``y = x @ W`` (W a constant 2-D float initializer) becomes::
     x_q = QuantizeLinear(x / s_x, 1.0, 128)            # uint8, zero point 128
     y   = MatMulIntegerToFloat(x_q, W_q, 1.0, s_w, 128) * s_x
 
-with ``W_q`` int8 (symmetric, -63..63: see ``WEIGHT_LEVELS``) and ``s_w`` one scale per output column. Attention's own
-MatMuls (no constant operand) stay fp32.
+with ``W_q`` int8 (symmetric, -63..63: see ``WEIGHT_LEVELS``) and ``s_w`` one scale per output
+column. Attention's own MatMuls (no constant operand) stay fp32.
 
 Why an 8-bit table: the 262k x 768 embedding table is 70% of the weights. At 4 bits
 (``GatherBlockQuantized``) short queries, whose vector is built from few rows, lost about 0.01
@@ -28,17 +28,19 @@ from typing import Any
 
 import numpy as np
 
-MS_DOMAIN = "com.microsoft"
+from .optimize_graph import MS_DOMAIN, ensure_ms_opset
+
 _PREFIX = "rowq"
 # AVX2 (no VNNI) sums u8 x s8 products in pairs into int16 (vpmaddubsw), which saturates above 32,767;
 # onnxruntime's `reduce_range` exists for the same reason. Weights in -63..63 with u8 activations
-# (1..255, zero point 128) keep 2 x 255 x 63 = 32,130 below it, so every CPU computes the exact integer
-# product. With full-range weights some rows came out at cosine 0.97 against the exact product on an
-# AVX2 EPYC. (Float rounding in the ops around the GEMMs can still move an activation across a
-# rounding boundary: two builds whose only difference was folding 1/127 into another op gave vectors
-# 0.998 apart, as far apart as each is from fp32. Expect that much between CPUs as well.) Measured on EmbeddingGemma (64 texts, against fp32):
-# 7-bit weights + 8-bit activations min 0.9968 / mean 0.9976; 8-bit weights + 7-bit activations
-# min 0.9931 / mean 0.9954 (activations carry the outliers, so they get the extra bit).
+# (1..255, zero point 128) keep 2 x 255 x 63 = 32,130 below it, so every CPU computes the exact
+# integer product. With full-range weights some rows came out at cosine 0.97 against the exact
+# product on an AVX2 EPYC. Measured on EmbeddingGemma (64 texts, against fp32): 7-bit weights +
+# 8-bit activations min 0.9968 / mean 0.9976; 8-bit weights + 7-bit activations min 0.9931 / mean
+# 0.9954 (activations carry the outliers, so they get the extra bit).
+# Float rounding in the ops around the GEMMs can still move an activation across a rounding
+# boundary: two builds whose only difference was folding 1/127 into another op gave vectors 0.998
+# apart, as far apart as each is from fp32. Expect that much between CPUs as well.
 WEIGHT_LEVELS = 63
 ACTIVATION_LEVELS = 127
 
@@ -49,12 +51,6 @@ def _helpers() -> tuple[Any, Any, Any]:
     return helper, numpy_helper, TensorProto
 
 
-def _ensure_ms_opset(model: Any) -> None:
-    helper, _, _ = _helpers()
-    if not any(o.domain == MS_DOMAIN for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
-
-
 def _drop_unused_initializers(graph: Any, candidates: set[str]) -> None:
     """Drop the ``candidates`` (weights this module replaced) that no node reads any more."""
     used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
@@ -63,14 +59,20 @@ def _drop_unused_initializers(graph: Any, candidates: set[str]) -> None:
     graph.initializer.extend(keep)
 
 
+def _symmetric(
+    x: np.ndarray[Any, Any], axis: int, levels: int
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Codes in ``-levels..levels`` (float, not yet cast) and the scale over ``axis`` (kept as a dim)."""
+    scale = np.maximum(np.abs(x).max(axis=axis, keepdims=True) / levels, np.float32(1e-12)).astype(np.float32)
+    return np.clip(np.rint(x / scale), -levels, levels), scale
+
+
 def quantize_weight_per_column(
     weight: np.ndarray[Any, Any], levels: int = WEIGHT_LEVELS
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Symmetric int8 per output column: ``weight ~= w_q * scale``, ``w_q`` in ``-levels..levels``."""
-    w = weight.astype(np.float32, copy=False)
-    scale = np.maximum(np.abs(w).max(axis=0) / levels, np.float32(1e-12)).astype(np.float32)
-    w_q = np.clip(np.rint(w / scale), -levels, levels).astype(np.int8)
-    return w_q, scale
+    codes, scale = _symmetric(weight.astype(np.float32, copy=False), 0, levels)
+    return codes.astype(np.int8), scale[0]
 
 
 def quantize_matmuls_rowwise(
@@ -144,7 +146,7 @@ def quantize_matmuls_rowwise(
     if rewritten:
         del graph.node[:]
         graph.node.extend(nodes)
-        _ensure_ms_opset(model)
+        ensure_ms_opset(model)
     _drop_unused_initializers(graph, replaced)
     return rewritten
 
@@ -157,11 +159,10 @@ def quantize_table_8bit(
     data = np.empty((rows, cols), np.uint8)
     scales = np.empty((rows, cols // block_size), np.float32)
     for start in range(0, rows, rows_per_chunk):  # chunks: no 800 MB float temporaries
-        block = table[start : start + rows_per_chunk].astype(np.float32).reshape(-1, cols // block_size, block_size)
-        s = np.maximum(np.abs(block).max(axis=2) / 127.0, np.float32(1e-12)).astype(np.float32)
-        q = np.clip(np.rint(block / s[:, :, None]), -127, 127) + 128
-        data[start : start + rows_per_chunk] = q.reshape(-1, cols).astype(np.uint8)
-        scales[start : start + rows_per_chunk] = s
+        chunk = table[start : start + rows_per_chunk].astype(np.float32)
+        codes, scale = _symmetric(chunk.reshape(-1, cols // block_size, block_size), 2, 127)
+        data[start : start + rows_per_chunk] = (codes + 128).reshape(-1, cols).astype(np.uint8)
+        scales[start : start + rows_per_chunk] = scale[:, :, 0]
     return data, scales
 
 
@@ -201,7 +202,7 @@ def quantize_embedding_8bit(model: Any, *, block_size: int = 64, min_rows: int =
             )
         )
     if rewritten:
-        _ensure_ms_opset(model)
+        ensure_ms_opset(model)
     _drop_unused_initializers(graph, replaced)
     return rewritten
 
