@@ -39,6 +39,9 @@ logger = logging.getLogger("edgeroute")
 
 _EXPORT_EXTRA = "pip install 'edgeroute[export]'"
 OPSET = 18
+# Bumped whenever the exported graph changes for the same checkpoint and recipe, so scripts/prepare-model
+# re-exports cached models. 2: attention/rotary fused, q/k/v and gate/up merged, 1/127 folded into scales.
+GRAPH_VERSION = 2
 
 # Built-in parity sample: short queries, a document past 512 tokens, non-English text.
 _LONG = " ".join(
@@ -214,7 +217,9 @@ def export_model(
         # Fuse RMSNorm / tanh-GELU / softmax guards into ORT kernels (framework/optimize_graph.py), then
         # quantize ("none" keeps fp32).
         say(f"fusing the graph and quantizing with recipe {quantize!r}")
-        fusion = quantize_onnx(fp32_file, final / MODEL_FILE, quantize)
+        fusion = quantize_onnx(
+            fp32_file, final / MODEL_FILE, quantize, max_positions=int(model.max_seq_length)
+        )
         shutil.copy2(tokenizer_src, final / TOKENIZER_FILE)
         manifest = write_manifest(
             final,
@@ -234,6 +239,7 @@ def export_model(
                     "opset": OPSET,
                     "quantization_recipe": RECIPES[quantize].description if quantize != "none" else "fp32",
                     "graph_fusion": fusion,
+                    "graph_version": GRAPH_VERSION,
                     "torch": _version("torch"),
                     "sentence_transformers": _version("sentence_transformers"),
                     "onnxruntime": _version("onnxruntime"),

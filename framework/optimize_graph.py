@@ -11,7 +11,11 @@ rewrites them before quantization:
 - tanh-GELU -> ``com.microsoft.FastGelu``;
 - ``Softmax -> IsNaN -> Where(nan, 0, softmax)`` -> ``Softmax``: the guard only matters for rows whose
   every key is masked, which an encoder with padding-only masks never produces (a sequence has at
-  least one real token, and padded query rows still attend to the real keys).
+  least one real token, and padded query rows still attend to the real keys);
+- residual ``Add`` + RMSNorm -> ``com.microsoft.SkipSimplifiedLayerNormalization`` (which also returns
+  the sum for the next residual).
+
+Attention itself is fused afterwards by :mod:`.fuse_attention`.
 
 Only exact matches are rewritten (constants checked, intermediates used once); anything else is left
 as it is, so the pass is safe on other graphs. The numbers are the same up to float rounding.
@@ -266,9 +270,53 @@ def fuse_graph(model: Any) -> FusionStats:
     keep = [v for v in graph.value_info if v.name in live]
     del graph.value_info[:]
     graph.value_info.extend(keep)
+    stats.fused["SkipSimplifiedLayerNormalization"] += fuse_skip_norms(model)
     stats.nodes_after = len(graph.node)
     logger.info("graph fusion: %s", stats.to_json())
     return stats
+
+
+def fuse_skip_norms(model: Any) -> int:
+    """``SimplifiedLayerNormalization(a + b)`` -> ``com.microsoft.SkipSimplifiedLayerNormalization(a, b)``.
+
+    Gemma adds every residual just before a norm; the fused kernel also returns the sum (its fourth
+    output) for the next residual. Placed where the Add was, whose inputs are ready there."""
+    from onnx import helper
+
+    graph = model.graph
+    g = _Graph(graph)
+    fused_at: dict[int, Any] = {}
+    drop: set[int] = set()
+    for norm in graph.node:
+        if norm.op_type != "SimplifiedLayerNormalization" or norm.domain:
+            continue
+        add = g.prod(norm.input[0], "Add")
+        if add is None or id(add) in fused_at or len(add.input) != 2 or any(i in g.inits for i in add.input):
+            continue
+        axis = next((a.i for a in norm.attribute if a.name == "axis"), -1)
+        weight = g.array(norm.input[1])
+        if axis != -1 or weight is None or weight.ndim != 1:
+            continue
+        eps = next((a.f for a in norm.attribute if a.name == "epsilon"), 1e-5)
+        sum_out = add.output[0]
+        others = [u for u in g.consumers.get(sum_out, []) if u is not norm] or sum_out in g.graph_outputs
+        outputs = [norm.output[0], "", "", sum_out] if others else [norm.output[0]]
+        fused_at[id(add)] = helper.make_node(
+            "SkipSimplifiedLayerNormalization",
+            [add.input[0], add.input[1], norm.input[1]],
+            outputs,
+            name=f"{norm.output[0]}_skip",
+            domain=MS_DOMAIN,
+            epsilon=eps,
+        )
+        drop.add(id(norm))
+    if not fused_at:
+        return 0
+    new_nodes = [fused_at.get(id(n), n) for n in graph.node if id(n) not in drop]
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    ensure_ms_opset(model)
+    return len(fused_at)
 
 
 __all__ = ["FusionStats", "fuse_graph"]

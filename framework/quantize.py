@@ -131,18 +131,25 @@ RECIPES: dict[str, Recipe] = {
 DEFAULT_RECIPE = "a8w7-e8"
 
 
-def quantize_onnx(src: Path, dst: Path, recipe: str, *, fuse: bool = True) -> dict[str, Any]:
-    """Write ``src`` fused (see :mod:`.optimize_graph`) and quantized with ``recipe`` ("none": fp32) to
-    ``dst`` (graph) and ``dst.data`` (weights). Returns the fusion figures (empty without ``fuse``)."""
+def quantize_onnx(
+    src: Path, dst: Path, recipe: str, *, fuse: bool = True, max_positions: int | None = None
+) -> dict[str, Any]:
+    """Write ``src`` fused (see :mod:`.optimize_graph` and :mod:`.fuse_attention`) and quantized with
+    ``recipe`` ("none": fp32) to ``dst`` (graph) and ``dst.data`` (weights). ``max_positions`` is the
+    longest input the fused rotary embedding accepts (default :data:`.fuse_attention.MAX_POSITIONS`).
+    Returns the fusion figures (empty without ``fuse``)."""
     if recipe != "none" and recipe not in RECIPES:
         raise ConfigurationError(f"unknown quantization recipe {recipe!r}; use one of {', '.join(RECIPES)}.")
     onnx = _onnx()
     model = onnx.load(str(src))
     fusion: dict[str, Any] = {}
     if fuse:
+        from .fuse_attention import MAX_POSITIONS, fuse_attention
         from .optimize_graph import fuse_graph
 
         fusion = fuse_graph(model).to_json()
+        fusion.update(fuse_attention(model, max_positions=max_positions or MAX_POSITIONS))
+        fusion["nodes_after"] = len(model.graph.node)
     if recipe == "int8":
         import tempfile
 
