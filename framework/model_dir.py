@@ -261,28 +261,45 @@ def _download_from_hub(dest: Path, timeout_s: float) -> Path:
         import huggingface_hub
     except ImportError as exc:
         raise ModelNotFoundError("huggingface_hub is not installed (pip install huggingface_hub)") from exc
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(timeout_s)))
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(timeout_s)))
+    if dest.is_dir() and any(dest.iterdir()):  # checked before fetching 1.2 GB that could not land
+        raise ModelNotFoundError(
+            f"{dest} holds files but no model; move them away or set ${ENV_MODEL} to a model directory"
+        )
+    # huggingface_hub asks for the repo's revision and file tree without any timeout (and reads its
+    # download timeout from the environment once, at import): resolve the revision ourselves, with
+    # ours, so an unreachable or stalled hub fails in `timeout_s` instead of hanging the load.
+    commit = huggingface_hub.HfApi().repo_info(HUB_REPO, revision="main", timeout=timeout_s).sha
     # Download beside the cache and move it into place only once every file is there: files land
     # one by one, so an interrupted download (say, in the 1.2 GB model.onnx_data) would otherwise
     # leave onnx/model.onnx in `dest`, which resolve_model_dir takes as a model and never retries.
     # The next attempt resumes in the staging directory.
     staging = dest.with_name(dest.name + ".download")
-    huggingface_hub.snapshot_download(
-        repo_id=HUB_REPO,
-        local_dir=str(staging),
-        allow_patterns=[
-            "onnx/model.onnx",
-            "onnx/model.onnx_data*",
-            TOKENIZER_FILE,
-            "config_sentence_transformers.json",
-        ],
-    )
+    constants = huggingface_hub.constants
+    saved = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    if "HF_HUB_DOWNLOAD_TIMEOUT" not in os.environ:  # the user's own setting wins
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = max(1, int(timeout_s))
+    try:
+        huggingface_hub.snapshot_download(
+            repo_id=HUB_REPO,
+            revision=commit,
+            local_dir=str(staging),
+            etag_timeout=timeout_s,
+            allow_patterns=[
+                "onnx/model.onnx",
+                "onnx/model.onnx_data*",
+                TOKENIZER_FILE,
+                "config_sentence_transformers.json",
+            ],
+        )
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = saved
     # huggingface_hub's resume bookkeeping is done with; a manifest pins every file's sha256 from now
     # on, so a later load verifies the download like an exported directory.
     shutil.rmtree(staging / ".cache", ignore_errors=True)
     write_manifest(staging, _hub_manifest(staging))
-    os.replace(staging, dest)  # atomic; fails (and the error is reported) if dest holds other files
+    if dest.is_dir():
+        dest.rmdir()  # empty (checked above); os.replace cannot replace a directory on every OS
+    os.replace(staging, dest)
     return dest
 
 
@@ -323,7 +340,7 @@ def resolve_model_dir(
         try:
             return _download_from_hub(cached, hub_timeout_s)
         except Exception as exc:  # any failure here means "not available"; the message lists it
-            tried.append(f"Hugging Face hub {HUB_REPO} ({type(exc).__name__}: {str(exc)[:160]})")
+            tried.append(f"Hugging Face hub {HUB_REPO} ({type(exc).__name__}: {str(exc)[:300]})")
     else:
         tried.append(f"Hugging Face hub {HUB_REPO} (download disabled)")
     raise ModelNotFoundError(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -84,11 +85,13 @@ class FakeHub:
         *,
         fail_status: int | None = None,
         fail_downloads: Mapping[str, int] | None = None,
+        stall_s: float = 0.0,
     ) -> None:
         root = Path(repo_dir)
         self.repo_id = repo_id
         self.fail_status = fail_status
         self.fail_downloads = dict(fail_downloads or {})
+        self.stall_s = stall_s  # answer every request this late (a hub behind a stalled link)
         self.files: dict[str, _RepoFile] = {}
         for p in sorted(root.rglob("*")):
             if p.is_file():
@@ -159,6 +162,8 @@ class FakeHub:
         path = unquote(parts.path)
         with self._lock:
             self.requests.append(RecordedRequest(method, path, parts.query))
+        if self.stall_s:
+            time.sleep(self.stall_s)
         if self.fail_status is not None:
             self._json(h, method, self.fail_status, {"error": f"fake hub answers {self.fail_status}"})
             return

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,11 +57,11 @@ print(json.dumps({
 """.replace("__QUERY__", repr(QUERY))
 
 RESOLVE_SNIPPET = """
-import json
+import json, sys
 from edgeroute.framework.errors import ModelNotFoundError
 from edgeroute.framework.model_dir import resolve_model_dir
 try:
-    path = resolve_model_dir()
+    path = resolve_model_dir(hub_timeout_s=float(sys.argv[1]) if len(sys.argv) > 1 else 10.0)
 except ModelNotFoundError as exc:
     print(json.dumps({"error": type(exc).__name__, "message": str(exc), "tried": exc.tried}))
 else:
@@ -134,9 +135,14 @@ def _env(hub_url: str, tmp: Path) -> dict[str, str]:
     return env
 
 
-def _run(snippet: str, env: dict[str, str]) -> dict[str, Any]:
+def _run(snippet: str, env: dict[str, str], *args: str) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-c", snippet], env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", snippet, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -230,3 +236,39 @@ def test_a_hub_that_answers_500_is_reported_as_a_failed_hub_attempt(hub_repo: Pa
     assert HUB_REPO in hub_line and "500" in hub_line, hub_line
     assert f"Hugging Face hub {HUB_REPO}" in out["message"]
     assert not (tmp_path / "cache" / "models" / DEFAULT_MODEL_NAME / "onnx" / "model.onnx").exists()
+
+
+def test_a_stalled_hub_fails_within_the_timeout_instead_of_hanging(hub_repo: Path, tmp_path: Path) -> None:
+    # huggingface_hub's own revision/tree calls have no timeout; resolve_model_dir bounds them.
+    with FakeHub(hub_repo, HUB_REPO, stall_s=30) as stalled:
+        started = time.monotonic()
+        out = _run(RESOLVE_SNIPPET, _env(stalled.url, tmp_path), "1")
+        elapsed = time.monotonic() - started
+    assert out.get("error") == "ModelNotFoundError", out
+    assert elapsed < 20, f"took {elapsed:.1f} s against a 1 s hub timeout"
+    hub_line = next(t for t in out["tried"] if t.startswith("Hugging Face hub"))
+    assert "timed out" in hub_line.lower() or "timeout" in hub_line.lower(), hub_line
+
+
+def test_a_cache_directory_holding_other_files_is_reported_before_any_download(
+    hub: FakeHub, tmp_path: Path
+) -> None:
+    cached = tmp_path / "cache" / "models" / DEFAULT_MODEL_NAME
+    cached.mkdir(parents=True)
+    (cached / "notes.txt").write_text("mine", encoding="utf-8")
+
+    out = _run(RESOLVE_SNIPPET, _env(hub.url, tmp_path))
+
+    assert out.get("error") == "ModelNotFoundError", out
+    hub_line = next(t for t in out["tried"] if t.startswith("Hugging Face hub"))
+    assert str(cached) in hub_line and "holds files but no model" in hub_line, hub_line
+    assert hub.requests == []  # nothing fetched that could not have landed
+    assert (cached / "notes.txt").read_text(encoding="utf-8") == "mine"  # and nothing of the user's touched
+
+
+def test_an_empty_cache_directory_is_filled(hub: FakeHub, tmp_path: Path) -> None:
+    cached = tmp_path / "cache" / "models" / DEFAULT_MODEL_NAME
+    cached.mkdir(parents=True)
+    out = _run(RESOLVE_SNIPPET, _env(hub.url, tmp_path))
+    assert Path(out["path"]).resolve() == cached.resolve(), out
+    assert (cached / "onnx" / "model.onnx").is_file()
