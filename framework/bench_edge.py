@@ -239,11 +239,15 @@ def run_bench(
     query_rounds: int = 5,
     doc_repeats: int = 3,
     timeout_s: float = 3600,
+    baseline_dir: str | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Measure the edge model and (when importable) sentence-transformers, each in a subprocess.
 
-    Returns ``{"onnx": {...}, "sentence_transformers": {...} | None, "ratios": {...}}``.
+    Returns ``{"onnx": {...}, "sentence_transformers": {...} | None, "ratios": {...}}``; with
+    ``baseline_dir``, also ``"baseline"`` (that model directory, measured the same way in the same
+    run) and ``"baseline_ratios"`` (ours against it). Machines drift: a ratio measured side by side
+    is the figure to compare across days, not an absolute latency.
     """
     if n_docs < 1 or batch_size < 1:
         raise InputError("n_docs and batch_size must be >= 1.")
@@ -268,19 +272,28 @@ def run_bench(
         ["--engine", "onnx", *([] if model_dir is None else ["--model", str(model_dir)]), *common], timeout_s
     )
     result: dict[str, Any] = {"onnx": asdict(onnx_fig), "sentence_transformers": None, "ratios": None}
+    if baseline_dir is not None:
+        step("baseline")
+        base = _run_worker(["--engine", "onnx", "--model", str(baseline_dir), *common], timeout_s)
+        result["baseline"] = asdict(base)
+        result["baseline_ratios"] = _ratios(onnx_fig, base)
     ckpt = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     if reference and _st_importable() and (ckpt / "modules.json").is_file():
         step("sentence-transformers")
         st = _run_worker(["--engine", "st", "--model", str(ckpt), *common], timeout_s)
         result["sentence_transformers"] = asdict(st)
-        result["ratios"] = {
-            "query_p50_speedup": round(st.query_p50_ms / onnx_fig.query_p50_ms, 2),
-            "throughput_ratio": round(onnx_fig.docs_per_s / st.docs_per_s, 2),
-            "rss_ratio": round(onnx_fig.peak_rss_mb / st.peak_rss_mb, 3),
-            "query_rss_ratio": round(onnx_fig.query_peak_rss_mb / st.query_peak_rss_mb, 3),
-            "load_speedup": round(st.load_s / onnx_fig.load_s, 2),
-        }
+        result["ratios"] = _ratios(onnx_fig, st)
     return result
+
+
+def _ratios(ours: EngineFigures, other: EngineFigures) -> dict[str, float]:
+    return {
+        "query_p50_speedup": round(other.query_p50_ms / ours.query_p50_ms, 2),
+        "throughput_ratio": round(ours.docs_per_s / other.docs_per_s, 2),
+        "rss_ratio": round(ours.peak_rss_mb / other.peak_rss_mb, 3),
+        "query_rss_ratio": round(ours.query_peak_rss_mb / other.query_peak_rss_mb, 3),
+        "load_speedup": round(other.load_s / ours.load_s, 2),
+    }
 
 
 def _st_importable() -> bool:

@@ -40,6 +40,10 @@ def export_command(
     fp32_onnx: Annotated[
         Path | None, typer.Option(help="reuse an earlier fp32 model.onnx instead of tracing again")
     ] = None,
+    fuse: Annotated[
+        bool,
+        typer.Option(help="fuse norms, GELU and attention into ORT kernels (--no-fuse: the plain trace)"),
+    ] = True,
     json_out: Annotated[bool, typer.Option("--json", help="print the manifest and parity as JSON")] = False,
 ) -> None:
     """Export CHECKPOINT to an ONNX model directory, quantize it, and verify parity."""
@@ -53,6 +57,7 @@ def export_command(
             quantize=quantize,
             verify=verify,
             fp32_onnx=fp32_onnx,
+            fuse=fuse,
             progress=lambda msg: progress.update(task, description=msg),
         )
     if json_out:
@@ -124,6 +129,10 @@ def bench_edge_command(
     ] = True,
     data: Annotated[Path | None, typer.Option(help="folder holding scifact/ (the document sample)")] = None,
     threads: Annotated[int | None, typer.Option(help="intra-op threads (default: all cores)")] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="another model directory to measure in the same run (e.g. a --no-fuse fp32 export)"),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Short-query latency, document throughput, cold load and peak RSS, each engine in its own process."""
@@ -137,6 +146,7 @@ def bench_edge_command(
             reference=reference,
             data_dir=data or DEFAULT_DATA,
             threads=threads,
+            baseline_dir=str(baseline) if baseline else None,
             on_step=lambda engine: progress.update(task, description=f"measuring {engine} (own process)"),
         )
     if json_out:
@@ -162,3 +172,10 @@ def bench_edge_command(
         f"{onnx['engine']}, {onnx['n_docs']} SciFact abstracts (mean {onnx['mean_doc_tokens']} tokens), "
         f"{onnx['threads']} threads"
     )
+    if result.get("baseline"):
+        base, vs = result["baseline"], result["baseline_ratios"]
+        _out.print(
+            f"baseline {baseline} ({base['engine']}): query p50 {base['query_p50_ms']} ms "
+            f"({vs['query_p50_speedup']}x slower than ours), {base['docs_per_s']} docs/s "
+            f"(ours {vs['throughput_ratio']}x), query-process peak RSS {base['query_peak_rss_mb']} MB"
+        )

@@ -165,12 +165,14 @@ def export_model(
     min_cosine: float | None = None,
     model_id: str = DEFAULT_MODEL_ID,
     fp32_onnx: str | Path | None = None,
+    fuse: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Manifest, ParityReport | None]:
     """Export ``checkpoint`` to ``out_dir`` (created; an existing directory must be empty or a model dir).
 
     ``quantize`` is ``"none"`` or a recipe name from :data:`edgeroute.framework.quantize.RECIPES`.
     ``fp32_onnx`` reuses an earlier fp32 export (a ``model.onnx``) instead of tracing again.
+    ``fuse=False`` skips the graph fusions: the plain trace, for comparisons.
     With ``verify`` the result is compared with sentence-transformers on :data:`PARITY_SAMPLE`; below
     ``min_cosine`` (default 0.9999 for fp32, the recipe's floor otherwise) it raises
     :class:`ModelIntegrityError` and removes nothing it did not write.
@@ -216,9 +218,9 @@ def export_model(
         final.mkdir()
         # Fuse RMSNorm / tanh-GELU / softmax guards into ORT kernels (framework/optimize_graph.py), then
         # quantize ("none" keeps fp32).
-        say(f"fusing the graph and quantizing with recipe {quantize!r}")
+        say(f"{'fusing the graph and ' if fuse else ''}quantizing with recipe {quantize!r}")
         fusion = quantize_onnx(
-            fp32_file, final / MODEL_FILE, quantize, max_positions=int(model.max_seq_length)
+            fp32_file, final / MODEL_FILE, quantize, fuse=fuse, max_positions=int(model.max_seq_length)
         )
         shutil.copy2(tokenizer_src, final / TOKENIZER_FILE)
         manifest = write_manifest(
@@ -239,7 +241,7 @@ def export_model(
                     "opset": OPSET,
                     "quantization_recipe": RECIPES[quantize].description if quantize != "none" else "fp32",
                     "graph_fusion": fusion,
-                    "graph_version": GRAPH_VERSION,
+                    "graph_version": GRAPH_VERSION if fuse else 0,
                     "torch": _version("torch"),
                     "sentence_transformers": _version("sentence_transformers"),
                     "onnxruntime": _version("onnxruntime"),

@@ -274,3 +274,42 @@ def test_bench_sample_missing_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigurationError, match="pass --data DIR"):
         load_sample_docs(tmp_path)
+
+
+def test_bench_edge_measures_a_baseline_model_in_the_same_run(tmp_path: Path) -> None:
+    """`edgeroute bench edge --baseline DIR`: both models measured, each in its own process, with ratios."""
+    from typer.testing import CliRunner
+
+    from edgeroute.framework import cli_edge  # noqa: F401  (registers the commands)
+    from edgeroute.framework.cli_app import app
+
+    ours = build_tiny_model(tmp_path / "ours")
+    other = build_tiny_model(tmp_path / "other", seed=1)
+    corpus = tmp_path / "data" / "scifact" / "corpus.jsonl"
+    corpus.parent.mkdir(parents=True)
+    corpus.write_text(
+        "".join(
+            json.dumps({"_id": str(i), "title": f"title {i}", "text": f"a cat and a dog number {i}"}) + "\n"
+            for i in range(4)
+        ),
+        encoding="utf-8",
+    )
+    args = ["bench", "edge", "--json", "--no-reference", "--threads", "1"]
+    args += ["--model", str(ours), "--baseline", str(other), "--data", str(tmp_path / "data")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert out["sentence_transformers"] is None
+    for engine in ("onnx", "baseline"):
+        assert out[engine]["query_p50_ms"] > 0 and out[engine]["docs_per_s"] > 0
+        assert out[engine]["n_docs"] == 4
+    assert set(out["baseline_ratios"]) == {
+        "query_p50_speedup",
+        "throughput_ratio",
+        "rss_ratio",
+        "query_rss_ratio",
+        "load_speedup",
+    }
+    assert out["baseline_ratios"]["query_p50_speedup"] == round(
+        out["baseline"]["query_p50_ms"] / out["onnx"]["query_p50_ms"], 2
+    )
