@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimize_graph import MS_DOMAIN, _Graph, _other, ensure_ms_opset
+from .optimize_graph import MS_DOMAIN, _Graph, _other, ensure_ms_opset, prune_graph
 
 logger = logging.getLogger("edgeroute")
 
@@ -234,6 +234,21 @@ def _rope_cache(inv_freq: np.ndarray[Any, Any], max_positions: int) -> tuple[Any
     return np.cos(a64).astype(np.float32), np.sin(a64).astype(np.float32)
 
 
+def _rms_norm(x: str, rope: _Rope, out: str) -> Any:
+    """The block's own per-head RMSNorm (weight and epsilon from the export), over the last axis."""
+    from onnx import helper
+
+    return helper.make_node(
+        "SimplifiedLayerNormalization",
+        [x, rope.norm_weight],
+        [out],
+        name=out,
+        axis=-1,
+        epsilon=rope.epsilon,
+        stash_type=1,
+    )
+
+
 def _block_nodes(
     b: _Block, i: int, caches: dict[bytes, tuple[str, str]], shapes: tuple[str, str, str]
 ) -> list[Any]:
@@ -244,15 +259,7 @@ def _block_nodes(
     p = f"attn{i}"
     return [
         helper.make_node("Reshape", [b.q_proj, heads_shape], [f"{p}_q_heads"], name=f"{p}_q_heads"),
-        helper.make_node(
-            "SimplifiedLayerNormalization",
-            [f"{p}_q_heads", b.q_rope.norm_weight],
-            [f"{p}_q_norm"],
-            name=f"{p}_q_norm",
-            axis=-1,
-            epsilon=b.q_rope.epsilon,
-            stash_type=1,
-        ),
+        _rms_norm(f"{p}_q_heads", b.q_rope, f"{p}_q_norm"),
         helper.make_node("Reshape", [f"{p}_q_norm", flat_shape], [f"{p}_q_flat"], name=f"{p}_q_flat"),
         helper.make_node(
             "RotaryEmbedding",
@@ -263,15 +270,7 @@ def _block_nodes(
             num_heads=b.heads,
             interleaved=0,
         ),
-        helper.make_node(
-            "SimplifiedLayerNormalization",
-            [b.k_proj, b.k_rope.norm_weight],
-            [f"{p}_k_norm"],
-            name=f"{p}_k_norm",
-            axis=-1,
-            epsilon=b.k_rope.epsilon,
-            stash_type=1,
-        ),
+        _rms_norm(b.k_proj, b.k_rope, f"{p}_k_norm"),
         helper.make_node(
             "RotaryEmbedding",
             [f"{p}_k_norm", pos0, cos, sin],
@@ -295,30 +294,6 @@ def _block_nodes(
     ]
 
 
-def _remove_dead_nodes(graph: Any) -> int:
-    """Drop nodes whose outputs nothing reads, then initializers and value_info nobody uses."""
-    outputs = {o.name for o in graph.output}
-    removed = 0
-    while True:
-        used = {i for n in graph.node for i in n.input} | outputs
-        keep = [n for n in graph.node if any(o in used for o in n.output if o)]
-        if len(keep) == len(graph.node):
-            break
-        removed += len(graph.node) - len(keep)
-        del graph.node[:]
-        graph.node.extend(keep)
-    used = {i for n in graph.node for i in n.input} | outputs
-    inits = [i for i in graph.initializer if i.name in used]
-    if len(inits) != len(graph.initializer):
-        del graph.initializer[:]
-        graph.initializer.extend(inits)
-    live = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
-    info = [v for v in graph.value_info if v.name in live]
-    del graph.value_info[:]
-    graph.value_info.extend(info)
-    return removed
-
-
 def merge_sibling_matmuls(model: Any) -> int:
     """``MatMul(x, W1) ... MatMul(x, Wn)`` with constant weights -> ``Split(MatMul(x, [W1|...|Wn]))``.
 
@@ -329,18 +304,19 @@ def merge_sibling_matmuls(model: Any) -> int:
 
     graph = model.graph
     g = _Graph(graph)
-    groups: dict[str, list[Any]] = {}
+    groups: dict[str, list[tuple[Any, np.ndarray[Any, Any]]]] = {}
     for n in graph.node:
         w = g.array(n.input[1]) if n.op_type == "MatMul" else None
         if w is not None and w.ndim == 2 and w.dtype == np.float32:
-            groups.setdefault(n.input[0], []).append(n)
+            groups.setdefault(n.input[0], []).append((n, w))
     place: dict[int, list[Any]] = {}
     drop: set[int] = set()
     merged = 0
-    for i, (x, nodes) in enumerate(groups.items()):
-        if len(nodes) < 2 or len({g.array(n.input[1]).shape[0] for n in nodes}) != 1:
+    for i, (x, pairs) in enumerate(groups.items()):
+        if len(pairs) < 2:  # (one input: every weight has the same number of rows)
             continue
-        weights = [g.array(n.input[1]) for n in nodes]
+        nodes = [n for n, _ in pairs]
+        weights = [w for _, w in pairs]
         name = f"merged{i}_w"
         graph.initializer.append(numpy_helper.from_array(np.concatenate(weights, axis=1), name))
         widths = np.array([w.shape[1] for w in weights], dtype=np.int64)
@@ -366,7 +342,7 @@ def merge_sibling_matmuls(model: Any) -> int:
             new_nodes.append(n)
     del graph.node[:]
     graph.node.extend(new_nodes)
-    _remove_dead_nodes(graph)
+    prune_graph(graph)
     return merged
 
 
@@ -408,7 +384,7 @@ def fuse_attention(model: Any, *, max_positions: int = MAX_POSITIONS) -> Counter
                 new_nodes.append(n)
         del graph.node[:]
         graph.node.extend(new_nodes)
-        _remove_dead_nodes(graph)
+        prune_graph(graph)
         ensure_ms_opset(model)
         stats["MultiHeadAttention"] = len(blocks)
         stats["RotaryEmbedding"] = 2 * len(blocks)

@@ -242,38 +242,51 @@ def fuse_graph(model: Any) -> FusionStats:
         for n in chain:
             remove.add(id(n))
         replace_at[id(chain[-1])] = fused
-    if not remove:
-        stats.nodes_after = stats.nodes_before
-        return stats
-    new_nodes = []
-    for n in graph.node:
-        if id(n) in replace_at:
-            new_nodes.append(replace_at[id(n)])
-        elif id(n) not in remove:
-            new_nodes.append(n)
-    for n in new_nodes:
-        for i, name in enumerate(n.input):
-            if name in renames:
-                n.input[i] = renames[name]
-    del graph.node[:]
-    graph.node.extend(new_nodes)
-    if stats.fused["FastGelu"]:
-        ensure_ms_opset(model)
-    # Drop initializers no node reads any more (the fused patterns' constants) and stale value_info.
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    keep_inits = [i for i in graph.initializer if i.name in used]
-    if len(keep_inits) != len(graph.initializer):
-        del graph.initializer[:]
-        graph.initializer.extend(keep_inits)
-    # Drop value_info of tensors that no longer exist.
-    live = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
-    keep = [v for v in graph.value_info if v.name in live]
-    del graph.value_info[:]
-    graph.value_info.extend(keep)
+    if remove:
+        new_nodes = []
+        for n in graph.node:
+            if id(n) in replace_at:
+                new_nodes.append(replace_at[id(n)])
+            elif id(n) not in remove:
+                new_nodes.append(n)
+        for n in new_nodes:
+            for i, name in enumerate(n.input):
+                if name in renames:
+                    n.input[i] = renames[name]
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+        if stats.fused["FastGelu"]:
+            ensure_ms_opset(model)
+        prune_graph(graph)  # the fused patterns' constants and value_info
     stats.fused["SkipSimplifiedLayerNormalization"] += fuse_skip_norms(model)
     stats.nodes_after = len(graph.node)
     logger.info("graph fusion: %s", stats.to_json())
     return stats
+
+
+def prune_graph(graph: Any) -> int:
+    """Drop nodes whose outputs nothing reads (repeatedly), then initializers and value_info nobody
+    uses. Returns how many nodes went."""
+    outputs = {o.name for o in graph.output}
+    removed = 0
+    while True:
+        used = {i for n in graph.node for i in n.input} | outputs
+        keep = [n for n in graph.node if any(o in used for o in n.output if o)]
+        if len(keep) == len(graph.node):
+            break
+        removed += len(graph.node) - len(keep)
+        del graph.node[:]
+        graph.node.extend(keep)
+    used = {i for n in graph.node for i in n.input} | outputs
+    inits = [i for i in graph.initializer if i.name in used]
+    if len(inits) != len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(inits)
+    live = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+    info = [v for v in graph.value_info if v.name in live]
+    del graph.value_info[:]
+    graph.value_info.extend(info)
+    return removed
 
 
 def fuse_skip_norms(model: Any) -> int:
@@ -299,8 +312,10 @@ def fuse_skip_norms(model: Any) -> int:
             continue
         eps = next((a.f for a in norm.attribute if a.name == "epsilon"), 1e-5)
         sum_out = add.output[0]
-        others = [u for u in g.consumers.get(sum_out, []) if u is not norm] or sum_out in g.graph_outputs
-        outputs = [norm.output[0], "", "", sum_out] if others else [norm.output[0]]
+        sum_read_elsewhere = sum_out in g.graph_outputs or any(
+            u is not norm for u in g.consumers.get(sum_out, [])
+        )
+        outputs = [norm.output[0], "", "", sum_out] if sum_read_elsewhere else [norm.output[0]]
         fused_at[id(add)] = helper.make_node(
             "SkipSimplifiedLayerNormalization",
             [add.input[0], add.input[1], norm.input[1]],
@@ -319,4 +334,4 @@ def fuse_skip_norms(model: Any) -> int:
     return len(fused_at)
 
 
-__all__ = ["FusionStats", "fuse_graph"]
+__all__ = ["FusionStats", "fuse_graph", "fuse_skip_norms", "prune_graph"]
