@@ -47,7 +47,7 @@ def require(module: str) -> ModuleType:
 
 
 class RetrievalEngine(Protocol):
-    """What the retrievers need from :class:`edgeroute.framework.engine.HybridEngine`."""
+    """What the retrievers need from :class:`edgeroute.framework.router.engine.HybridEngine`."""
 
     def retrieve(
         self,
@@ -141,7 +141,7 @@ def load_edge_embedder(embedder: Embedder | None, model_dir: str | None) -> Embe
                 "pass an EdgeEmbedder, a HashingEmbedder or a CloudEmbedder"
             )
         return embedder
-    from ..framework.edge import EdgeEmbedder
+    from ..framework.edge.embedder import EdgeEmbedder
 
     return EdgeEmbedder.load(model_dir)
 

@@ -116,13 +116,13 @@ def make_embedder(
 ) -> Embedder:
     """The embedder to measure: ``edge`` (EmbeddingGemma), ``tiny`` (generated test model) or ``hashing``."""
     if kind == "hashing":
-        from ..framework.hashing import HashingEmbedder
+        from ..framework.testing.hashing import HashingEmbedder
 
         return HashingEmbedder(256)
-    from ..framework.edge import EdgeEmbedder
+    from ..framework.edge.embedder import EdgeEmbedder
 
     if kind == "tiny":
-        from ..framework.tiny_model import build_tiny_model
+        from ..framework.testing.tiny_model import build_tiny_model
 
         return EdgeEmbedder.load(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny"))
     if kind != "edge":

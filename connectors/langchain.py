@@ -75,7 +75,7 @@ def to_documents(result: RetrievalResult) -> list[LCDocument]:
 
 
 class EdgeRouteRetriever(BaseRetriever):
-    """A LangChain retriever over :class:`~edgeroute.framework.engine.HybridEngine`.
+    """A LangChain retriever over :class:`~edgeroute.framework.router.engine.HybridEngine`.
 
     Defaults set here (``k``, ``sensitivity``, ``stakes``, ``deadline_ms``, ``where``) can be
     overridden per call as keyword arguments (``retriever.invoke(q, k=2, sensitivity="restricted")``)
@@ -210,7 +210,7 @@ class EmbeddingGemmaEmbeddings(Embeddings):
 class GeminiEmbeddings(Embeddings):
     """Gemini Embedding 2 (cloud) for LangChain, through the official google-genai SDK.
 
-    Pass a configured :class:`~edgeroute.framework.cloud.CloudEmbedder` as ``cloud``, or let one be
+    Pass a configured :class:`~edgeroute.framework.cloud.embedder.CloudEmbedder` as ``cloud``, or let one be
     built from ``model``, ``dims``, ``api_key`` (default ``GEMINI_API_KEY``) and ``base_url``
     (default ``GOOGLE_GEMINI_BASE_URL``; point it at ``GeminiEmulator().base_url`` in tests).
     :meth:`embed_multimodal` embeds text, images, audio, video and PDF, interleaved.
@@ -226,7 +226,7 @@ class GeminiEmbeddings(Embeddings):
         cloud: Embedder | None = None,
     ) -> None:
         if cloud is None:
-            from ..framework.cloud import CloudEmbedder
+            from ..framework.cloud.embedder import CloudEmbedder
 
             cloud = CloudEmbedder(model=model, dims=dims, api_key=api_key, base_url=base_url)
         self.cloud = cloud

@@ -72,7 +72,7 @@ def to_nodes(result: RetrievalResult) -> list[NodeWithScore]:
 
 
 class EdgeRouteRetriever(BaseRetriever):
-    """A LlamaIndex retriever over :class:`~edgeroute.framework.engine.HybridEngine`.
+    """A LlamaIndex retriever over :class:`~edgeroute.framework.router.engine.HybridEngine`.
 
     ``k``, ``sensitivity``, ``stakes``, ``deadline_ms`` and ``where`` apply to every call; use
     :meth:`with_options` for a copy with other settings. ``last_result`` holds the most recent
@@ -235,7 +235,7 @@ class GeminiEmbedding(_EdgeRouteEmbedding):
         callback_manager: CallbackManager | None = None,
     ) -> None:
         if cloud is None:
-            from ..framework.cloud import CloudEmbedder
+            from ..framework.cloud.embedder import CloudEmbedder
 
             cloud = CloudEmbedder(model=model, dims=dims, api_key=api_key, base_url=base_url)
         space = cloud.space_for(dims)

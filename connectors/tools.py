@@ -22,9 +22,9 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from ..framework.audit import text_sha256
 from ..framework.embedder import Embedder, Vectors
 from ..framework.errors import CloudError, ConfigurationError, InputError
+from ..framework.router.audit import text_sha256
 from ..policies.config import ConfidenceConfig, PolicyConfig
 from ..policies.decision import SENSITIVITY_LEVELS, Reason, Route, RouteDecision, Sensitivity, Stakes
 from ..policies.pii import detect_pii
@@ -40,7 +40,7 @@ _NEGATIVE = (
 
 
 class AuditSink(Protocol):
-    """Anything with ``write(record)``, such as :class:`edgeroute.framework.audit.AuditLog`."""
+    """Anything with ``write(record)``, such as :class:`edgeroute.framework.router.audit.AuditLog`."""
 
     def write(self, record: Mapping[str, Any]) -> Any: ...
 
@@ -145,7 +145,7 @@ class ToolRouter:
     ``embedder`` is the edge embedder (EmbeddingGemma, or ``HashingEmbedder`` in tests); ``cloud``
     an optional second embedder (``CloudEmbedder``) for escalation; ``policy`` the routing policy
     (its privacy rules apply; its confidence thresholds are replaced by the fitted ones); ``audit``
-    an :class:`~edgeroute.framework.audit.AuditLog` (or anything with ``write``). ``top_k`` is how
+    an :class:`~edgeroute.framework.router.audit.AuditLog` (or anything with ``write``). ``top_k`` is how
     many nearest examples per tool are averaged into its score; ``spread`` how far below the best
     tool's score another tool may be and still be offered with it (up to ``k`` tools).
     """

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgeroute.framework.cloud import CloudEmbedder
+from edgeroute.framework.cloud.embedder import CloudEmbedder
 from edgeroute.framework.embedder import Embedder
-from edgeroute.framework.emulator import GeminiEmulator
 from edgeroute.framework.errors import ModelNotFoundError
-from edgeroute.framework.hashing import HashingEmbedder
+from edgeroute.framework.testing.emulator import GeminiEmulator
+from edgeroute.framework.testing.hashing import HashingEmbedder
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -38,10 +38,10 @@ def edge_embedder(kind: str, model_dir: str | None = None) -> Embedder:
     """The on-device embedder the examples run with."""
     if kind == "hashing":
         return HashingEmbedder(256)
-    from edgeroute.framework.edge import EdgeEmbedder
+    from edgeroute.framework.edge.embedder import EdgeEmbedder
 
     if kind == "tiny":
-        from edgeroute.framework.tiny_model import build_tiny_model
+        from edgeroute.framework.testing.tiny_model import build_tiny_model
 
         return EdgeEmbedder.load(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny"))
     try:

@@ -11,7 +11,7 @@ from langchain_core.tools import tool
 from edgeroute.connectors.bench_tools import load_tool_data
 from edgeroute.connectors.langchain import select_tools
 from edgeroute.connectors.tools import ToolRouter
-from edgeroute.framework.audit import AuditLog
+from edgeroute.framework.router.audit import AuditLog
 
 REQUESTS = [
     "will it rain in Lisbon tomorrow?",

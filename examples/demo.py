@@ -21,14 +21,14 @@ from _common import edge_embedder, parser
 from rich.console import Console
 from rich.table import Table
 
-from edgeroute.framework.audit import AuditLog
-from edgeroute.framework.cloud import CloudEmbedder
+from edgeroute.framework.cloud.embedder import CloudEmbedder
 from edgeroute.framework.documents import Document
-from edgeroute.framework.emulator import GeminiEmulator
-from edgeroute.framework.engine import HybridEngine
-from edgeroute.framework.policy_files import load_high_stakes_set
-from edgeroute.framework.semantic_routes_file import fit_routes
-from edgeroute.framework.store import VectorStore
+from edgeroute.framework.router.audit import AuditLog
+from edgeroute.framework.router.engine import HybridEngine
+from edgeroute.framework.router.policy_files import load_high_stakes_set
+from edgeroute.framework.router.semantic_routes_file import fit_routes
+from edgeroute.framework.store.chroma import VectorStore
+from edgeroute.framework.testing.emulator import GeminiEmulator
 
 CORPUS = Path(__file__).with_name("data") / "handbook.jsonl"
 

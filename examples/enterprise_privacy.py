@@ -14,10 +14,10 @@ from pathlib import Path
 
 from _common import cloud_embedder, edge_embedder, parser
 
-from edgeroute.framework.audit import AuditLog
 from edgeroute.framework.documents import Document
-from edgeroute.framework.engine import HybridEngine
-from edgeroute.framework.store import VectorStore
+from edgeroute.framework.router.audit import AuditLog
+from edgeroute.framework.router.engine import HybridEngine
+from edgeroute.framework.store.chroma import VectorStore
 from edgeroute.policies.config import PolicyConfig, policy_config_from_mapping
 
 DOCS = [

@@ -15,8 +15,8 @@ from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
 from edgeroute.connectors.langchain import EdgeRouteRetriever
 from edgeroute.framework.documents import Document
-from edgeroute.framework.engine import HybridEngine
-from edgeroute.framework.store import VectorStore
+from edgeroute.framework.router.engine import HybridEngine
+from edgeroute.framework.store.chroma import VectorStore
 
 DOCS = [
     Document(

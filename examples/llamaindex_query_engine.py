@@ -12,8 +12,8 @@ from llama_index.core.response_synthesizers import get_response_synthesizer
 
 from edgeroute.connectors.llamaindex import EdgeRouteRetriever
 from edgeroute.framework.documents import Document
-from edgeroute.framework.engine import HybridEngine
-from edgeroute.framework.store import VectorStore
+from edgeroute.framework.router.engine import HybridEngine
+from edgeroute.framework.store.chroma import VectorStore
 
 DOCS = [
     Document(id="bread", text="Bread is baked after the dough has risen for an hour."),

@@ -11,9 +11,9 @@ from pathlib import Path
 from _common import cloud_embedder, edge_embedder, parser
 
 from edgeroute.framework.documents import Document
-from edgeroute.framework.engine import HybridEngine
 from edgeroute.framework.parts import Part
-from edgeroute.framework.store import VectorStore
+from edgeroute.framework.router.engine import HybridEngine
+from edgeroute.framework.store.chroma import VectorStore
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k_1k"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from _common import cloud_embedder, edge_embedder, parser
 
-from edgeroute.framework.engine import HybridEngine
-from edgeroute.framework.loaders import load_paths
-from edgeroute.framework.store import VectorStore
+from edgeroute.framework.router.engine import HybridEngine
+from edgeroute.framework.store.chroma import VectorStore
+from edgeroute.framework.store.loaders import load_paths
 
 NOTES = {
     "vpn.md": "To reset the VPN password open the self-service portal and choose 'forgot password'.",

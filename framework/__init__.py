@@ -12,15 +12,11 @@ from typing import TYPE_CHECKING, Any
 from .errors import __all__ as _ERROR_NAMES  # cheap: errors imports nothing third-party
 
 if TYPE_CHECKING:
-    from .audit import AuditLog
-    from .cache import CachedEmbedder, EmbeddingCache
-    from .circuit import CircuitBreaker
-    from .cloud import CloudEmbedder
+    from .cloud.breaker import CircuitBreaker
+    from .cloud.embedder import CloudEmbedder
     from .documents import Document, Hit, RetrievalResult
-    from .edge import EdgeEmbedder
+    from .edge.embedder import EdgeEmbedder
     from .embedder import Embedder
-    from .emulator import GeminiEmulator
-    from .engine import HybridEngine, IngestReport, SyncReport
     from .errors import (
         CloudError,
         CloudRejectedError,
@@ -36,33 +32,37 @@ if TYPE_CHECKING:
         SpaceMismatchError,
         StoreError,
     )
-    from .hashing import HashingEmbedder
-    from .outbox import Outbox
     from .parts import Part
+    from .router.audit import AuditLog
+    from .router.engine import HybridEngine, IngestReport, SyncReport
+    from .router.outbox import Outbox
     from .spaces import EmbeddingSpace
-    from .store import Collection, VectorStore
+    from .store.cache import CachedEmbedder, EmbeddingCache
+    from .store.chroma import Collection, VectorStore
+    from .testing.emulator import GeminiEmulator
+    from .testing.hashing import HashingEmbedder
 
 _EXPORTS: dict[str, str] = {
-    "AuditLog": "audit",
-    "CachedEmbedder": "cache",
-    "EmbeddingCache": "cache",
-    "CircuitBreaker": "circuit",
-    "CloudEmbedder": "cloud",
+    "AuditLog": "router.audit",
+    "CachedEmbedder": "store.cache",
+    "EmbeddingCache": "store.cache",
+    "CircuitBreaker": "cloud.breaker",
+    "CloudEmbedder": "cloud.embedder",
     "Document": "documents",
     "Hit": "documents",
     "RetrievalResult": "documents",
-    "EdgeEmbedder": "edge",
+    "EdgeEmbedder": "edge.embedder",
     "Embedder": "embedder",
-    "GeminiEmulator": "emulator",
-    "HybridEngine": "engine",
-    "IngestReport": "engine",
-    "SyncReport": "engine",
-    "HashingEmbedder": "hashing",
-    "Outbox": "outbox",
+    "GeminiEmulator": "testing.emulator",
+    "HybridEngine": "router.engine",
+    "IngestReport": "router.engine",
+    "SyncReport": "router.engine",
+    "HashingEmbedder": "testing.hashing",
+    "Outbox": "router.outbox",
     "Part": "parts",
     "EmbeddingSpace": "spaces",
-    "Collection": "store",
-    "VectorStore": "store",
+    "Collection": "store.chroma",
+    "VectorStore": "store.chroma",
     **dict.fromkeys(_ERROR_NAMES, "errors"),
 }
 

@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..policies.config import PolicyConfig
 from .errors import ConfigurationError, StoreError
-from .store import validate_logical_name
+from .store.chroma import validate_logical_name
 
 if TYPE_CHECKING:
     from .embedder import Embedder
-    from .engine import HybridEngine
+    from .router.engine import HybridEngine
 
 EdgeKind = Literal["model", "hashing"]
 _TRUE = {"1", "true", "yes", "on"}
@@ -201,7 +201,7 @@ def load_policy(settings: RouterSettings) -> PolicyConfig:
     """The policy file's config (a broken file raises :class:`ConfigurationError`), or the defaults."""
     if settings.policy_file is None:
         return PolicyConfig()
-    from .policy_files import load_policy_file
+    from .router.policy_files import load_policy_file
 
     return load_policy_file(settings.policy_file)
 
@@ -218,27 +218,29 @@ def require_store(settings: RouterSettings) -> None:
 def build_engine(settings: RouterSettings, *, read_only: bool = False) -> HybridEngine:
     """A :class:`HybridEngine` for ``settings``. The policy file is loaded first, so a broken one
     fails before the store is opened; ``read_only`` refuses a missing store instead of creating it."""
-    from .audit import AuditLog
-    from .cache import EmbeddingCache
-    from .engine import HybridEngine
-    from .store import VectorStore
+    from .router.audit import AuditLog
+    from .router.engine import HybridEngine
+    from .store.cache import EmbeddingCache
+    from .store.chroma import VectorStore
 
     policy = load_policy(settings)
     if read_only:
         require_store(settings)
     edge: Embedder
     if settings.edge == "hashing":
-        from .hashing import HashingEmbedder
+        from .testing.hashing import HashingEmbedder
 
         edge = HashingEmbedder(dims=settings.edge_dims or 256)
     else:
-        from .edge import EdgeEmbedder  # lazy: onnxruntime costs time the other commands need not pay
+        from .edge.embedder import (
+            EdgeEmbedder,  # lazy: onnxruntime costs time the other commands need not pay
+        )
 
         edge = EdgeEmbedder.load(settings.model_dir)
     cloud = None
     if settings.cloud_configured:
-        from .circuit import CircuitBreaker
-        from .cloud import CloudEmbedder
+        from .cloud.breaker import CircuitBreaker
+        from .cloud.embedder import CloudEmbedder
 
         cloud = CloudEmbedder(
             settings.cloud_model,

@@ -1,7 +1,7 @@
 """The validated policy configuration, and parsing it from TOML or YAML text.
 
 Parsing takes text, not a path, so this module stays free of I/O; reading files is
-``edgeroute.framework.policy_files.load_policy_file``. Every problem raises
+``edgeroute.framework.router.policy_files.load_policy_file``. Every problem raises
 :class:`PolicyConfigError` naming the key, the bad value and what is allowed.
 """
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeroute.framework.emulator import GeminiEmulator
+from edgeroute.framework.testing.emulator import GeminiEmulator
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from edgeroute.framework.cloud import CloudEmbedder
+from edgeroute.framework.cloud.embedder import CloudEmbedder
 from edgeroute.framework.documents import Document
-from edgeroute.framework.emulator import GeminiEmulator
-from edgeroute.framework.engine import HybridEngine
-from edgeroute.framework.hashing import HashingEmbedder
-from edgeroute.framework.store import VectorStore
-from edgeroute.framework.tiny_model import build_tiny_model
+from edgeroute.framework.router.engine import HybridEngine
+from edgeroute.framework.store.chroma import VectorStore
+from edgeroute.framework.testing.emulator import GeminiEmulator
+from edgeroute.framework.testing.hashing import HashingEmbedder
+from edgeroute.framework.testing.tiny_model import build_tiny_model
 from edgeroute.policies.config import ConfidenceConfig, PolicyConfig
 
 CORPUS = [

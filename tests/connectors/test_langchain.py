@@ -25,13 +25,13 @@ from edgeroute.connectors.langchain import (
     EmbeddingGemmaEmbeddings,
     GeminiEmbeddings,
 )
-from edgeroute.framework.cloud import CloudEmbedder
-from edgeroute.framework.emulator import GeminiEmulator
-from edgeroute.framework.engine import HybridEngine
+from edgeroute.framework.cloud.embedder import CloudEmbedder
 from edgeroute.framework.errors import ConfigurationError, EdgeRouteError, InputError
-from edgeroute.framework.hashing import HashingEmbedder
 from edgeroute.framework.parts import Part
-from edgeroute.framework.store import VectorStore
+from edgeroute.framework.router.engine import HybridEngine
+from edgeroute.framework.store.chroma import VectorStore
+from edgeroute.framework.testing.emulator import GeminiEmulator
+from edgeroute.framework.testing.hashing import HashingEmbedder
 
 IMAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "flickr8k_1k" / "images"
 ROUTING_KEYS = {"route", "reasons", "index", "space", "score", "rank", "degraded"}

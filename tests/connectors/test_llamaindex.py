@@ -17,10 +17,10 @@ from llama_index.core.retrievers import QueryFusionRetriever
 from llama_index.core.schema import MetadataMode
 
 from edgeroute.connectors.llamaindex import EdgeRouteRetriever, EmbeddingGemmaEmbedding, GeminiEmbedding
-from edgeroute.framework.emulator import GeminiEmulator
-from edgeroute.framework.engine import HybridEngine
 from edgeroute.framework.errors import ConfigurationError, InputError
-from edgeroute.framework.hashing import HashingEmbedder
+from edgeroute.framework.router.engine import HybridEngine
+from edgeroute.framework.testing.emulator import GeminiEmulator
+from edgeroute.framework.testing.hashing import HashingEmbedder
 
 ROUTING_KEYS = {"route", "reasons", "index", "space", "score", "rank", "degraded"}
 

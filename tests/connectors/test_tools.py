@@ -13,11 +13,11 @@ from edgeroute.connectors.bench_tools import load_tool_data, measure_tool_routin
 from edgeroute.connectors.langchain import select_tools
 from edgeroute.connectors.llamaindex import tool_object_retriever
 from edgeroute.connectors.tools import ToolRouter
-from edgeroute.framework.audit import AuditLog
-from edgeroute.framework.cloud import CloudEmbedder
-from edgeroute.framework.emulator import GeminiEmulator
+from edgeroute.framework.cloud.embedder import CloudEmbedder
 from edgeroute.framework.errors import ConfigurationError, InputError
-from edgeroute.framework.hashing import HashingEmbedder
+from edgeroute.framework.router.audit import AuditLog
+from edgeroute.framework.testing.emulator import GeminiEmulator
+from edgeroute.framework.testing.hashing import HashingEmbedder
 
 MODEL = Path.home() / ".cache" / "edgeroute" / "models" / "embeddinggemma-300m"
 
@@ -195,7 +195,7 @@ def test_measure_tool_routing_figures() -> None:
 
 @pytest.mark.slow
 def test_real_model_routes_tools_accurately() -> None:
-    from edgeroute.framework.edge import EdgeEmbedder
+    from edgeroute.framework.edge.embedder import EdgeEmbedder
 
     if not (MODEL / "manifest.json").is_file():
         pytest.fail(f"the exported EmbeddingGemma model is missing at {MODEL}; run `edgeroute model export`")

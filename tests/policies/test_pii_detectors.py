@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeroute.framework.bench_pii import BENCH_PII_CONFIG, default_pii_set, measure_pii
 from edgeroute.framework.errors import InputError
+from edgeroute.framework.eval.bench_pii import BENCH_PII_CONFIG, default_pii_set, measure_pii
 from edgeroute.policies.config import PII_DETECTORS, PiiConfig, PolicyConfig, UserPattern
 from edgeroute.policies.pii import detect_pii, iban_valid, luhn_valid, redact, shannon_entropy
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgeroute.framework.errors import ConfigurationError
-from edgeroute.framework.policy_files import default_policy_path, load_policy_file
+from edgeroute.framework.router.policy_files import default_policy_path, load_policy_file
 from edgeroute.policies.config import PolicyConfig, PolicyConfigError, parse_policy_config
 
 TOML = """

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeroute.framework.policy_files import load_high_stakes_set
+from edgeroute.framework.router.policy_files import load_high_stakes_set
 from edgeroute.policies.semantic import SemanticRoutes, fit_thresholds
 
 CHECKPOINT = Path("/root/.cache/edgeroute-dev/embeddinggemma-300m")

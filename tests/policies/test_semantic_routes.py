@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeroute.framework.hashing import HashingEmbedder
-from edgeroute.framework.policy_files import default_high_stakes_path, load_high_stakes_set
+from edgeroute.framework.router.policy_files import default_high_stakes_path, load_high_stakes_set
+from edgeroute.framework.testing.hashing import HashingEmbedder
 from edgeroute.policies.semantic import DISABLED_THRESHOLD, SemanticRoutes, fit_thresholds
 
 EMB = HashingEmbedder(dims=256)

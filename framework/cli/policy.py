@@ -1,0 +1,141 @@
+"""``edgeroute policy fit|check`` and ``edgeroute bench pii``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .app import bench_app, policy_app
+
+_console = Console()
+
+
+@policy_app.command("fit")
+def policy_fit(
+    examples: Annotated[
+        Path | None, typer.Option(help="JSONL of {text, label}; label 'normal' marks ordinary queries")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="where to write the fitted routes")] = Path(
+        "semantic_routes.json"
+    ),
+    model: Annotated[Path | None, typer.Option(help="on-device model directory")] = None,
+    dims: Annotated[int, typer.Option(help="embedding dims (768/512/256/128)")] = 768,
+    min_precision: Annotated[float, typer.Option(help="precision floor per route")] = 0.9,
+    top_k: Annotated[int, typer.Option(help="neighbours averaged per route")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="print the fit as JSON")] = False,
+) -> None:
+    """Fit high-stakes semantic-route thresholds on labelled examples, embedded on-device."""
+    from ..edge.embedder import EdgeEmbedder
+    from ..router.policy_files import load_high_stakes_set
+    from ..router.semantic_routes_file import fit_routes, save_routes
+
+    texts, labels = load_high_stakes_set(examples)
+    edge = EdgeEmbedder.load(model)
+    with _console.status(f"embedding {len(texts)} labelled queries on-device", spinner="dots"):
+        _, fit = fit_routes(edge, texts, labels, dims=dims, min_precision=min_precision, top_k=top_k)
+    save_routes(out, edge, texts, labels, fit, dims=dims, top_k=top_k)
+    result: dict[str, Any] = {
+        "out": str(out),
+        "overall": fit.overall,
+        "routes": {
+            name: {
+                "threshold": s.threshold,
+                "precision": s.precision,
+                "recall": s.recall,
+                "f1": s.f1,
+                "support": s.support,
+                "disabled": s.disabled,
+            }
+            for name, s in fit.stats.items()
+        },
+    }
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"semantic routes -> {out}")
+    for col in ("route", "threshold", "precision", "recall", "F1", "examples"):
+        table.add_column(col)
+    for name, s in fit.stats.items():
+        thr = "disabled" if s.disabled else f"{s.threshold:.3f}"
+        table.add_row(name, thr, f"{s.precision:.3f}", f"{s.recall:.3f}", f"{s.f1:.3f}", str(s.support))
+    _console.print(table)
+    o = fit.overall
+    _console.print(
+        f"any high-stakes route vs normal: precision {o['precision']:.3f}, recall {o['recall']:.3f}"
+    )
+
+
+@policy_app.command("check")
+def policy_check(path: Annotated[Path, typer.Argument(help="policy file (.toml, .yaml)")]) -> None:
+    """Validate a policy file and print the effective configuration."""
+    from ..router.policy_files import load_policy_file
+
+    config = load_policy_file(path)
+    print(json.dumps(config.model_dump(mode="json"), indent=2))
+
+
+@bench_app.command("pii")
+def bench_pii(
+    path: Annotated[Path | None, typer.Option(help="labelled JSONL (default: the shipped set)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Precision and recall of the on-device PII/secret detectors on a labelled set."""
+    from ..eval.bench_pii import BENCH_PII_CONFIG, measure_pii
+
+    result = measure_pii(path, BENCH_PII_CONFIG if path is None else None)
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    table = Table(title=f"PII detectors on {result.get('texts')} texts")
+    for col in ("detector", "precision", "recall", "tp", "fp", "fn"):
+        table.add_column(col)
+    for name, m in result["detectors"].items():
+        table.add_row(
+            name,
+            *(
+                f"{m.get(k, 0):.3f}" if k in ("precision", "recall") else str(m.get(k, ""))
+                for k in ("precision", "recall", "tp", "fp", "fn")
+            ),
+        )
+    o = result["overall"]
+    table.add_row(
+        "overall",
+        f"{o['precision']:.3f}",
+        f"{o['recall']:.3f}",
+        str(o.get("tp", "")),
+        str(o.get("fp", "")),
+        str(o.get("fn", "")),
+    )
+    _console.print(table)
+    _console.print(f"latency per text: {result['latency_ms']}")
+
+
+@bench_app.command("tools")
+def bench_tools(
+    model: Annotated[
+        Path | None, typer.Option(help="on-device model directory (default: resolved as usual)")
+    ] = None,
+    embedder: Annotated[str, typer.Option(help="'edge' (EmbeddingGemma), 'tiny' or 'hashing'")] = "edge",
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads")] = None,
+    repeats: Annotated[int, typer.Option(help="timed passes over the test requests")] = 1,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Agent tool routing on the shipped labelled set: top-1 accuracy, accuracy at the unsure threshold, p50."""
+    # The CLI is the composition root, so it alone may reach into connectors (lazily, at call time).
+    from edgeroute.connectors.bench_tools import make_embedder, measure_tool_routing
+
+    figures = measure_tool_routing(make_embedder(embedder, model, threads), repeats=repeats)
+    if as_json:
+        print(json.dumps(figures, indent=2))
+        return
+    table = Table(title="tool routing (fit on half, measured on the other half)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    _console.print(table)

@@ -1,0 +1,2 @@
+"""Gemini Embedding 2 through google-genai: the embedder, media checks, retry, circuit breaker and prices.
+"""

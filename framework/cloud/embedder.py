@@ -1,0 +1,497 @@
+"""Gemini Embedding 2 through the official google-genai client: batched, bounded, retried, guarded.
+
+``CloudEmbedder`` fulfils the :class:`~edgeroute.framework.embedder.Embedder` protocol and adds
+multimodal and interleaved inputs (``embed``), usage and cost accounting, a circuit breaker and
+an explicit offline mode. Errors are translated into the tree in :mod:`edgeroute.framework.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from ..embedder import Vectors, l2_normalize
+from ..errors import CloudError, CloudRejectedError, CloudUnavailableError, ConfigurationError, InputError
+from ..parts import Part
+from ..spaces import EmbeddingSpace
+from .breaker import BreakerState, CircuitBreaker
+from .media import estimate_tokens, validate_content, validate_dims, wire_mime
+from .pricing import PriceTable, price_table
+from .retry import Attempts, RetryPolicy, parse_retry_after
+
+log = logging.getLogger("edgeroute.cloud")
+
+MAX_BATCH = 100
+PROMPT_FORMAT = "gemini-embedding-2-task-prefix-v1"
+# Embedding 2 takes task instructions as text prefixes (shared API notes); "none" sends text as is.
+TASK_PREFIXES: dict[str, str] = {
+    "query": "task: search result | query: ",
+    "question_answering": "task: question answering | query: ",
+    "fact_checking": "task: fact checking | query: ",
+    "code_retrieval": "task: code retrieval | query: ",
+    "classification": "task: classification | query: ",
+    "clustering": "task: clustering | query: ",
+    "sentence_similarity": "task: sentence similarity | query: ",
+    "none": "",
+}
+_MODALITY_KEYS = {"TEXT": "text", "IMAGE": "image", "AUDIO": "audio", "VIDEO": "video", "DOCUMENT": "pdf"}
+_NETWORK_MODULES = ("httpx", "httpx2", "httpcore", "aiohttp", "anyio", "h11")
+
+ContentInput = str | Sequence[Part]
+Guard = Callable[[Sequence[Sequence[Part]]], None]
+
+
+@dataclass
+class CloudUsage:
+    """What the cloud has been asked for so far, and its estimated cost in USD."""
+
+    prices: PriceTable = field(default_factory=PriceTable)
+    tokens: dict[str, int] = field(default_factory=dict)
+    requests: int = 0  # embedding inputs (one vector each)
+    calls: int = 0  # HTTP calls that returned vectors
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.tokens.values())
+
+    @property
+    def cost_usd(self) -> float:
+        """Estimated USD from the price table (standard API prices by default)."""
+        return self.prices.cost(self.tokens)
+
+    def add(self, tokens: Mapping[str, int], requests: int) -> None:
+        with self._lock:
+            for k, v in tokens.items():
+                self.tokens[k] = self.tokens.get(k, 0) + v
+            self.requests += requests
+            self.calls += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tokens": dict(self.tokens),
+            "total_tokens": self.total_tokens,
+            "requests": self.requests,
+            "calls": self.calls,
+            "cost_usd": round(self.cost_usd, 8),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    contents: list[Any]  # google.genai.types.Content, one per vector
+    estimates: list[dict[str, int]]  # estimated tokens by modality per content
+    dims: int
+
+
+class CloudEmbedder:
+    """Embeds text and media with Gemini Embedding 2 (``gemini-embedding-2-preview`` by default).
+
+    The api key comes from ``api_key`` or the ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY`` environment
+    variables and is never logged; ``base_url`` from the argument or ``GOOGLE_GEMINI_BASE_URL``.
+    ``timeout_s`` bounds each HTTP attempt, ``deadline_s`` (default ``2 * timeout_s``) a whole call
+    with its retries. ``guard`` runs on the final inputs before any request (the router's privacy
+    guard raises :class:`PrivacyViolationError` there).
+    """
+
+    def __init__(
+        self,
+        model: str = "gemini-embedding-2-preview",
+        dims: int = 768,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        client: Any | None = None,
+        api_version: str | None = None,
+        timeout_s: float = 30.0,
+        max_attempts: int = 4,
+        concurrency: int = 4,
+        breaker: CircuitBreaker | None = None,
+        offline: bool = False,
+        prices: PriceTable | Mapping[str, float] | None = None,
+        guard: Guard | None = None,
+        deadline_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if not model or "embedding" not in model:
+            raise ConfigurationError(
+                f"model {model!r} is not an embedding model id; use 'gemini-embedding-2-preview'"
+            )
+        self.model = model
+        self.dims = validate_dims(dims)
+        if timeout_s <= 0 or concurrency < 1:
+            raise ConfigurationError("timeout_s must be > 0 and concurrency >= 1")
+        self._api_key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
+        self.base_url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL")
+        self.api_version = api_version
+        self.timeout_s = timeout_s
+        self.deadline_s = deadline_s if deadline_s is not None else 2 * timeout_s
+        self.concurrency = concurrency
+        self.retry = retry or RetryPolicy(max_attempts=max_attempts)
+        self.breaker = breaker or CircuitBreaker()
+        self.offline = offline
+        self.usage = CloudUsage(prices=price_table(prices))
+        self.guard = guard
+        self._client = client
+        self._client_lock = threading.Lock()
+        self.last_error: str | None = None
+        self._configs: dict[int, Any] = {}
+        host = urlparse(self.base_url).hostname if self.base_url else None
+        # Vectors from the loopback emulator must never be mixed with Gemini's: give them their own space.
+        revision = "loopback-emulator" if host in ("127.0.0.1", "localhost", "::1") else "api"
+        self._space = EmbeddingSpace("cloud", model, revision, self.dims, "none", PROMPT_FORMAT)
+
+    def __repr__(self) -> str:  # the api key stays out of reprs and logs
+        return (
+            f"CloudEmbedder(model={self.model!r}, dims={self.dims}, "
+            f"base_url={self.base_url!r}, offline={self.offline})"
+        )
+
+    # -- spaces and health -----------------------------------------------------------------
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        return self._space
+
+    def space_for(self, dims: int | None = None) -> EmbeddingSpace:
+        return self._space.with_dims(validate_dims(dims) if dims is not None else self.dims)
+
+    @property
+    def breaker_state(self) -> BreakerState:
+        return self.breaker.state
+
+    def health(self) -> dict[str, Any]:
+        """A snapshot for ``edgeroute status`` and the router: breaker state, offline flag, usage."""
+        state = self.breaker.state
+        return {
+            "provider": "cloud",
+            "model": self.model,
+            "dims": self.dims,
+            "base_url": self.base_url or "https://generativelanguage.googleapis.com",
+            "offline": self.offline,
+            "breaker": state,
+            "available": not self.offline and state != "open",
+            "consecutive_failures": self.breaker.consecutive_failures,
+            "retry_in_s": round(self.breaker.retry_in(), 3),
+            "last_error": self.last_error,
+            "usage": self.usage.as_dict(),
+        }
+
+    # -- public embedding API ----------------------------------------------------------------
+
+    def embed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
+        """One vector per query, with the search-query task prefix."""
+        return self.embed(_texts(texts), task="query", dims=dims)
+
+    def embed_documents(
+        self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
+    ) -> Vectors:
+        """One vector per document, with the ``title: ... | text: ...`` prefix."""
+        return self._run_sync(self._prepare(_texts(texts), "document", titles, dims))
+
+    def embed(
+        self, contents: Sequence[ContentInput], *, task: str = "document", dims: int | None = None
+    ) -> Vectors:
+        """One vector per content: a str, or a sequence of :class:`Part` (interleaved into ONE vector)."""
+        return self._run_sync(self._prepare(contents, task, None, dims))
+
+    async def aembed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
+        return await self.aembed(_texts(texts), task="query", dims=dims)
+
+    async def aembed_documents(
+        self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
+    ) -> Vectors:
+        return await self._run_async(self._prepare(_texts(texts), "document", titles, dims))
+
+    async def aembed(
+        self, contents: Sequence[ContentInput], *, task: str = "document", dims: int | None = None
+    ) -> Vectors:
+        return await self._run_async(self._prepare(contents, task, None, dims))
+
+    # -- preparation (shared by sync and async) ----------------------------------------------
+
+    def _prepare(
+        self,
+        contents: Sequence[ContentInput],
+        task: str,
+        titles: Sequence[str | None] | None,
+        dims: int | None,
+    ) -> list[_Batch]:
+        d = validate_dims(dims) if dims is not None else self.dims
+        if isinstance(contents, str | Part):
+            raise InputError(
+                "contents must be a list of inputs (a str, or a list of Parts for one interleaved input)"
+            )
+        if not contents:
+            raise InputError("nothing to embed: pass at least one input")
+        if task != "document" and task not in TASK_PREFIXES:
+            raise InputError(f"unknown task {task!r}; choose from document, {', '.join(TASK_PREFIXES)}")
+        if titles is not None and len(titles) != len(contents):
+            raise InputError(
+                f"got {len(titles)} titles for {len(contents)} texts; pass one title (or None) per text"
+            )
+        final: list[list[Part]] = []
+        for i, content in enumerate(contents):
+            parts = [Part.text(content)] if isinstance(content, str) else list(content)
+            validate_content(parts, i)
+            title = titles[i] if titles is not None else None
+            final.append(_with_prefix(parts, task, title))
+        if self.guard is not None:
+            self.guard(final)
+        from google.genai import types
+
+        batches: list[_Batch] = []
+        for start in range(0, len(final), MAX_BATCH):
+            chunk = final[start : start + MAX_BATCH]
+            batches.append(
+                _Batch(
+                    contents=[types.Content(parts=[_to_genai(p, types) for p in c]) for c in chunk],
+                    estimates=[_estimate(c) for c in chunk],
+                    dims=d,
+                )
+            )
+        return batches
+
+    # -- I/O -------------------------------------------------------------------------------
+
+    def _genai(self) -> Any:
+        if self._client is not None:
+            return self._client
+        with self._client_lock:
+            if self._client is None:
+                if not self._api_key:
+                    raise ConfigurationError(
+                        "no Gemini api key: pass api_key=..., or set GEMINI_API_KEY (or GOOGLE_API_KEY)"
+                    )
+                from google import genai
+                from google.genai import types
+
+                # No SDK retries: it ignores Retry-After, so retry.py does it. attempts=1 also turns off
+                # the async path's hidden 1-10 s sleep-and-retry on dropped aiohttp connections.
+                options = types.HttpOptions(
+                    base_url=self.base_url,
+                    api_version=self.api_version,
+                    timeout=int(self.timeout_s * 1000),
+                    retry_options=types.HttpRetryOptions(attempts=1),
+                )
+                self._client = genai.Client(api_key=self._api_key, http_options=options)
+        return self._client
+
+    def _precheck(self) -> None:
+        if self.offline:
+            raise CloudUnavailableError(
+                "the cloud embedder is in offline mode; set .offline = False to call Gemini again",
+                status="OFFLINE",
+            )
+        self.breaker.before_call()
+
+    def _config(self, dims: int, remaining_s: float) -> Any:
+        from google.genai import types
+
+        if remaining_s >= self.timeout_s:
+            # The client's own timeout applies; skip building and merging per-request HttpOptions.
+            config = self._configs.get(dims)
+            if config is None:
+                config = self._configs[dims] = types.EmbedContentConfig(output_dimensionality=dims)
+            return config
+        timeout_ms = max(1, int(remaining_s * 1000))
+        return types.EmbedContentConfig(
+            output_dimensionality=dims, http_options=types.HttpOptions(timeout=timeout_ms)
+        )
+
+    def _accept(self, batch: _Batch, response: Any) -> Vectors:
+        embeddings = response.embeddings or []
+        if len(embeddings) != len(batch.contents):
+            raise CloudUnavailableError(
+                f"Gemini returned {len(embeddings)} embeddings for {len(batch.contents)} inputs",
+                status="BAD_RESPONSE",
+            )
+        vectors = l2_normalize(np.asarray([e.values for e in embeddings], dtype=np.float32))
+        if vectors.shape[1] != batch.dims:
+            raise CloudRejectedError(
+                f"Gemini returned {vectors.shape[1]}-dim vectors for output_dimensionality={batch.dims}",
+                status="BAD_RESPONSE",
+            )
+        self.usage.add(_usage_tokens(response, batch.estimates), len(batch.contents))
+        return vectors
+
+    def _failed(self, exc: Exception) -> CloudError:
+        err = _translate(exc, self._api_key, self.base_url)
+        self.last_error = str(err)
+        if isinstance(err, CloudUnavailableError):
+            self.breaker.record_failure()
+        log.warning("gemini call failed: %s", err)
+        return err
+
+    def _send_sync(self, batch: _Batch) -> Vectors:
+        attempts = Attempts(self.retry, self.deadline_s)
+        while True:
+            self._precheck()
+            try:
+                response = self._genai().models.embed_content(
+                    model=self.model,
+                    contents=batch.contents,
+                    config=self._config(batch.dims, attempts.remaining()),
+                )
+            except Exception as exc:
+                err = self._failed(exc)
+                if not isinstance(err, CloudUnavailableError):
+                    raise err from exc
+                time.sleep(attempts.next_delay(err))
+                continue
+            self.breaker.record_success()
+            return self._accept(batch, response)
+
+    async def _send_async(self, batch: _Batch) -> Vectors:
+        attempts = Attempts(self.retry, self.deadline_s)
+        while True:
+            self._precheck()
+            try:
+                response = await self._genai().aio.models.embed_content(
+                    model=self.model,
+                    contents=batch.contents,
+                    config=self._config(batch.dims, attempts.remaining()),
+                )
+            except Exception as exc:
+                err = self._failed(exc)
+                if not isinstance(err, CloudUnavailableError):
+                    raise err from exc
+                await asyncio.sleep(attempts.next_delay(err))
+                continue
+            self.breaker.record_success()
+            return self._accept(batch, response)
+
+    def _run_sync(self, batches: list[_Batch]) -> Vectors:
+        self._precheck_offline()
+        if len(batches) == 1 or self.concurrency == 1:
+            parts = [self._send_sync(b) for b in batches]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(batches))) as pool:
+                parts = list(pool.map(self._send_sync, batches))
+        return np.concatenate(parts, axis=0)
+
+    async def _run_async(self, batches: list[_Batch]) -> Vectors:
+        self._precheck_offline()
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(batch: _Batch) -> Vectors:
+            async with sem:
+                return await self._send_async(batch)
+
+        parts = await asyncio.gather(*(one(b) for b in batches))
+        return np.concatenate(parts, axis=0)
+
+    def _precheck_offline(self) -> None:
+        if self.offline:
+            self._precheck()
+
+
+def _texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise InputError("pass a list of texts, not a single string (wrap it: [text])")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise InputError(f"texts must be strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
+    return list(texts)
+
+
+def _with_prefix(parts: list[Part], task: str, title: str | None) -> list[Part]:
+    prefix = f"title: {title or 'none'} | text: " if task == "document" else TASK_PREFIXES[task]
+    if not prefix:
+        return parts
+    for j, p in enumerate(parts):
+        if p.text_value is not None:
+            # Only the first text part carries the instruction; media-only inputs go as they are.
+            return [*parts[:j], Part.text(prefix + p.text_value), *parts[j + 1 :]]
+    return parts
+
+
+def _to_genai(part: Part, types: Any) -> Any:
+    if part.text_value is not None:
+        return types.Part(text=part.text_value)
+    mime = wire_mime(part.mime_type)
+    if part.uri is not None:
+        return types.Part(file_data=types.FileData(file_uri=part.uri, mime_type=mime))
+    return types.Part(inline_data=types.Blob(data=part.data, mime_type=mime))
+
+
+def _estimate(parts: Sequence[Part]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for p in parts:
+        m = p.modality
+        out[m] = out.get(m, 0) + (estimate_tokens(p.text_value) if p.text_value is not None else 258)
+    return out
+
+
+def _usage_tokens(response: Any, estimates: list[dict[str, int]]) -> dict[str, int]:
+    """Tokens by modality: the response's details if the SDK kept them, else its total split by estimate."""
+    meta = getattr(response, "usage_metadata", None)
+    details = getattr(meta, "prompt_tokens_details", None) or []
+    if details:
+        out: dict[str, int] = {}
+        for d in details:
+            key = _MODALITY_KEYS.get(str(getattr(d.modality, "value", d.modality)), "text")
+            out[key] = out.get(key, 0) + int(d.token_count or 0)
+        return out
+    est: dict[str, int] = {}
+    for e in estimates:
+        for k, v in e.items():
+            est[k] = est.get(k, 0) + v
+    total = getattr(meta, "prompt_token_count", None)
+    if not total:
+        return est
+    whole = sum(est.values()) or 1
+    return {k: round(total * v / whole) for k, v in est.items()}
+
+
+def _header(response: Any, name: str) -> str | None:
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    try:
+        value = headers.get(name) or headers.get(name.lower())
+    except AttributeError:
+        return None
+    return str(value) if value is not None else None
+
+
+def _translate(exc: Exception, api_key: str | None, base_url: str | None) -> CloudError:
+    """Map an SDK or transport exception onto the edgeroute error tree; re-raise anything else."""
+    from google.genai import errors as genai_errors
+
+    def clean(text: str) -> str:
+        return text.replace(api_key, "***") if api_key and len(api_key) >= 8 else text
+
+    if isinstance(exc, genai_errors.APIError):
+        code = int(exc.code or 0)
+        message = clean(f"Gemini answered {code} {exc.status}: {exc.message}")
+        if code in (408, 429) or code >= 500:
+            retry_after = parse_retry_after(_header(exc.response, "Retry-After"))
+            return CloudUnavailableError(
+                message, status_code=code, status=exc.status, retry_after=retry_after
+            )
+        hint = {
+            400: "the request was malformed or an input is over a limit",
+            401: "check the api key (GEMINI_API_KEY)",
+            403: "check the api key and that the Gemini API is enabled for its project",
+            404: "check the model id (gemini-embedding-2-preview) and api_version",
+        }.get(code, "the request was refused")
+        return CloudRejectedError(f"{message} ({hint})", status_code=code, status=exc.status)
+    module = type(exc).__module__.split(".")[0]
+    if isinstance(exc, TimeoutError | OSError | asyncio.TimeoutError) or module in _NETWORK_MODULES:
+        where = base_url or "https://generativelanguage.googleapis.com"
+        kind = "timed out" if "timeout" in type(exc).__name__.lower() else "failed"
+        return CloudUnavailableError(
+            clean(f"the call to Gemini at {where} {kind}: {type(exc).__name__}: {exc}")
+        )
+    raise exc

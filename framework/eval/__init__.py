@@ -1,0 +1,2 @@
+"""Measurement: retrieval evaluation (BEIR), route evaluation, the soak test and the benchmarks.
+"""

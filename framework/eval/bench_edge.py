@@ -1,0 +1,397 @@
+"""``edgeroute bench edge``: latency, throughput, load time and peak RSS of the on-device embedder.
+
+Each engine is measured in its own subprocess (``python -m edgeroute.framework.eval.bench_edge``), so
+peak RSS is that engine's alone and one engine's warm caches never help the other. When
+sentence-transformers is importable and a checkpoint is given, it is measured in the same run on
+the same texts, and the ratios are reported. All figures are medians over repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigurationError, InputError
+
+DEFAULT_DATA = (
+    Path(os.environ.get("EDGEROUTE_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"
+)
+DEFAULT_CHECKPOINT = Path.home() / ".cache" / "edgeroute-dev" / "embeddinggemma-300m"
+
+# Short queries typed by people: the latency case the router cares about.
+BENCH_QUERIES: tuple[str, ...] = (
+    "what causes dehydration?",
+    "vitamin d deficiency symptoms",
+    "does aspirin prevent heart attacks",
+    "how do vaccines work",
+    "capital of australia",
+    "symptoms of type 2 diabetes",
+    "is coffee bad for you",
+    "how much sleep do adults need",
+    "what is crispr",
+    "side effects of statins",
+)
+
+
+@dataclass(frozen=True)
+class EngineFigures:
+    """What one engine measured (latencies in ms, throughput in docs/s, RSS in MB)."""
+
+    engine: str
+    load_s: float
+    query_p50_ms: float
+    query_p95_ms: float
+    docs_per_s: float
+    query_peak_rss_mb: float
+    peak_rss_mb: float
+    n_docs: int
+    doc_batch_size: int
+    mean_doc_tokens: float
+    threads: int
+
+
+def load_sample_docs(data_dir: Path, n: int = 64) -> list[tuple[str, str]]:
+    """The first ``n`` SciFact abstracts as (title, text): a fixed, real sample."""
+    corpus = data_dir / "scifact" / "corpus.jsonl"
+    if not corpus.is_file():
+        raise ConfigurationError(
+            f"benchmark sample {corpus} not found; pass --data DIR (the folder holding scifact/) "
+            "or set $EDGEROUTE_SHARED."
+        )
+    docs: list[tuple[str, str]] = []
+    with corpus.open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            docs.append((str(row.get("title") or ""), str(row["text"])))
+            if len(docs) == n:
+                break
+    return docs
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))
+    return ordered[k]
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _time_engine(
+    name: str,
+    load: Callable[[], tuple[Callable[[str], object], Callable[[list[str], list[str]], object]]],
+    docs: list[tuple[str, str]],
+    *,
+    query_rounds: int,
+    doc_repeats: int,
+    batch_size: int,
+    threads: int,
+    mean_tokens: float,
+) -> EngineFigures:
+    start = time.perf_counter()
+    embed_query, embed_docs = load()
+    load_s = time.perf_counter() - start
+    for q in BENCH_QUERIES[:3]:  # warm-up: first runs allocate and pick kernels
+        embed_query(q)
+    lat: list[float] = []
+    for _ in range(query_rounds):
+        for q in BENCH_QUERIES:
+            t = time.perf_counter()
+            embed_query(q)
+            lat.append((time.perf_counter() - t) * 1000)
+    query_rss = _peak_rss_mb()  # a query-serving process: load + batch-1 queries only
+    titles = [t for t, _ in docs]
+    texts = [x for _, x in docs]
+    rates: list[float] = []
+    for _ in range(doc_repeats):
+        t = time.perf_counter()
+        embed_docs(texts, titles)
+        rates.append(len(texts) / (time.perf_counter() - t))
+    return EngineFigures(
+        engine=name,
+        load_s=round(load_s, 3),
+        query_p50_ms=round(statistics.median(lat), 2),
+        query_p95_ms=round(_percentile(lat, 0.95), 2),
+        docs_per_s=round(statistics.median(rates), 2),
+        query_peak_rss_mb=round(query_rss, 1),
+        peak_rss_mb=round(_peak_rss_mb(), 1),
+        n_docs=len(texts),
+        doc_batch_size=batch_size,
+        mean_doc_tokens=round(mean_tokens, 1),
+        threads=threads,
+    )
+
+
+def measure_onnx(
+    model_dir: str | None,
+    docs: list[tuple[str, str]],
+    *,
+    threads: int | None,
+    batch_size: int,
+    query_rounds: int,
+    doc_repeats: int,
+) -> EngineFigures:
+    """Measure :class:`EdgeEmbedder` in this process (call it in a fresh process for honest RSS)."""
+    from ..edge.embedder import EdgeEmbedder
+
+    holder: dict[str, EdgeEmbedder] = {}
+
+    def load() -> tuple[Callable[[str], object], Callable[[list[str], list[str]], object]]:
+        edge = EdgeEmbedder.load(model_dir, threads=threads, batch_size=batch_size)
+        holder["edge"] = edge
+        return (
+            lambda q: edge.embed_queries([q]),
+            lambda texts, titles: edge.embed_documents(texts, titles=list(titles)),
+        )
+
+    # Token counts come after the timed load so tokenizer work never inflates load time.
+    figures = _time_engine(
+        "onnx",
+        load,
+        docs,
+        query_rounds=query_rounds,
+        doc_repeats=doc_repeats,
+        batch_size=batch_size,
+        threads=threads or os.cpu_count() or 1,
+        mean_tokens=0.0,
+    )
+    edge = holder["edge"]
+    tokens = edge.count_tokens([edge.format_prompt(x, "document", t or None) for t, x in docs])
+    name = f"onnx[{edge.manifest.quantization}]"
+    return EngineFigures(
+        **{**asdict(figures), "engine": name, "mean_doc_tokens": round(float(np.mean(tokens)), 1)}
+    )
+
+
+def measure_sentence_transformers(
+    checkpoint: str,
+    docs: list[tuple[str, str]],
+    *,
+    threads: int | None,
+    batch_size: int,
+    query_rounds: int,
+    doc_repeats: int,
+) -> EngineFigures:
+    """Measure sentence-transformers (fp32, torch, CPU) on ``checkpoint`` in this process."""
+
+    def load() -> tuple[Callable[[str], object], Callable[[list[str], list[str]], object]]:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+        model = SentenceTransformer(checkpoint, device="cpu")
+
+        def embed_docs(texts: list[str], titles: list[str]) -> object:
+            prompts = [f"title: {t or 'none'} | text: {x}" for t, x in zip(titles, texts, strict=True)]
+            return model.encode(prompts, batch_size=batch_size, normalize_embeddings=True)
+
+        return (lambda q: model.encode([q], prompt_name="query", normalize_embeddings=True), embed_docs)
+
+    return _time_engine(
+        "sentence-transformers",
+        load,
+        docs,
+        query_rounds=query_rounds,
+        doc_repeats=doc_repeats,
+        batch_size=batch_size,
+        threads=threads or os.cpu_count() or 1,
+        mean_tokens=0.0,
+    )
+
+
+def _run_worker(args: list[str], timeout_s: float) -> EngineFigures:
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeroute.framework.eval.bench_edge", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise ConfigurationError(f"benchmark worker {' '.join(args[:2])} failed:\n{proc.stderr[-2000:]}")
+    return EngineFigures(**json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def run_bench(
+    model_dir: str | None = None,
+    *,
+    checkpoint: str | None = None,
+    reference: bool = True,
+    data_dir: Path = DEFAULT_DATA,
+    n_docs: int = 64,
+    batch_size: int = 16,
+    threads: int | None = None,
+    query_rounds: int = 5,
+    doc_repeats: int = 3,
+    timeout_s: float = 3600,
+    baseline_dir: str | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure the edge model and (when importable) sentence-transformers, each in a subprocess.
+
+    Returns ``{"onnx": {...}, "sentence_transformers": {...} | None, "ratios": {...}}``; with
+    ``baseline_dir``, also ``"baseline"`` (that model directory, measured the same way in the same
+    run) and ``"baseline_ratios"`` (ours against it). Machines drift: a ratio measured side by side
+    is the figure to compare across days, not an absolute latency.
+    """
+    if n_docs < 1 or batch_size < 1:
+        raise InputError("n_docs and batch_size must be >= 1.")
+    load_sample_docs(data_dir, n_docs)  # fail early, in this process, with a clear message
+    common = [
+        "--data",
+        str(data_dir),
+        "--n-docs",
+        str(n_docs),
+        "--batch-size",
+        str(batch_size),
+        "--query-rounds",
+        str(query_rounds),
+        "--doc-repeats",
+        str(doc_repeats),
+    ]
+    if threads:
+        common += ["--threads", str(threads)]
+    step = on_step or (lambda _msg: None)
+    step("onnx")
+    onnx_fig = _run_worker(
+        ["--engine", "onnx", *([] if model_dir is None else ["--model", str(model_dir)]), *common], timeout_s
+    )
+    result: dict[str, Any] = {"onnx": asdict(onnx_fig), "sentence_transformers": None, "ratios": None}
+    if baseline_dir is not None:
+        step("baseline")
+        base = _run_worker(["--engine", "onnx", "--model", str(baseline_dir), *common], timeout_s)
+        result["baseline"] = asdict(base)
+        result["baseline_ratios"] = _ratios(onnx_fig, base)
+    ckpt = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    if reference and _st_importable() and (ckpt / "modules.json").is_file():
+        step("sentence-transformers")
+        st = _run_worker(["--engine", "st", "--model", str(ckpt), *common], timeout_s)
+        result["sentence_transformers"] = asdict(st)
+        result["ratios"] = _ratios(onnx_fig, st)
+    return result
+
+
+def _ratios(ours: EngineFigures, other: EngineFigures) -> dict[str, float]:
+    return {
+        "query_p50_speedup": round(other.query_p50_ms / ours.query_p50_ms, 2),
+        "throughput_ratio": round(ours.docs_per_s / other.docs_per_s, 2),
+        "rss_ratio": round(ours.peak_rss_mb / other.peak_rss_mb, 3),
+        "query_rss_ratio": round(ours.query_peak_rss_mb / other.query_peak_rss_mb, 3),
+        "load_speedup": round(other.load_s / ours.load_s, 2),
+    }
+
+
+def _st_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("sentence_transformers") is not None
+
+
+def scifact_ndcg(
+    model_dir: str | None = None,
+    *,
+    data_dir: Path = DEFAULT_DATA,
+    dims: Sequence[int] = (768, 256),
+    batch_size: int = 16,
+    cache_file: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, float]:
+    """SciFact test nDCG@10 (exact cosine search) of an edge model at each of ``dims``.
+
+    Document prompt ``title: {title|none} | text: {text}``, as the sentence-transformers reference
+    (0.7921 at 768 dims). Slow: encodes 5,183 abstracts. ``cache_file`` (.npy) keeps the 768-dim
+    document vectors so a second call skips encoding.
+    """
+    from ..edge.embedder import EdgeEmbedder
+
+    root = data_dir / "scifact"
+    corpus = [json.loads(line) for line in (root / "corpus.jsonl").open(encoding="utf-8")]
+    queries = {q["_id"]: q["text"] for q in map(json.loads, (root / "queries.jsonl").open(encoding="utf-8"))}
+    qrels: dict[str, dict[str, int]] = {}
+    for line in list((root / "qrels" / "test.tsv").open(encoding="utf-8"))[1:]:
+        qid, did, score = line.rstrip("\n").split("\t")
+        if int(score) > 0:
+            qrels.setdefault(qid, {})[did] = int(score)
+    edge = EdgeEmbedder.load(model_dir, batch_size=batch_size)
+    if cache_file is not None and cache_file.is_file():
+        doc_vecs = np.load(cache_file)
+    else:
+        parts = []
+        step = 256
+        for i in range(0, len(corpus), step):
+            chunk = corpus[i : i + step]
+            parts.append(
+                edge.embed_documents(
+                    [d["text"] or d["title"] for d in chunk], titles=[d["title"] or None for d in chunk]
+                )
+            )
+            if progress is not None:
+                progress(min(i + step, len(corpus)), len(corpus))
+        doc_vecs = np.concatenate(parts)
+        if cache_file is not None:
+            np.save(cache_file, doc_vecs)
+    qids = [q for q in qrels if q in queries]
+    q_vecs = edge.embed_queries([queries[q] for q in qids])
+    doc_ids = [d["_id"] for d in corpus]
+    out: dict[str, float] = {}
+    for d in dims:
+        dv = doc_vecs[:, :d] / np.linalg.norm(doc_vecs[:, :d], axis=1, keepdims=True)
+        qv = q_vecs[:, :d] / np.linalg.norm(q_vecs[:, :d], axis=1, keepdims=True)
+        scores = qv @ dv.T
+        total = 0.0
+        for row, qid in enumerate(qids):
+            top = np.argsort(-scores[row])[:10]
+            rel = qrels[qid]
+            dcg = sum(rel.get(doc_ids[j], 0) / math.log2(r + 2) for r, j in enumerate(top))
+            ideal = sorted(rel.values(), reverse=True)[:10]
+            idcg = sum(g / math.log2(r + 2) for r, g in enumerate(ideal))
+            total += dcg / idcg
+        out[f"ndcg@10_{d}"] = round(total / len(qids), 4)
+    return out
+
+
+def _worker(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="one engine's benchmark; prints one JSON line")
+    p.add_argument("--engine", choices=["onnx", "st"], required=True)
+    p.add_argument("--model")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--n-docs", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--query-rounds", type=int, default=5)
+    p.add_argument("--doc-repeats", type=int, default=3)
+    a = p.parse_args(argv)
+    docs = load_sample_docs(a.data, a.n_docs)
+    kw: dict[str, Any] = {
+        "threads": a.threads,
+        "batch_size": a.batch_size,
+        "query_rounds": a.query_rounds,
+        "doc_repeats": a.doc_repeats,
+    }
+    if a.engine == "onnx":
+        fig = measure_onnx(a.model, docs, **kw)
+    else:
+        fig = measure_sentence_transformers(a.model, docs, **kw)
+    print(json.dumps(asdict(fig)))
+
+
+if __name__ == "__main__":
+    _worker()
+
+
+__all__ = ["BENCH_QUERIES", "EngineFigures", "load_sample_docs", "run_bench", "scifact_ndcg"]

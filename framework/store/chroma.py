@@ -1,0 +1,511 @@
+"""The vector store: ChromaDB collections bound to one embedding space each.
+
+A :class:`VectorStore` wraps a Chroma client (embedded ``PersistentClient``, a ``chroma run``
+server through ``HttpClient``, or an in-memory client for tests). Every :class:`Collection` records
+its :class:`~edgeroute.framework.spaces.EmbeddingSpace` in the Chroma collection metadata and
+refuses vectors or queries from another space with :class:`SpaceMismatchError`. Each record keeps
+the content hash of what was embedded (metadata key ``_content_hash``), so re-indexing can skip
+unchanged documents (:meth:`Collection.stale_ids`).
+
+Chroma errors are translated into the edgeroute tree (:class:`StoreError` and subclasses);
+malformed calls raise :class:`InputError` before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..documents import Hit, MetadataValue
+from ..embedder import Vectors
+from ..errors import CollectionNotFoundError, EdgeRouteError, InputError, StoreError
+from ..spaces import EmbeddingSpace
+
+logger = logging.getLogger("edgeroute.store")
+
+CONTENT_HASH_KEY = "_content_hash"
+"""Metadata key under which each record keeps the hash of the content its vector was computed from."""
+
+SIDE_SUFFIXES = (".edge", ".cloud")
+"""A logical collection ``NAME`` is stored as the Chroma collections ``NAME.edge`` and ``NAME.cloud``."""
+
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*[a-zA-Z0-9]$")
+_IPV4_RE = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$")
+_MAX_NAME = 512
+_MAX_LOGICAL_NAME = _MAX_NAME - max(len(s) for s in SIDE_SUFFIXES)
+_FALLBACK_BATCH = 1000  # used when a client cannot report its limit
+
+
+def _check_name(name: object, max_len: int, what: str) -> str:
+    if not isinstance(name, str):
+        raise InputError(f"{what} must be a string, got {type(name).__name__}")
+    problem = None
+    if not 3 <= len(name) <= max_len:
+        problem = f"it has {len(name)} characters; use 3 to {max_len}"
+    elif not _NAME_RE.match(name):
+        problem = "use only letters, digits, '.', '_' and '-', and start and end with a letter or digit"
+    elif ".." in name:
+        problem = "it contains '..'"
+    elif _IPV4_RE.match(name):
+        problem = "it looks like an IPv4 address"
+    if problem:
+        raise InputError(f"invalid {what} {name!r}: {problem} (for example 'my-docs').")
+    return name
+
+
+def validate_collection_name(name: str) -> str:
+    """Check a Chroma collection name (3-512 chars of ``[a-zA-Z0-9._-]``, alphanumeric at both ends)."""
+    return _check_name(name, _MAX_NAME, "collection name")
+
+
+def validate_logical_name(name: str) -> str:
+    """Check a user-given logical collection name; it must leave room for the ``.edge``/``.cloud`` suffix."""
+    return _check_name(name, _MAX_LOGICAL_NAME, "collection name")
+
+
+def side_collection_name(name: str, side: str) -> str:
+    """The Chroma collection holding one side (``"edge"`` or ``"cloud"``) of logical collection ``name``."""
+    if f".{side}" not in SIDE_SUFFIXES:
+        raise InputError(f"side must be 'edge' or 'cloud', got {side!r}")
+    return f"{validate_logical_name(name)}.{side}"
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Turn Chroma's (and the OS's) errors into :class:`StoreError`; let ours through unchanged."""
+    try:
+        yield
+    except EdgeRouteError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"{what} failed: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record as stored: what :meth:`Collection.get` returns. ``vector`` is set only when asked for."""
+
+    id: str
+    text: str
+    content_hash: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    """A row of :meth:`VectorStore.describe`; ``space`` is None when edgeroute did not create it."""
+
+    name: str
+    space: EmbeddingSpace | None
+    count: int
+
+
+def _settings() -> Any:
+    from chromadb.config import Settings
+
+    # Chroma's defaults (its env vars apply): Chroma allows one client configuration per path in a
+    # process, so anything else would clash with a user's own PersistentClient on the same directory.
+    # (Its product telemetry is a no-op in chromadb 1.5.)
+    return Settings()
+
+
+class VectorStore:
+    """A Chroma client plus edgeroute's rules; see :meth:`persistent`, :meth:`http`, :meth:`ephemeral`."""
+
+    def __init__(self, client: Any, location: str) -> None:
+        self._client = client
+        self.location = location
+        self._max_batch: int | None = None
+
+    @classmethod
+    def persistent(cls, path: str | Path) -> VectorStore:
+        """An embedded store in directory ``path`` (created if missing).
+
+        Raises :class:`StoreError` when the directory cannot be created or written; nothing in it is touched.
+        """
+        import chromadb
+
+        p = Path(path).expanduser()
+        fix = "choose a directory you can write to (--store DIR) or fix its permissions"
+        if p.exists() and not p.is_dir():
+            raise StoreError(f"store path {p} is a file, not a directory: {fix}.")
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+            # Probe with a throw-away file: permission bits lie under root, ACLs and read-only mounts.
+            fd, probe = tempfile.mkstemp(prefix=".edgeroute-probe-", dir=p)
+            os.close(fd)
+            Path(probe).unlink()
+        except OSError as exc:
+            raise StoreError(f"store path {p} is not writable ({exc.strerror or exc}): {fix}.") from exc
+        with _translated(f"opening the Chroma store at {p}"):
+            client = chromadb.PersistentClient(path=str(p), settings=_settings())
+        return cls(client, str(p))
+
+    @classmethod
+    def http(cls, host: str = "127.0.0.1", port: int = 8000) -> VectorStore:
+        """A store served by ``chroma run --path DIR --host HOST --port PORT``; checks the server answers."""
+        import chromadb
+
+        where = f"http://{host}:{port}"
+        try:
+            client = chromadb.HttpClient(host=host, port=port, settings=_settings())
+            client.heartbeat()
+        except Exception as exc:
+            raise StoreError(
+                f"cannot reach the Chroma server at {where} ({exc}): start one with "
+                f"`chroma run --path DIR --host {host} --port {port}`, or check host and port."
+            ) from exc
+        return cls(client, where)
+
+    @classmethod
+    def ephemeral(cls) -> VectorStore:
+        """An in-memory store, private to this object (each call gets its own Chroma database)."""
+        import chromadb
+
+        # Chroma shares one in-memory system per process; a database of our own keeps stores apart.
+        database = "edgeroute_" + uuid.uuid4().hex
+        with _translated("creating an in-memory Chroma store"):
+            chromadb.AdminClient(_settings()).create_database(database)
+            client = chromadb.EphemeralClient(settings=_settings(), database=database)
+        return cls(client, f"memory:{database}")
+
+    @property
+    def max_batch_size(self) -> int:
+        """The most records Chroma accepts in one call; writes are split below it."""
+        if self._max_batch is None:
+            try:
+                size = int(self._client.get_max_batch_size())
+            except Exception:
+                size = -1
+            self._max_batch = size if size > 0 else _FALLBACK_BATCH
+        return self._max_batch
+
+    def create_collection(self, name: str, space: EmbeddingSpace, *, exist_ok: bool = True) -> Collection:
+        """Create collection ``name`` bound to ``space`` (cosine distance), or open it if it exists.
+
+        An existing collection bound to another space raises :class:`SpaceMismatchError` naming both;
+        with ``exist_ok=False`` an existing collection raises :class:`StoreError`.
+        """
+        validate_collection_name(name)
+        if not isinstance(space, EmbeddingSpace):
+            raise InputError(f"space must be an EmbeddingSpace, got {type(space).__name__}")
+        if not exist_ok and name in self.list_collections():
+            raise StoreError(
+                f"collection {name!r} already exists in {self.location}: pick another name, "
+                "delete it first, or pass exist_ok=True to reuse it."
+            )
+        metadata: dict[str, Any] = {**space.to_metadata(), "edgeroute_store": 1}
+        with _translated(f"creating collection {name!r} in {self.location}"):
+            raw = self._client.get_or_create_collection(
+                name=name,
+                metadata=metadata,
+                configuration={"hnsw": {"space": "cosine"}},
+                embedding_function=None,
+            )
+        col = self._wrap(raw)
+        col.space.require_same(space, f"collection {name!r}")
+        return col
+
+    def get_collection(self, name: str) -> Collection:
+        """Open a collection; an unknown name raises :class:`CollectionNotFoundError` listing the others."""
+        if not isinstance(name, str) or not name:
+            raise InputError("collection name must be a non-empty string")
+        try:
+            raw = self._client.get_collection(name=name, embedding_function=None)
+        except Exception as exc:
+            if "does not exist" not in str(exc) and type(exc).__name__ != "NotFoundError":
+                raise StoreError(f"opening collection {name!r} in {self.location} failed: {exc}") from exc
+            existing = self.list_collections()
+            listed = ", ".join(repr(n) for n in existing) if existing else "none yet"
+            raise CollectionNotFoundError(
+                f"no collection {name!r} in {self.location} (existing: {listed}): "
+                "check the name and --store, or index documents into it first."
+            ) from exc
+        return self._wrap(raw)
+
+    def list_collections(self) -> list[str]:
+        """Names of every collection in the store, sorted."""
+        with _translated(f"listing collections in {self.location}"):
+            return sorted(c.name for c in self._client.list_collections())
+
+    def describe(self) -> list[CollectionInfo]:
+        """Every collection with its space (None when not created by edgeroute) and record count."""
+        out = []
+        with _translated(f"listing collections in {self.location}"):
+            for raw in sorted(self._client.list_collections(), key=lambda c: c.name):
+                space = EmbeddingSpace.from_metadata(dict(raw.metadata or {}))
+                out.append(CollectionInfo(raw.name, space, int(raw.count())))
+        return out
+
+    def delete_collection(self, name: str) -> None:
+        """Delete a collection and its records; an unknown name raises :class:`CollectionNotFoundError`."""
+        self.get_collection(name)
+        with _translated(f"deleting collection {name!r} in {self.location}"):
+            self._client.delete_collection(name=name)
+
+    def _wrap(self, raw: Any) -> Collection:
+        space = EmbeddingSpace.from_metadata(dict(raw.metadata or {}))
+        if space is None:
+            raise StoreError(
+                f"collection {raw.name!r} in {self.location} is not bound to an embedding space "
+                "(it was not created by edgeroute): index into a new collection instead."
+            )
+        return Collection(raw, space, self)
+
+    def __repr__(self) -> str:
+        return f"VectorStore({self.location!r})"
+
+
+def _check_ids(ids: Sequence[str], what: str = "ids") -> list[str]:
+    if isinstance(ids, str):
+        raise InputError(f"{what} must be a sequence of strings, not one string; wrap it in a list")
+    out = list(ids)
+    for i in out:
+        if not isinstance(i, str) or not i:
+            raise InputError(f"every id must be a non-empty string, got {i!r}")
+    return out
+
+
+def _check_metadata(meta: Mapping[str, MetadataValue], row: int) -> dict[str, MetadataValue]:
+    if not isinstance(meta, Mapping):
+        raise InputError(f"metadatas[{row}] must be a mapping, got {type(meta).__name__}")
+    out: dict[str, MetadataValue] = {}
+    for key, value in meta.items():
+        if not isinstance(key, str) or not key:
+            raise InputError(f"metadatas[{row}] has a key {key!r}: keys must be non-empty strings")
+        if key == CONTENT_HASH_KEY:
+            raise InputError(
+                f"metadatas[{row}] uses the reserved key {CONTENT_HASH_KEY!r}: pass content_hashes"
+            )
+        if not isinstance(value, (str, int, float, bool)):
+            raise InputError(
+                f"metadatas[{row}][{key!r}] is a {type(value).__name__}; Chroma stores only str, int, "
+                "float or bool: convert it (for example json.dumps a list)"
+            )
+        out[key] = value
+    return out
+
+
+class Collection:
+    """One Chroma collection bound to one embedding space. Get it from :class:`VectorStore`."""
+
+    def __init__(self, raw: Any, space: EmbeddingSpace, store: VectorStore) -> None:
+        self._raw = raw
+        self.name: str = raw.name
+        self.space: EmbeddingSpace = space
+        self._store = store
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, space={self.space.fingerprint!r})"
+
+    def _batches(self, n: int) -> Iterator[slice]:
+        size = self._store.max_batch_size
+        for start in range(0, n, size):
+            yield slice(start, min(n, start + size))
+
+    def count(self) -> int:
+        """Number of records."""
+        with _translated(f"counting collection {self.name!r}"):
+            return int(self._raw.count())
+
+    def stale_ids(self, ids: Sequence[str], content_hashes: Sequence[str]) -> list[str]:
+        """The ids (in the given order) that are missing or were stored with another content hash."""
+        id_list = _check_ids(ids)
+        hashes = list(content_hashes)
+        if len(hashes) != len(id_list):
+            raise InputError(f"got {len(id_list)} ids but {len(hashes)} content hashes; pass one hash per id")
+        stored: dict[str, Any] = {}
+        unique = list(dict.fromkeys(id_list))
+        for part in self._batches(len(unique)):
+            with _translated(f"reading collection {self.name!r}"):
+                got = self._raw.get(ids=unique[part], include=["metadatas"])
+            for rid, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
+                stored[rid] = (meta or {}).get(CONTENT_HASH_KEY)
+        return [i for i, h in zip(id_list, hashes, strict=True) if stored.get(i) != h]
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: Vectors,
+        *,
+        space: EmbeddingSpace,
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, MetadataValue]] | None = None,
+        content_hashes: Sequence[str],
+    ) -> None:
+        """Insert or replace records by id. Everything is checked before the first write.
+
+        ``space`` must equal the collection's (else :class:`SpaceMismatchError`); ``vectors`` must be
+        ``(len(ids), space.dims)`` and finite; metadata values str/int/float/bool. Large calls are split
+        into batches under Chroma's limit.
+        """
+        self.space.require_same(space, f"collection {self.name!r}")
+        id_list = _check_ids(ids)
+        n = len(id_list)
+        if n == 0:
+            return
+        if len(set(id_list)) != n:
+            dup = next(i for i in id_list if id_list.count(i) > 1)
+            raise InputError(f"id {dup!r} appears more than once in one upsert; ids must be unique")
+        arr = np.asarray(vectors, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[0] != n:
+            raise InputError(f"vectors must have shape ({n}, {self.space.dims}), got {arr.shape}")
+        if arr.shape[1] != self.space.dims:
+            raise InputError(
+                f"vectors have {arr.shape[1]} dims but collection {self.name!r} holds {self.space.dims}-dim "
+                f"vectors of {self.space.fingerprint}: embed with dims={self.space.dims}"
+            )
+        if not np.isfinite(arr).all():
+            raise InputError("vectors contain NaN or infinity; check the embedder's output")
+        text_list = list(texts)
+        hash_list = list(content_hashes)
+        meta_list = list(metadatas) if metadatas is not None else [{} for _ in range(n)]
+        for label, seq in (("texts", text_list), ("content_hashes", hash_list), ("metadatas", meta_list)):
+            if len(seq) != n:
+                raise InputError(f"got {n} ids but {len(seq)} {label}; pass one per id")
+        for t in text_list:
+            if not isinstance(t, str):
+                raise InputError(f"every text must be a string, got {type(t).__name__}")
+        for h in hash_list:
+            if not isinstance(h, str) or not h:
+                raise InputError("every content hash must be a non-empty string (Document.content_hash())")
+        metas: list[dict[str, MetadataValue]] = [
+            {**_check_metadata(m, row), CONTENT_HASH_KEY: h}
+            for row, (m, h) in enumerate(zip(meta_list, hash_list, strict=True))
+        ]
+        for part in self._batches(n):
+            with _translated(f"writing to collection {self.name!r}"):
+                self._raw.upsert(
+                    ids=id_list[part], embeddings=arr[part], documents=text_list[part], metadatas=metas[part]
+                )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete records by id; unknown ids are ignored."""
+        id_list = _check_ids(ids)
+        for part in self._batches(len(id_list)):
+            with _translated(f"deleting from collection {self.name!r}"):
+                self._raw.delete(ids=id_list[part])
+
+    def query(
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        *,
+        space: EmbeddingSpace,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[Hit]:
+        """The ``k`` nearest records to ``vector`` (shape ``(dims,)`` or ``(1, dims)``), best first.
+
+        ``score`` is the cosine similarity, ``rank`` starts at 1, ``index`` is the space's provider and
+        ``space`` its fingerprint. ``where`` is a Chroma metadata filter (``{"lang": "en"}``,
+        ``{"year": {"$gte": 2020}}``); several plain keys are combined with ``$and``. A record's
+        metadata key ``title`` (when a string) becomes ``Hit.title``.
+        """
+        self.space.require_same(space, f"collection {self.name!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be a positive integer, got {k!r}")
+        q = np.asarray(vector, dtype=np.float32)
+        if q.ndim == 2 and q.shape[0] == 1:
+            q = q[0]
+        if q.ndim != 1 or q.shape[0] != self.space.dims:
+            raise InputError(
+                f"query vector must have shape ({self.space.dims},) for {self.space.fingerprint}, "
+                f"got {q.shape}"
+            )
+        if not np.isfinite(q).all():
+            raise InputError("query vector contains NaN or infinity")
+        flt = _normalise_where(where)
+        count = self.count()
+        if count == 0:
+            return []
+        try:
+            res = self._raw.query(
+                query_embeddings=q[None, :],
+                n_results=min(k, count),
+                where=flt,
+                include=["documents", "metadatas", "distances"],
+            )
+        except Exception as exc:
+            if flt is not None and type(exc).__name__ in {"InvalidArgumentError", "ValueError"}:
+                raise InputError(f"invalid metadata filter {dict(flt)!r}: {exc}") from exc
+            raise StoreError(f"querying collection {self.name!r} failed: {exc}") from exc
+        hits = []
+        rows = zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
+        for rank, (rid, text, meta, dist) in enumerate(rows, start=1):
+            clean = {k2: v for k2, v in (meta or {}).items() if k2 != CONTENT_HASH_KEY}
+            title = clean.get("title")
+            hits.append(
+                Hit(
+                    id=rid,
+                    text=text or "",
+                    score=float(1.0 - dist) if math.isfinite(dist) else float("nan"),
+                    rank=rank,
+                    index="cloud" if self.space.provider == "cloud" else "edge",
+                    space=self.space.fingerprint,
+                    metadata=clean,
+                    title=title if isinstance(title, str) else None,
+                )
+            )
+        return hits
+
+    def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[StoredRecord]:
+        """The stored records for ``ids``, in the given order; ids not in the collection are left out."""
+        id_list = _check_ids(ids)
+        include = ["documents", "metadatas", *(["embeddings"] if include_vectors else [])]
+        found: dict[str, StoredRecord] = {}
+        unique = list(dict.fromkeys(id_list))
+        for part in self._batches(len(unique)):
+            with _translated(f"reading collection {self.name!r}"):
+                got = self._raw.get(ids=unique[part], include=include)
+            vecs = got.get("embeddings") if include_vectors else None
+            for j, rid in enumerate(got["ids"]):
+                meta = dict((got["metadatas"] or [])[j] or {})
+                h = meta.pop(CONTENT_HASH_KEY, None)
+                vec = np.asarray(vecs[j], dtype=np.float32) if vecs is not None else None
+                found[rid] = StoredRecord(
+                    id=rid,
+                    text=(got["documents"] or [""])[j] or "",
+                    content_hash=h if isinstance(h, str) else None,
+                    metadata=meta,
+                    vector=vec,
+                )
+        return [found[i] for i in unique if i in found]
+
+
+def _normalise_where(where: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if where is None:
+        return None
+    if not isinstance(where, Mapping):
+        raise InputError(f"where must be a mapping such as {{'lang': 'en'}}, got {type(where).__name__}")
+    flt = dict(where)
+    if not flt:
+        return None
+    # Chroma wants one top-level key; several plain keys mean "all of them".
+    if len(flt) > 1 and not any(k.startswith("$") for k in flt):
+        return {"$and": [{k: v} for k, v in flt.items()]}
+    return flt
+
+
+__all__ = [
+    "CONTENT_HASH_KEY",
+    "SIDE_SUFFIXES",
+    "Collection",
+    "CollectionInfo",
+    "StoredRecord",
+    "VectorStore",
+    "side_collection_name",
+    "validate_collection_name",
+    "validate_logical_name",
+]

@@ -1,0 +1,64 @@
+"""``edgeroute emulator`` and ``edgeroute bench cloud`` from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from google import genai
+from google.genai import types
+from typer.testing import CliRunner
+
+from edgeroute.framework.cli import cloud as _  # noqa: F401  (registers the commands)
+from edgeroute.framework.cli.app import app
+
+
+def test_bench_cloud_json() -> None:
+    result = CliRunner().invoke(app, ["bench", "cloud", "--json", "--texts", "300", "--calls", "5"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["texts"] == 300 and data["calls"] == 3 and data["overhead_samples"] == 5
+    assert data["texts_per_s"] > 0 and data["ingest_s"] > 0.05  # at least one 50 ms round trip
+
+
+def test_emulator_command_serves_the_sdk(tmp_path: Path) -> None:
+    record = tmp_path / "rec.jsonl"
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgeroute.framework.cli",
+        "emulator",
+        "--port",
+        "0",
+        "--record",
+        str(record),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+    try:
+        assert proc.stdout is not None
+        url = ""
+        deadline = time.monotonic() + 60
+        while not url and time.monotonic() < deadline:
+            m = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())
+            url = m.group(0) if m else ""
+        assert url, "the emulator did not print its address"
+        client = genai.Client(api_key="any-key", http_options=types.HttpOptions(base_url=url))
+        r = client.models.embed_content(model="gemini-embedding-2-preview", contents="hello")
+        assert r.embeddings is not None and len(r.embeddings[0].values or []) == 3072
+        assert json.loads(record.read_text().splitlines()[0])["parts"] == [
+            [{"kind": "text", "text": "hello"}]
+        ]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+
+
+def test_emulator_command_rejects_unknown_fault() -> None:
+    result = CliRunner().invoke(app, ["emulator", "--faults", "429,teapot"])
+    assert result.exit_code != 0 and "teapot" in result.output
