@@ -5,23 +5,40 @@ hash: the same document twice is one row, a changed document replaces its row. D
 at-least-once: the engine writes a batch to the cloud index (an upsert by id, so a repeat is
 harmless) and only then deletes the rows whose hash it wrote. A crash at any point therefore
 loses nothing (rows stay until written) and duplicates nothing (ids are unique in the index).
+
+Several processes drain one outbox safely through *leases*: :meth:`Outbox.claim` atomically
+(``BEGIN IMMEDIATE``) takes up to ``limit`` rows that nobody holds, stamping them with the
+claimer's owner id and an expiry; other drainers skip leased rows, so no row is sent twice
+while its lease lives. Only the owner may complete (:meth:`Outbox.complete`), fail
+(:meth:`Outbox.fail`) or release its rows. A drainer that dies (kill -9) leaves its leases
+behind; they are reclaimed when they expire, or at once when the owner was a process on this
+host that no longer exists. A long batch keeps its rows with :meth:`Outbox.renew`.
+
+Removing a queued document (:meth:`Outbox.discard`) leaves a *tombstone*, so a drainer that was
+sending that document when it was removed learns it from :meth:`Outbox.complete` (``vanished``)
+and takes the vector it just wrote back out of the cloud index.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
+import os
+import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..documents import Document
-from ..errors import ConfigurationError, StoreError
+from ..errors import ConfigurationError, InputError, StoreError
 from ..parts import Part
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -33,9 +50,50 @@ CREATE TABLE IF NOT EXISTS outbox (
     enqueued_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
+    lease_owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
     UNIQUE (collection, doc_id)
 );
+CREATE TABLE IF NOT EXISTS tombstones (
+    collection TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    removed_at REAL NOT NULL,
+    PRIMARY KEY (collection, doc_id)
+);
 """
+# Outbox files written before leases existed get the two columns added on open.
+_LEASE_COLUMNS = {
+    "lease_owner": "ALTER TABLE outbox ADD COLUMN lease_owner TEXT",
+    "lease_until": "ALTER TABLE outbox ADD COLUMN lease_until REAL NOT NULL DEFAULT 0",
+}
+DEFAULT_LEASE_S = 120.0
+"""How long a claim holds its rows. Longer than one cloud call with its retries (20 s with the CLI's
+10 s timeout), short enough that rows held by a drainer on another host that died come back soon;
+drainers renew before each batch, and a dead drainer on this host is noticed at once."""
+_TOMBSTONE_TTL_S = 7 * 24 * 3600.0
+
+
+def new_owner_id() -> str:
+    """``host:pid:random``: unique per drainer, and it says whether the owner may still be alive."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def _owner_is_dead(owner: str) -> bool:
+    """True only when the owner was a process on this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists but belongs to someone else
+        return False
+    return False
 
 
 def document_to_json(doc: Document) -> str:
@@ -94,6 +152,33 @@ class OutboxItem:
     last_error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Rows leased to ``owner`` until ``expires_at`` (wall clock); ``items`` oldest first."""
+
+    owner: str
+    items: list[OutboxItem]
+    claimed_at: float
+    expires_at: float
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What :meth:`Outbox.complete` did: rows removed, rows kept because their document changed while
+    it was being sent (released for the next drain), and ids removed from the queue since the claim
+    (``vanished``: the caller must take what it wrote for them back out of the cloud index)."""
+
+    done: int = 0
+    changed: list[str] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+
+
 class Outbox:
     """The durable queue. ``path=None`` keeps it in memory (nothing survives the process).
 
@@ -122,6 +207,10 @@ class Outbox:
                 # FULL: a row acknowledged by enqueue() survives power loss, not just a process crash.
                 self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+            for column, ddl in _LEASE_COLUMNS.items():
+                if column not in have:
+                    self._db.execute(ddl)
         except sqlite3.Error as exc:
             raise StoreError(
                 f"outbox {target} cannot be opened ({exc}); delete it if it is not an edgeroute outbox"
@@ -155,6 +244,10 @@ class Outbox:
                         (collection, doc.id, doc.content_hash(), document_to_json(doc), now),
                     )
                     changed += cur.rowcount
+                    # Queued again: no longer removed, whatever a drainer learns later.
+                    self._exec(
+                        "DELETE FROM tombstones WHERE collection = ? AND doc_id = ?", (collection, doc.id)
+                    )
                 self._exec("COMMIT")
             except BaseException:
                 self._exec("ROLLBACK")
@@ -206,14 +299,221 @@ class Outbox:
             )
 
     def discard(self, collection: str, doc_ids: Sequence[str]) -> int:
-        """Drop rows whatever their hash (a document that became private must not be sent later)."""
+        """Drop rows whatever their hash or lease (a document that became private, or was deleted, must
+        not be sent later). Each id leaves a tombstone, so a drainer sending it right now learns about it
+        in :meth:`complete` and takes it back out of the cloud index."""
+        now = time.time()
         with self._lock:
+            self._exec("BEGIN IMMEDIATE")
+            try:
+                n = 0
+                for d in doc_ids:
+                    n += self._exec(
+                        "DELETE FROM outbox WHERE collection = ? AND doc_id = ?", (collection, d)
+                    ).rowcount
+                    self._exec(
+                        "INSERT INTO tombstones (collection, doc_id, removed_at) VALUES (?, ?, ?) "
+                        "ON CONFLICT (collection, doc_id) DO UPDATE SET removed_at = excluded.removed_at",
+                        (collection, d, now),
+                    )
+                self._exec("DELETE FROM tombstones WHERE removed_at < ?", (now - _TOMBSTONE_TTL_S,))
+                self._exec("COMMIT")
+            except BaseException:
+                self._exec("ROLLBACK")
+                raise
+        return n
+
+    # -- leases: several drainers, each row sent by one ------------------------------------------------
+
+    def claim(
+        self,
+        collection: str,
+        limit: int,
+        *,
+        owner: str,
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> Claim:
+        """Lease up to ``limit`` unleased rows of ``collection`` (oldest first) to ``owner``.
+
+        Atomic across processes (one ``BEGIN IMMEDIATE`` transaction): two drainers never get the same
+        row while its lease lives. Expired leases, and leases of a dead process on this host, count as
+        free. An empty :class:`Claim` means nothing is claimable now (the queue may still hold rows
+        leased by others: see :meth:`leased`).
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InputError(f"limit must be a positive integer, got {limit!r}")
+        if not lease_s > 0:
+            raise InputError(f"lease_s must be a positive number of seconds, got {lease_s!r}")
+        if not owner:
+            raise InputError("owner must be a non-empty id (use new_owner_id())")
+        with self._lock:
+            self._exec("BEGIN IMMEDIATE")
+            try:
+                now = time.time()
+                held = self._exec(
+                    "SELECT DISTINCT lease_owner FROM outbox WHERE collection = ? AND lease_until >= ? "
+                    "AND lease_owner IS NOT NULL AND lease_owner != ?",
+                    (collection, now, owner),
+                ).fetchall()
+                for (other,) in held:
+                    if _owner_is_dead(other):
+                        logger.info("reclaiming outbox rows leased by %s, a process that is gone", other)
+                        self._exec(
+                            "UPDATE outbox SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = ?",
+                            (other,),
+                        )
+                rows = self._exec(
+                    "SELECT seq, payload, content_hash, attempts, last_error FROM outbox "
+                    "WHERE collection = ? AND (lease_until < ? OR lease_owner = ?) ORDER BY seq LIMIT ?",
+                    (collection, now, owner, limit),
+                ).fetchall()
+                until = now + lease_s
+                self._db.executemany(
+                    "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE seq = ?",
+                    [(owner, until, seq) for seq, *_ in rows],
+                )
+                self._exec("COMMIT")
+            except BaseException:
+                self._exec("ROLLBACK")
+                raise
+        items = [OutboxItem(collection, document_from_json(p), h, a, e) for _, p, h, a, e in rows]
+        return Claim(owner, items, now, until)
+
+    def renew(self, owner: str, *, lease_s: float = DEFAULT_LEASE_S) -> int:
+        """Extend every lease ``owner`` holds by ``lease_s`` from now; returns how many rows it holds."""
+        with self._lock:
+            return self._exec(
+                "UPDATE outbox SET lease_until = ? WHERE lease_owner = ?", (time.time() + lease_s, owner)
+            ).rowcount
+
+    def owned(self, collection: str, owner: str, written: Sequence[tuple[str, str]]) -> list[str]:
+        """The ids among ``(doc_id, content_hash)`` that ``owner`` still holds with that same hash."""
+        out: list[str] = []
+        with self._lock:
+            for doc_id, content_hash in written:
+                row = self._exec(
+                    "SELECT 1 FROM outbox WHERE collection = ? AND doc_id = ? AND content_hash = ? "
+                    "AND lease_owner = ?",
+                    (collection, doc_id, content_hash, owner),
+                ).fetchone()
+                if row is not None:
+                    out.append(doc_id)
+        return out
+
+    def complete(self, claim: Claim, written: Sequence[tuple[str, str]]) -> Completion:
+        """``claim.owner`` wrote these ``(doc_id, content_hash)`` pairs to the cloud index: remove its rows.
+
+        A row whose document changed while it was being sent stays queued and is released (``changed``);
+        a row another drainer holds (this lease expired) is left alone; an id removed from the queue
+        since the claim is reported in ``vanished``.
+        """
+        collection = claim.items[0].collection if claim.items else None
+        done, changed, vanished = 0, [], []
+        if collection is None:
+            return Completion()
+        with self._lock:
+            self._exec("BEGIN IMMEDIATE")
+            try:
+                for doc_id, content_hash in written:
+                    row = self._exec(
+                        "SELECT content_hash, lease_owner FROM outbox WHERE collection = ? AND doc_id = ?",
+                        (collection, doc_id),
+                    ).fetchone()
+                    if row is None:
+                        gone = self._exec(
+                            "SELECT 1 FROM tombstones WHERE collection = ? AND doc_id = ? AND removed_at >= ?",
+                            (collection, doc_id, claim.claimed_at),
+                        ).fetchone()
+                        if gone is not None:
+                            vanished.append(doc_id)
+                        continue
+                    stored_hash, lease_owner = row
+                    if lease_owner != claim.owner:
+                        continue
+                    if stored_hash == content_hash:
+                        self._exec(
+                            "DELETE FROM outbox WHERE collection = ? AND doc_id = ?", (collection, doc_id)
+                        )
+                        done += 1
+                    else:
+                        self._exec(
+                            "UPDATE outbox SET lease_owner = NULL, lease_until = 0 "
+                            "WHERE collection = ? AND doc_id = ?",
+                            (collection, doc_id),
+                        )
+                        changed.append(doc_id)
+                self._exec("COMMIT")
+            except BaseException:
+                self._exec("ROLLBACK")
+                raise
+        return Completion(done, changed, vanished)
+
+    def fail(self, claim: Claim, doc_ids: Sequence[str], error: str) -> int:
+        """Count a failed attempt on ``claim.owner``'s rows and release them for the next drain."""
+        if not claim.items:
+            return 0
+        collection = claim.items[0].collection
+        with self._lock:
+            self._exec("BEGIN IMMEDIATE")
+            try:
+                n = 0
+                for d in doc_ids:
+                    n += self._exec(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?, lease_owner = NULL, "
+                        "lease_until = 0 WHERE collection = ? AND doc_id = ? AND lease_owner = ?",
+                        (error[:500], collection, d, claim.owner),
+                    ).rowcount
+                self._exec("COMMIT")
+            except BaseException:
+                self._exec("ROLLBACK")
+                raise
+        return n
+
+    def release(self, owner: str, doc_ids: Sequence[str] | None = None) -> int:
+        """Give back ``owner``'s leases (all of them, or those for ``doc_ids``) without counting a failure."""
+        with self._lock:
+            if doc_ids is None:
+                return self._exec(
+                    "UPDATE outbox SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = ?", (owner,)
+                ).rowcount
             n = 0
             for d in doc_ids:
                 n += self._exec(
-                    "DELETE FROM outbox WHERE collection = ? AND doc_id = ?", (collection, d)
+                    "UPDATE outbox SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = ? AND doc_id = ?",
+                    (owner, d),
                 ).rowcount
-        return n
+            return n
+
+    def leased(self, collection: str | None = None) -> int:
+        """How many queued rows another drainer holds right now (they are being sent)."""
+        sql = "SELECT COUNT(*) FROM outbox WHERE lease_until >= ?"
+        args: list[Any] = [time.time()]
+        if collection is not None:
+            sql += " AND collection = ?"
+            args.append(collection)
+        with self._lock:
+            return int(self._exec(sql, args).fetchone()[0])
+
+    def collections(self) -> list[str]:
+        """The collections with queued rows, sorted."""
+        with self._lock:
+            rows = self._exec("SELECT DISTINCT collection FROM outbox ORDER BY collection").fetchall()
+        return [str(c) for (c,) in rows]
+
+    def queued_ids(self, collection: str, *, source: str | None = None) -> list[str]:
+        """Ids queued for ``collection`` (only those whose metadata ``source`` equals ``source``, if given)."""
+        with self._lock:
+            rows = self._exec(
+                "SELECT doc_id, payload FROM outbox WHERE collection = ? ORDER BY seq", (collection,)
+            ).fetchall()
+        if source is None:
+            return [str(d) for d, _ in rows]
+        out = []
+        for d, payload in rows:
+            meta = json.loads(payload).get("metadata") or {}
+            if meta.get("source") == source:
+                out.append(str(d))
+        return out
 
     def depth(self, collection: str | None = None) -> int:
         """How many documents are queued (for one collection, or in all)."""
@@ -232,12 +532,16 @@ class Outbox:
             err = self._exec(
                 "SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY seq DESC LIMIT 1"
             ).fetchone()
+            leased = self._exec(
+                "SELECT COUNT(*) FROM outbox WHERE lease_until >= ?", (time.time(),)
+            ).fetchone()
         return {
             "path": str(self.path) if self.path else ":memory:",
             "depth": sum(int(n) for _, n in rows),
             "by_collection": {c: int(n) for c, n in rows},
             "oldest_age_s": round(time.time() - oldest, 3) if oldest is not None else None,
             "last_error": err[0] if err else None,
+            "leased": int(leased[0]),
         }
 
     def close(self) -> None:
@@ -251,4 +555,13 @@ class Outbox:
         self.close()
 
 
-__all__ = ["Outbox", "OutboxItem", "document_from_json", "document_to_json"]
+__all__ = [
+    "DEFAULT_LEASE_S",
+    "Claim",
+    "Completion",
+    "Outbox",
+    "OutboxItem",
+    "document_from_json",
+    "document_to_json",
+    "new_owner_id",
+]
