@@ -197,6 +197,11 @@ def resolve_settings(
     )
 
 
+def spend_path(settings: RouterSettings) -> Path:
+    """The store's spend ledger (every process on the store adds to it; the budget cap reads it)."""
+    return settings.store / "spend.sqlite"
+
+
 def load_policy(settings: RouterSettings) -> PolicyConfig:
     """The policy file's config (a broken file raises :class:`ConfigurationError`), or the defaults."""
     if settings.policy_file is None:
@@ -241,6 +246,7 @@ def build_engine(settings: RouterSettings, *, read_only: bool = False) -> Hybrid
     if settings.cloud_configured:
         from .cloud.breaker import CircuitBreaker
         from .cloud.embedder import CloudEmbedder
+        from .cloud.ledger import SpendLedger
 
         cloud = CloudEmbedder(
             settings.cloud_model,
@@ -251,6 +257,8 @@ def build_engine(settings: RouterSettings, *, read_only: bool = False) -> Hybrid
             offline=settings.offline,
             # Shared by every command on this store, so `edgeroute status` reports what the last run saw.
             breaker=CircuitBreaker(state_path=Path(settings.store) / "circuit.json"),
+            # Likewise the spend: the budget cap holds across processes and `status` shows the real total.
+            ledger=SpendLedger(spend_path(settings)),
         )
     store = VectorStore.persistent(settings.store)
     return HybridEngine(
@@ -267,4 +275,12 @@ def build_engine(settings: RouterSettings, *, read_only: bool = False) -> Hybrid
     )
 
 
-__all__ = ["EdgeKind", "RouterSettings", "build_engine", "load_policy", "require_store", "resolve_settings"]
+__all__ = [
+    "EdgeKind",
+    "RouterSettings",
+    "build_engine",
+    "load_policy",
+    "require_store",
+    "resolve_settings",
+    "spend_path",
+]

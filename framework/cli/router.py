@@ -230,7 +230,7 @@ def status_command(
         _print_json(status)
         return
     table = Table("", "value", show_header=False)
-    usage = status["cloud"].get("usage", {})
+    spend = status["cloud"].get("store_spend") or status["cloud"].get("usage", {})
     rate = status["cache_hit_rate"]
     rows = {
         "collection": f"{status['collection']} at {status['store']}",
@@ -241,7 +241,8 @@ def status_command(
         "budget left": "unlimited"
         if status["budget_left_usd"] is None
         else f"${status['budget_left_usd']:.4f}",
-        "cloud spend": f"${usage.get('cost_usd', 0.0):.6f} ({usage.get('total_tokens', 0)} tokens)",
+        "cloud spend": f"${spend.get('cost_usd', 0.0):.6f} ({spend.get('total_tokens', 0)} tokens, "
+        f"{spend.get('calls', 0)} calls, every process on this store)",
         "cache hit rate": "n/a" if rate is None else f"{rate:.1%}",
     }
     for key, value in rows.items():

@@ -25,6 +25,7 @@ from ..errors import CloudError, CloudRejectedError, CloudUnavailableError, Conf
 from ..parts import Part
 from ..spaces import EmbeddingSpace
 from .breaker import BreakerState, CircuitBreaker
+from .ledger import SpendLedger
 from .media import estimate_tokens, validate_content, validate_dims, wire_mime
 from .pricing import PriceTable, price_table
 from .retry import Attempts, RetryPolicy, parse_retry_after
@@ -53,13 +54,23 @@ Guard = Callable[[Sequence[Sequence[Part]]], None]
 
 @dataclass
 class CloudUsage:
-    """What the cloud has been asked for so far, and its estimated cost in USD."""
+    """What the cloud has been asked for so far by this process, and its estimated cost in USD.
+
+    With a ``ledger`` every call is also added to the store's :class:`SpendLedger`, which every
+    process on the store shares: :meth:`spent_usd` is then the store's total, the figure a budget
+    cap must hold against.
+    """
 
     prices: PriceTable = field(default_factory=PriceTable)
     tokens: dict[str, int] = field(default_factory=dict)
     requests: int = 0  # embedding inputs (one vector each)
     calls: int = 0  # HTTP calls that returned vectors
+    ledger: SpendLedger | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def spent_usd(self) -> float:
+        """Spend the budget counts: the store's ledger total when there is one, else this process's."""
+        return self.ledger.total().cost_usd if self.ledger is not None else self.cost_usd
 
     @property
     def total_tokens(self) -> int:
@@ -76,6 +87,8 @@ class CloudUsage:
                 self.tokens[k] = self.tokens.get(k, 0) + v
             self.requests += requests
             self.calls += 1
+        if self.ledger is not None:
+            self.ledger.add(tokens, {m: self.prices.cost({m: n}) for m, n in tokens.items()}, requests)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +135,7 @@ class CloudEmbedder:
         guard: Guard | None = None,
         deadline_s: float | None = None,
         retry: RetryPolicy | None = None,
+        ledger: SpendLedger | None = None,
     ) -> None:
         if not model or "embedding" not in model:
             raise ConfigurationError(
@@ -140,7 +154,7 @@ class CloudEmbedder:
         self.retry = retry or RetryPolicy(max_attempts=max_attempts)
         self.breaker = breaker or CircuitBreaker()
         self.offline = offline
-        self.usage = CloudUsage(prices=price_table(prices))
+        self.usage = CloudUsage(prices=price_table(prices), ledger=ledger)
         self.guard = guard
         self._client = client
         self._client_lock = threading.Lock()
@@ -185,6 +199,7 @@ class CloudEmbedder:
             "retry_in_s": round(self.breaker.retry_in(), 3),
             "last_error": self.last_error,
             "usage": self.usage.as_dict(),
+            "store_spend": self.usage.ledger.total().as_dict() if self.usage.ledger is not None else None,
         }
 
     # -- public embedding API ----------------------------------------------------------------

@@ -347,7 +347,7 @@ class HybridEngine:
         """USD left of ``budget_usd`` (None when unlimited)."""
         if self.budget_usd is None or self.cloud is None:
             return None
-        return max(0.0, self.budget_usd - self.cloud.usage.cost_usd)
+        return max(0.0, self.budget_usd - self.cloud.usage.spent_usd())
 
     # -- collections --------------------------------------------------------------------------------
 
