@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import hashlib
 import json
+import logging
 import random
 import re
 import socket
@@ -23,14 +25,17 @@ from collections.abc import Callable, Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import numpy.typing as npt
 
 from ..cloud.media import MAX_DIMS, MAX_IMAGES, MIN_DIMS, image_kind, mp4_duration_s, pdf_page_count
 from ..embedder import l2_normalize
+from ..errors import ConfigurationError
 from .hashing import hash_embed
+
+_log = logging.getLogger(__name__)
 
 TextEmbedFn = Callable[[list[str]], npt.NDArray[Any]]
 
@@ -132,6 +137,7 @@ class GeminiEmulator:
         self._closing = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._record_fh: TextIO | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -146,7 +152,20 @@ class GeminiEmulator:
         class Handler(_Handler):
             emu = emulator
 
-        server = _Server((self.host, self._port), Handler)
+        self._open_record()
+        try:
+            server = _Server((self.host, self._port), Handler)
+        except OSError as exc:
+            self._close_record()
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"port {self._port} on {self.host} is already in use (another emulator or server?): "
+                    "stop it, pick another --port, or pass --port 0 for a free one"
+                ) from None
+            raise ConfigurationError(
+                f"cannot listen on {self.host}:{self._port} ({exc.strerror or exc}): "
+                "check --host (keep it on loopback) and --port"
+            ) from None
         self._server = server
         self._closing.clear()
         # A short poll interval makes close() quick; tests start and stop many emulators.
@@ -166,6 +185,31 @@ class GeminiEmulator:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self._close_record()
+
+    def _open_record(self) -> None:
+        """Open the record file now, so a bad path fails at start instead of dropping every request."""
+        if self.record_path is None or self._record_fh is not None:
+            return
+        if not self.record_path.parent.is_dir():
+            raise ConfigurationError(
+                f"cannot record to {self.record_path}: the folder {self.record_path.parent} does not exist; "
+                "create it first or pass another --record path"
+            )
+        if self.record_path.is_dir():
+            raise ConfigurationError(f"cannot record to {self.record_path}: it is a directory; name a file")
+        try:
+            self._record_fh = self.record_path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot record to {self.record_path} ({exc.strerror or exc}): pass a writable --record path"
+            ) from None
+
+    def _close_record(self) -> None:
+        with self._lock:
+            if self._record_fh is not None:
+                self._record_fh.close()
+                self._record_fh = None
 
     def __enter__(self) -> GeminiEmulator:
         return self.start()
@@ -235,9 +279,12 @@ class GeminiEmulator:
     def _record(self, entry: dict[str, Any]) -> None:
         with self._lock:
             self.requests.append(entry)
-            if self.record_path is not None:
-                with self.record_path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(entry) + "\n")
+            if self._record_fh is not None:
+                try:
+                    self._record_fh.write(json.dumps(entry) + "\n")
+                    self._record_fh.flush()  # readers (tests, other processes) see each request at once
+                except OSError as exc:  # a full disk must not turn into dropped requests
+                    _log.warning("could not record a request to %s: %s", self.record_path, exc)
 
     # -- vectors ---------------------------------------------------------------------------
 

@@ -62,3 +62,29 @@ def test_emulator_command_serves_the_sdk(tmp_path: Path) -> None:
 def test_emulator_command_rejects_unknown_fault() -> None:
     result = CliRunner().invoke(app, ["emulator", "--faults", "429,teapot"])
     assert result.exit_code != 0 and "teapot" in result.output
+
+
+def _emulator(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "edgeroute.framework.cli", "emulator", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc.stderr = " ".join(proc.stderr.split())  # rich wraps long lines
+    return proc
+
+
+def test_emulator_on_a_busy_port_is_a_clear_usage_error() -> None:
+    from edgeroute.framework.testing.emulator import GeminiEmulator
+
+    with GeminiEmulator() as busy:
+        proc = _emulator("--port", str(busy.port))
+    assert proc.returncode == 2, proc.stderr
+    assert "already in use" in proc.stderr and "--port 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_emulator_refuses_a_record_path_it_cannot_write_at_start(tmp_path: Path) -> None:
+    proc = _emulator("--port", "0", "--record", str(tmp_path / "missing" / "rec.jsonl"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr, proc.stderr
+    (tmp_path / "a-dir").mkdir()
+    proc = _emulator("--port", "0", "--record", str(tmp_path / "a-dir"))
+    assert proc.returncode == 2 and "is a directory" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
