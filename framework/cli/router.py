@@ -21,6 +21,7 @@ from ...policies.decision import SENSITIVITY_LEVELS
 from ..errors import InputError
 from ..settings import RouterSettings, build_engine, resolve_settings
 from .app import app, bench_app, model_app, policy_app  # noqa: F401
+from .format import snippet
 
 _out = Console()
 _err = Console(stderr=True)
@@ -173,7 +174,7 @@ def query_command(
         _out.print(f"  - {r.code}: {r.message}")
     table = Table("rank", "id", "score", "index", "title / text")
     for h in result.hits:
-        table.add_row(str(h.rank), h.id, f"{h.score:.4f}", h.index, (h.title or h.text)[:80])
+        table.add_row(str(h.rank), h.id, f"{h.score:.4f}", h.index, snippet(h.title or h.text, 80))
     _out.print(table)
 
 

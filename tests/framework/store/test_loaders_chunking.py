@@ -10,7 +10,7 @@ import pytest
 
 from edgeroute.framework.errors import InputError
 from edgeroute.framework.store.chunking import approx_tokens, chunk_text
-from edgeroute.framework.store.loaders import load_beir_corpus, load_paths, load_text_file
+from edgeroute.framework.store.loaders import LoadProblem, load_beir_corpus, load_paths, load_text_file
 
 LONG = "\n\n".join(
     " ".join(f"Paragraph {p} sentence {s} says something about topic {p * 10 + s}." for s in range(12))
@@ -85,12 +85,12 @@ def tree(tmp_path: Path) -> Path:
 
 class TestLoaders:
     def test_directory_walk_with_stable_ids_and_offsets(self, tree: Path) -> None:
-        docs = list(load_paths([tree], max_tokens=80, overlap_tokens=16))
+        docs = list(load_paths([tree], max_tokens=80, overlap_tokens=16, media=False))
         ids = [d.id for d in docs]
         assert ids[0] == "a.txt#0"
         assert ids[1:4] == ["sub/b.md#0", "sub/b.md#1", "sub/b.md#2"]
         assert all(not i.startswith((".hidden", "empty", "image")) for i in ids)
-        assert ids == [d.id for d in load_paths([tree], max_tokens=80, overlap_tokens=16)]
+        assert ids == [d.id for d in load_paths([tree], max_tokens=80, overlap_tokens=16, media=False)]
         source = (tree / "sub" / "b.md").read_text(encoding="utf-8")
         for d in docs[1:]:
             m = d.metadata
@@ -109,8 +109,11 @@ class TestLoaders:
             list(load_paths([tmp_path / "missing"]))
         with pytest.raises(InputError, match="is empty"):
             list(load_paths([tree / "empty.txt"]))
-        with pytest.raises(InputError, match=r"\.txt or \.md"):
-            list(load_paths([tree / "image.png"]))
+        with pytest.raises(InputError, match="not PNG or JPEG"):
+            list(load_paths([tree / "image.png"]))  # four bytes of a PNG header are not an image
+        (tree / "notes.docx").write_bytes(b"PK")
+        with pytest.raises(InputError, match=r"\.txt or \.md file; supported: .*\.pdf"):
+            list(load_paths([tree / "notes.docx"]))
         latin1 = tmp_path / "latin1.txt"
         latin1.write_bytes("café".encode("latin-1"))
         with pytest.raises(InputError, match="not UTF-8"):
@@ -122,12 +125,18 @@ class TestLoaders:
             {"_id": "10", "title": "Tea", "text": "Green tea contains catechins."},
             {"_id": "11", "title": "", "text": "Coffee contains caffeine."},
             {"_id": "12", "title": "", "text": ""},
+            {"_id": "13", "title": "Only a title", "text": ""},
+            {"_id": "14", "title": "Title, text null", "text": None},
+            {"_id": "15", "title": "Title, no text field"},
         ]
         corpus.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
         docs = list(load_paths([corpus]))
         assert [(d.id, d.title, d.text) for d in docs] == [
             ("10", "Tea", "Green tea contains catechins."),
             ("11", None, "Coffee contains caffeine."),
+            ("13", "Only a title", "Only a title"),  # indexed from its title, not skipped
+            ("14", "Title, text null", "Title, text null"),
+            ("15", "Title, no text field", "Title, no text field"),
         ]
         assert docs[0].metadata == {"source": "corpus.jsonl", "title": "Tea"}
 
@@ -157,3 +166,45 @@ class TestLoaders:
         corpus.write_text('{"_id": "a", "text": "x"}\n{"_id": "a", "text": "y"}\n', encoding="utf-8")
         with pytest.raises(InputError, match="duplicate"):
             list(load_beir_corpus(corpus))
+
+
+JPEG = next(iter(sorted(Path("/work/shared/data/flickr8k_1k/images").glob("*.jpg")))).read_bytes()
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Page >> endobj\n%%EOF\n"
+
+
+class TestMediaAndProblems:
+    def test_images_and_pdfs_load_as_multimodal_documents(self, tmp_path: Path) -> None:
+        root = tmp_path / "docs"
+        (root / "img").mkdir(parents=True)
+        (root / "img" / "dog.jpg").write_bytes(JPEG)
+        (root / "spec.pdf").write_bytes(PDF)
+        (root / "note.txt").write_text("A note.", encoding="utf-8")
+        docs = {d.id: d for d in load_paths([root])}
+        assert sorted(docs) == ["img/dog.jpg#0", "note.txt#0", "spec.pdf#0"]
+        dog = docs["img/dog.jpg#0"]
+        assert dog.is_multimodal and dog.text == "" and dog.parts[0].mime_type == "image/jpeg"
+        assert dog.parts[0].data == JPEG and dog.metadata["source"] == "img/dog.jpg"
+        assert docs["spec.pdf#0"].parts[0].mime_type == "application/pdf"
+        assert [d.id for d in load_paths([root], media=False)] == ["note.txt#0"]
+
+    def test_every_bad_file_is_reported_and_the_good_ones_still_load(self, tmp_path: Path) -> None:
+        root = tmp_path / "mixed"
+        root.mkdir()
+        (root / "good.txt").write_text("Fine text.", encoding="utf-8")
+        (root / "latin1.txt").write_bytes("café".encode("latin-1"))
+        (root / "fake.png").write_bytes(b"not an image at all")
+        (root / "long.pdf").write_bytes(b"%PDF-1.4\n" + b"<< /Type /Page >>\n" * 9)
+        (root / "empty.md").write_text("  ", encoding="utf-8")
+        (root / "corpus.jsonl").write_text(
+            '{"_id": "c1", "text": "ok"}\n{broken\n{"_id": "c1", "text": "dup"}\n', encoding="utf-8"
+        )
+        problems: list[LoadProblem] = []
+        docs = list(load_paths([root, tmp_path / "missing.txt"], problems=problems))
+        assert sorted(d.id for d in docs) == ["c1", "good.txt#0"]
+        errors = {Path(p.path.split(":")[0]).name: p.reason for p in problems if p.kind == "error"}
+        assert set(errors) == {"latin1.txt", "fake.png", "long.pdf", "corpus.jsonl", "missing.txt"}
+        assert sum(1 for p in problems if p.path.endswith(("corpus.jsonl:2", "corpus.jsonl:3"))) == 2
+        assert [p.path for p in problems if p.kind == "empty"] == [str(root / "empty.md")]
+        assert "not UTF-8" in errors["latin1.txt"] and "pages" in errors["long.pdf"]
+        with pytest.raises(InputError, match=r"corpus.jsonl:2"):  # without a list: the first one raises
+            list(load_paths([root]))
