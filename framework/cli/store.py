@@ -167,7 +167,7 @@ def collections_command(
 
     if not store.is_dir():
         raise InputError(f"no store at {store}: pass the directory you indexed into with --store")
-    infos = VectorStore.persistent(store).describe()
+    infos = VectorStore.persistent(store, read_only=True).describe()  # listing never writes
     if as_json:
         rows: list[dict[str, Any]] = [
             {"name": i.name, "space": i.space.fingerprint if i.space else None, "count": i.count}

@@ -13,11 +13,13 @@ malformed calls raise :class:`InputError` before anything is written.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -124,16 +126,31 @@ def _settings() -> Any:
 class VectorStore:
     """A Chroma client plus edgeroute's rules; see :meth:`persistent`, :meth:`http`, :meth:`ephemeral`."""
 
-    def __init__(self, client: Any, location: str) -> None:
+    def __init__(self, client: Any, location: str, *, read_only: bool = False) -> None:
         self._client = client
         self.location = location
+        self.read_only = read_only
+        self.snapshot: Path | None = None  # the temporary copy a read-only store was opened from
         self._max_batch: int | None = None
 
+    def require_writable(self, what: str) -> None:
+        """Refuse a write on a store opened read-only (:class:`StoreError` saying so)."""
+        if self.read_only:
+            where = " (the directory is not writable)" if self.snapshot is not None else ""
+            raise StoreError(
+                f"cannot {what}: the store at {self.location} was opened read-only{where}; "
+                "open it writable to index or delete"
+            )
+
     @classmethod
-    def persistent(cls, path: str | Path) -> VectorStore:
-        """An embedded store in directory ``path`` (created if missing).
+    def persistent(cls, path: str | Path, *, read_only: bool = False) -> VectorStore:
+        """An embedded store in directory ``path`` (created if missing, unless ``read_only``).
 
         Raises :class:`StoreError` when the directory cannot be created or written; nothing in it is touched.
+        With ``read_only`` the directory must exist and writes through this store are refused; when the
+        directory itself cannot be written (a read-only mount, another user's store), Chroma, which
+        writes on open, is given a private temporary snapshot of it instead, so queries and listings
+        still work and the original is never touched.
         """
         import chromadb
 
@@ -141,17 +158,25 @@ class VectorStore:
         fix = "choose a directory you can write to (--store DIR) or fix its permissions"
         if p.exists() and not p.is_dir():
             raise StoreError(f"store path {p} is a file, not a directory: {fix}.")
+        if read_only and not p.is_dir():
+            raise StoreError(
+                f"no store at {p}: index documents first (`edgeroute index PATH --store {p}`), "
+                "or point --store / $EDGEROUTE_STORE at an existing one"
+            )
+        opened = p
         try:
-            p.mkdir(parents=True, exist_ok=True)
-            # Probe with a throw-away file: permission bits lie under root, ACLs and read-only mounts.
-            fd, probe = tempfile.mkstemp(prefix=".edgeroute-probe-", dir=p)
-            os.close(fd)
-            Path(probe).unlink()
+            if not read_only:
+                p.mkdir(parents=True, exist_ok=True)
+            _probe_writable(p)
         except OSError as exc:
-            raise StoreError(f"store path {p} is not writable ({exc.strerror or exc}): {fix}.") from exc
+            if not read_only:
+                raise StoreError(f"store path {p} is not writable ({exc.strerror or exc}): {fix}.") from exc
+            opened = _snapshot(p)
         with _translated(f"opening the Chroma store at {p}"):
-            client = chromadb.PersistentClient(path=str(p), settings=_settings())
-        return cls(client, str(p))
+            client = chromadb.PersistentClient(path=str(opened), settings=_settings())
+        store = cls(client, str(p), read_only=read_only)
+        store.snapshot = opened if opened != p else None
+        return store
 
     @classmethod
     def http(cls, host: str = "127.0.0.1", port: int = 8000) -> VectorStore:
@@ -199,6 +224,7 @@ class VectorStore:
         with ``exist_ok=False`` an existing collection raises :class:`StoreError`.
         """
         validate_collection_name(name)
+        self.require_writable(f"create collection {name!r}")
         if not isinstance(space, EmbeddingSpace):
             raise InputError(f"space must be an EmbeddingSpace, got {type(space).__name__}")
         if not exist_ok and name in self.list_collections():
@@ -252,6 +278,7 @@ class VectorStore:
     def delete_collection(self, name: str) -> None:
         """Delete a collection and its records; an unknown name raises :class:`CollectionNotFoundError`."""
         self.get_collection(name)
+        self.require_writable(f"delete collection {name!r}")
         with _translated(f"deleting collection {name!r} in {self.location}"):
             self._client.delete_collection(name=name)
 
@@ -352,6 +379,7 @@ class Collection:
         into batches under Chroma's limit.
         """
         self.space.require_same(space, f"collection {self.name!r}")
+        self._store.require_writable(f"write to collection {self.name!r}")
         id_list = _check_ids(ids)
         n = len(id_list)
         if n == 0:
@@ -394,9 +422,46 @@ class Collection:
     def delete(self, ids: Sequence[str]) -> None:
         """Delete records by id; unknown ids are ignored."""
         id_list = _check_ids(ids)
+        self._store.require_writable(f"delete from collection {self.name!r}")
         for part in self._batches(len(id_list)):
             with _translated(f"deleting from collection {self.name!r}"):
                 self._raw.delete(ids=id_list[part])
+
+    def ids(self, where: Mapping[str, Any] | None = None) -> list[str]:
+        """Every record id (those matching the metadata filter ``where``, if given), in storage order."""
+        flt = _normalise_where(where)
+        out: list[str] = []
+        size = self._store.max_batch_size
+        while True:
+            with _translated(f"listing ids in collection {self.name!r}"):
+                got = self._raw.get(where=flt, limit=size, offset=len(out), include=[])
+            page = list(got["ids"])
+            out.extend(page)
+            if len(page) < size:
+                return out
+
+    def update_metadata(self, ids: Sequence[str], metadatas: Sequence[Mapping[str, MetadataValue]]) -> None:
+        """Replace the metadata of stored records (vectors, texts and content hashes stay).
+
+        For a change that needs no new vector: a document re-marked confidential, a new title. Keys
+        a record had and the new metadata lacks are removed; unknown ids raise :class:`InputError`.
+        """
+        id_list = _check_ids(ids)
+        metas = [_check_metadata(m, row) for row, m in enumerate(metadatas)]
+        if len(metas) != len(id_list):
+            raise InputError(f"got {len(id_list)} ids but {len(metas)} metadatas; pass one per id")
+        self._store.require_writable(f"update collection {self.name!r}")
+        stored = {r.id: r for r in self.get(id_list)}
+        missing = [i for i in id_list if i not in stored]
+        if missing:
+            raise InputError(f"cannot update metadata of {missing[:5]}: not in collection {self.name!r}")
+        rows: list[dict[str, MetadataValue | None]] = []
+        for rid, meta in zip(id_list, metas, strict=True):
+            gone: dict[str, MetadataValue | None] = {k: None for k in stored[rid].metadata if k not in meta}
+            rows.append({**gone, **meta})  # None removes a key in Chroma's update
+        for part in self._batches(len(id_list)):
+            with _translated(f"updating collection {self.name!r}"):
+                self._raw.update(ids=id_list[part], metadatas=rows[part])
 
     def query(
         self,
@@ -482,6 +547,25 @@ class Collection:
                     vector=vec,
                 )
         return [found[i] for i in unique if i in found]
+
+
+def _probe_writable(p: Path) -> None:
+    # A throw-away file: permission bits lie under root, ACLs and read-only mounts.
+    fd, probe = tempfile.mkstemp(prefix=".edgeroute-probe-", dir=p)
+    os.close(fd)
+    Path(probe).unlink()
+
+
+def _snapshot(p: Path) -> Path:
+    """A private copy of a store Chroma may not write to, deleted when the process exits."""
+    tmp = Path(tempfile.mkdtemp(prefix="edgeroute-ro-store-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    copy = tmp / "store"
+    with _translated(f"copying the read-only store at {p}"):
+        shutil.copytree(p, copy, ignore=shutil.ignore_patterns("*.sqlite", "*.sqlite-*", "*.json", "*.jsonl"))
+    size = sum(f.stat().st_size for f in copy.rglob("*") if f.is_file())
+    logger.info("store %s is not writable; reading a temporary snapshot of it (%.1f MB)", p, size / 1e6)
+    return copy
 
 
 def _normalise_where(where: Mapping[str, Any] | None) -> dict[str, Any] | None:
