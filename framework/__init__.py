@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .edge.embedder import EdgeEmbedder
     from .embedder import Embedder
     from .errors import (
+        CloudAuthError,
         CloudError,
         CloudRejectedError,
         CloudUnavailableError,

@@ -16,6 +16,7 @@ Every error a user can meet derives from :class:`EdgeRouteError`. The tree separ
     └── CloudError                  Gemini answered with an error or could not be reached
         ├── CloudUnavailableError   retryable: 429, 5xx, timeout, dropped connection, circuit open, offline
         └── CloudRejectedError      permanent: 400, 401/403, 404
+            └── CloudAuthError      the API key was rejected (401/403, or 400 "API key not valid")
 
 ``retryable`` is True exactly on :class:`CloudUnavailableError`.
 """
@@ -104,7 +105,12 @@ class CloudRejectedError(CloudError):
     """The cloud rejected the request permanently (bad request, auth, not found)."""
 
 
+class CloudAuthError(CloudRejectedError):
+    """The API key was rejected: missing, invalid, revoked, or not allowed to use the Gemini API."""
+
+
 __all__ = [
+    "CloudAuthError",
     "CloudError",
     "CloudRejectedError",
     "CloudUnavailableError",

@@ -5,18 +5,21 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import EdgeRouteError
 from . import cloud, edge, policy, router, store  # noqa: F401  (they register commands)
 from .app import app
+from .exit_codes import exit_code_for
 
 
 def main() -> None:
+    """Run the command; an edgeroute error prints one line and exits with its documented code."""
     try:
         app()
     except EdgeRouteError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
-        sys.exit(2)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(int(exit_code_for(exc)))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,14 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ..embedder import Vectors, l2_normalize
-from ..errors import CloudError, CloudRejectedError, CloudUnavailableError, ConfigurationError, InputError
+from ..errors import (
+    CloudAuthError,
+    CloudError,
+    CloudRejectedError,
+    CloudUnavailableError,
+    ConfigurationError,
+    InputError,
+)
 from ..parts import Part
 from ..spaces import EmbeddingSpace
 from .breaker import BreakerState, CircuitBreaker
@@ -480,6 +487,13 @@ def _header(response: Any, name: str) -> str | None:
     return str(value) if value is not None else None
 
 
+def _is_auth_failure(code: int, exc: Any) -> bool:
+    if code in (401, 403):
+        return True
+    text = f"{exc.message} {exc.details}".lower()
+    return code == 400 and ("api key not valid" in text or "api_key_invalid" in text)
+
+
 def _translate(exc: Exception, api_key: str | None, base_url: str | None) -> CloudError:
     """Map an SDK or transport exception onto the edgeroute error tree; re-raise anything else."""
     from google.genai import errors as genai_errors
@@ -495,10 +509,16 @@ def _translate(exc: Exception, api_key: str | None, base_url: str | None) -> Clo
             return CloudUnavailableError(
                 message, status_code=code, status=exc.status, retry_after=retry_after
             )
+        if _is_auth_failure(code, exc):
+            # Gemini answers a bad key with 400 INVALID_ARGUMENT ("API key not valid"): not a malformed request.
+            return CloudAuthError(
+                f"API key rejected: {message} (check GEMINI_API_KEY / GOOGLE_API_KEY"
+                + (" and that the Gemini API is enabled for the key's project)" if code == 403 else ")"),
+                status_code=code,
+                status=exc.status,
+            )
         hint = {
             400: "the request was malformed or an input is over a limit",
-            401: "check the api key (GEMINI_API_KEY)",
-            403: "check the api key and that the Gemini API is enabled for its project",
             404: "check the model id (gemini-embedding-2-preview) and api_version",
         }.get(code, "the request was refused")
         return CloudRejectedError(f"{message} ({hint})", status_code=code, status=exc.status)

@@ -10,7 +10,12 @@ import pytest
 from edgeroute.framework.cloud.breaker import CircuitBreaker
 from edgeroute.framework.cloud.embedder import CloudEmbedder
 from edgeroute.framework.cloud.retry import RetryPolicy, parse_retry_after
-from edgeroute.framework.errors import CloudRejectedError, CloudUnavailableError, ConfigurationError
+from edgeroute.framework.errors import (
+    CloudAuthError,
+    CloudRejectedError,
+    CloudUnavailableError,
+    ConfigurationError,
+)
 from edgeroute.framework.testing.emulator import GeminiEmulator
 from edgeroute.framework.testing.fixtures import TEST_API_KEY, emulated_gemini
 
@@ -95,9 +100,11 @@ def test_deadline_stops_retries() -> None:
 def test_wrong_api_key_is_a_rejection_not_retried() -> None:
     with GeminiEmulator(api_key=TEST_API_KEY) as emu:
         cloud = CloudEmbedder(api_key="wrong-key-123", base_url=emu.base_url, retry=FAST)
-        with pytest.raises(CloudRejectedError, match="API key") as info:
+        with pytest.raises(CloudAuthError, match=r"^API key rejected") as info:
             cloud.embed_queries(["x"])
         assert not info.value.retryable and info.value.status_code == 400
+        assert "malformed" not in str(info.value)  # Gemini's 400 for a bad key is not a bad request
+        assert isinstance(info.value, CloudRejectedError)
         assert emu.request_count == 1 and cloud.breaker.state == "closed"
 
 
