@@ -352,8 +352,24 @@ class CloudEmbedder:
         self.last_error = str(err)
         if isinstance(err, CloudUnavailableError):
             self.breaker.record_failure()
-        log.warning("gemini call failed: %s", err)
         return err
+
+    def _retry_delay(self, attempts: Attempts, err: CloudError, exc: Exception) -> float:
+        """Seconds to wait before the next attempt; raises (and logs, once) when the call has failed.
+
+        A failed attempt that a retry may still fix is only logged at debug level: "gemini call failed"
+        is for calls that did fail, not for a 503 the next attempt absorbed.
+        """
+        if not isinstance(err, CloudUnavailableError):
+            log.warning("gemini call failed: %s", err)
+            raise err from exc
+        try:
+            wait = attempts.next_delay(err)
+        except CloudError as final:
+            log.warning("gemini call failed after %d attempt(s): %s", attempts.attempt, final)
+            raise
+        log.debug("gemini attempt %d failed (%s); retrying in %.2f s", attempts.attempt, err, wait)
+        return wait
 
     def _send_sync(self, batch: _Batch) -> Vectors:
         attempts = Attempts(self.retry, self.deadline_s)
@@ -366,10 +382,7 @@ class CloudEmbedder:
                     config=self._config(batch.dims, attempts.remaining()),
                 )
             except Exception as exc:
-                err = self._failed(exc)
-                if not isinstance(err, CloudUnavailableError):
-                    raise err from exc
-                time.sleep(attempts.next_delay(err))
+                time.sleep(self._retry_delay(attempts, self._failed(exc), exc))
                 continue
             self.breaker.record_success()
             return self._accept(batch, response)
@@ -385,10 +398,7 @@ class CloudEmbedder:
                     config=self._config(batch.dims, attempts.remaining()),
                 )
             except Exception as exc:
-                err = self._failed(exc)
-                if not isinstance(err, CloudUnavailableError):
-                    raise err from exc
-                await asyncio.sleep(attempts.next_delay(err))
+                await asyncio.sleep(self._retry_delay(attempts, self._failed(exc), exc))
                 continue
             self.breaker.record_success()
             return self._accept(batch, response)

@@ -186,3 +186,20 @@ def test_retry_policy_and_header_parsing() -> None:
     assert parse_retry_after("3") == 3.0 and parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
     with pytest.raises(ConfigurationError):
         RetryPolicy(max_attempts=0)
+
+
+def test_a_retry_that_succeeds_logs_no_failure_and_a_failed_call_logs_one(
+    pair: tuple[GeminiEmulator, CloudEmbedder], caplog: pytest.LogCaptureFixture
+) -> None:
+    emu, cloud = pair
+    caplog.set_level("DEBUG", logger="edgeroute.cloud")
+    emu.script_faults(["503"])
+    cloud.embed_queries(["x"])
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [] and any("retrying" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    emu.script_faults(["503", "503", "503"])
+    with pytest.raises(CloudUnavailableError):
+        cloud.embed_queries(["y"])
+    failed = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(failed) == 1 and "gemini call failed after 3 attempt(s)" in failed[0]
