@@ -12,8 +12,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from ..testing.emulator import FAULT_KINDS, GeminiEmulator
 from .app import app, bench_app, model_app, policy_app  # noqa: F401
+
+# Spelled out, not imported: importing the emulator (numpy, and pytest through the testing package)
+# at CLI start-up would slow every command; tests check it equals testing.emulator.FAULT_KINDS.
+ALL_FAULTS = "429,500,503,timeout,drop"
 
 
 @app.command("emulator")
@@ -21,9 +24,7 @@ def emulator_command(
     host: Annotated[str, typer.Option(help="Interface to bind (keep it on loopback).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8089,
     fault_rate: Annotated[float, typer.Option(help="Share of requests (0-1) that get a random fault.")] = 0.0,
-    faults: Annotated[str, typer.Option(help="Comma-separated fault kinds drawn at random.")] = ",".join(
-        FAULT_KINDS
-    ),
+    faults: Annotated[str, typer.Option(help="Comma-separated fault kinds drawn at random.")] = ALL_FAULTS,
     latency_ms: Annotated[float, typer.Option(help="Added latency per request, in milliseconds.")] = 0.0,
     record: Annotated[
         Path | None, typer.Option(help="Append one JSON line per request to this file.")
@@ -33,6 +34,8 @@ def emulator_command(
     ] = None,
 ) -> None:
     """Serve a loopback emulator of Gemini's embedding endpoints until Ctrl-C."""
+    from ..testing.emulator import GeminiEmulator
+
     kinds = [k.strip() for k in faults.split(",") if k.strip()]
     try:
         emu = GeminiEmulator(

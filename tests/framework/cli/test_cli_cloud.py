@@ -88,3 +88,13 @@ def test_emulator_refuses_a_record_path_it_cannot_write_at_start(tmp_path: Path)
     proc = _emulator("--port", "0", "--record", str(tmp_path / "a-dir"))
     assert proc.returncode == 2 and "is a directory" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_cli_default_fault_list_is_every_kind_and_start_up_skips_the_emulator() -> None:
+    from edgeroute.framework.cli.cloud import ALL_FAULTS
+    from edgeroute.framework.testing.emulator import FAULT_KINDS
+
+    assert ALL_FAULTS == ",".join(FAULT_KINDS)
+    code = "import sys, edgeroute.framework.cli; print('pytest' in sys.modules, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == "False"
