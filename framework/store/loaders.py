@@ -24,10 +24,12 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
+
+from ...policies.decision import SENSITIVITY_LEVELS
 
 from ..cloud.media import validate_content
-from ..documents import Document, MetadataValue
+from ..documents import Document, MetadataValue, Sensitivity
 from ..errors import InputError
 from ..parts import Part
 from .chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_text
@@ -108,6 +110,9 @@ def load_beir_corpus(
 ) -> Iterator[Document]:
     """Stream a BEIR ``corpus.jsonl`` (``{"_id", "title", "text"}`` per line) as documents.
 
+    An optional ``"sensitivity"`` field (public, internal, confidential, restricted; default internal)
+    marks a record's sensitivity, so one corpus can mix private and cloud-eligible documents.
+
     A bad line raises :class:`InputError` naming the file and line (or, with ``problems``, is
     appended there and skipped). A record with a title and no text (empty, null or missing) is
     indexed from its title; one with neither is skipped with a warning (some BEIR sets have a few).
@@ -154,11 +159,22 @@ def _beir_record(p: Path, lineno: int, line: str, seen: set[str], src: str) -> D
     if not text.strip() and not (title or "").strip():
         logger.warning("%s:%d: record %r has no text and no title; skipped", p, lineno, doc_id)
         return None
+    sensitivity = rec.get("sensitivity", "internal")
+    if sensitivity not in SENSITIVITY_LEVELS:
+        raise InputError(
+            f"{p}:{lineno}: sensitivity {sensitivity!r} is unknown; use one of {', '.join(SENSITIVITY_LEVELS)}"
+        )
     meta: dict[str, MetadataValue] = {"source": src}
     if title:
         meta["title"] = title
     # A title-only record is still a document: its title is all there is to find it by.
-    return Document(id=doc_id, text=text if text.strip() else title or "", title=title, metadata=meta)
+    return Document(
+        id=doc_id,
+        text=text if text.strip() else title or "",
+        title=title,
+        metadata=meta,
+        sensitivity=cast(Sensitivity, sensitivity),
+    )
 
 
 def _problem(problems: list[LoadProblem] | None, exc: InputError, where: str) -> None:

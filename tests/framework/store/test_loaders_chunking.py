@@ -208,3 +208,16 @@ class TestMediaAndProblems:
         assert "not UTF-8" in errors["latin1.txt"] and "pages" in errors["long.pdf"]
         with pytest.raises(InputError, match=r"corpus.jsonl:2"):  # without a list: the first one raises
             list(load_paths([root]))
+
+
+def test_corpus_records_may_carry_a_sensitivity(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        '{"_id": "a", "text": "x", "sensitivity": "confidential"}\n{"_id": "b", "text": "y"}\n'
+        '{"_id": "c", "text": "z", "sensitivity": "secret"}\n',
+        encoding="utf-8",
+    )
+    problems: list[LoadProblem] = []
+    docs = list(load_beir_corpus(corpus, problems=problems))
+    assert [(d.id, d.sensitivity) for d in docs] == [("a", "confidential"), ("b", "internal")]
+    assert "sensitivity 'secret' is unknown" in problems[0].reason
