@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Literal, cast
 
 from ...policies.decision import SENSITIVITY_LEVELS
-
 from ..cloud.media import validate_content
 from ..documents import Document, MetadataValue, Sensitivity
 from ..errors import InputError
