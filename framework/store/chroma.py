@@ -429,13 +429,27 @@ class Collection:
 
     def ids(self, where: Mapping[str, Any] | None = None) -> list[str]:
         """Every record id (those matching the metadata filter ``where``, if given), in storage order."""
+        return [rid for rid, _ in self._pages(where, include_metadata=False)]
+
+    def metadata(self, where: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        """``{id: metadata}`` for every record (matching ``where``), without vectors or texts."""
+        return dict(self._pages(where, include_metadata=True))
+
+    def _pages(
+        self, where: Mapping[str, Any] | None, *, include_metadata: bool
+    ) -> list[tuple[str, dict[str, Any]]]:
         flt = _normalise_where(where)
-        out: list[str] = []
+        out: list[tuple[str, dict[str, Any]]] = []
         size = self._store.max_batch_size
+        include = ["metadatas"] if include_metadata else []
         while True:
-            with _translated(f"listing ids in collection {self.name!r}"):
-                got = self._raw.get(where=flt, limit=size, offset=len(out), include=[])
-            page = list(got["ids"])
+            with _translated(f"listing records in collection {self.name!r}"):
+                got = self._raw.get(where=flt, limit=size, offset=len(out), include=include)
+            metas = got.get("metadatas") or [None] * len(got["ids"])
+            page = [
+                (rid, {k: v for k, v in (m or {}).items() if k != CONTENT_HASH_KEY})
+                for rid, m in zip(got["ids"], metas, strict=True)
+            ]
             out.extend(page)
             if len(page) < size:
                 return out

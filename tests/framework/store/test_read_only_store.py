@@ -126,6 +126,7 @@ def test_ids_by_metadata_and_metadata_updates_keep_vectors(tmp_path: Path) -> No
     col = VectorStore.persistent(tmp_path / "store").get_collection("notes.edge")
     assert sorted(col.ids()) == ["d0", "d1", "d2"]
     assert col.ids({"source": "s1.txt"}) == ["d1"]
+    assert col.metadata({"source": "s2.txt"}) == {"d2": {"source": "s2.txt", "sensitivity": "internal"}}
     before = col.get(["d1"], include_vectors=True)[0]
     col.update_metadata(["d1"], [{"source": "s1.txt", "sensitivity": "confidential", "title": "T"}])
     after = col.get(["d1"], include_vectors=True)[0]
