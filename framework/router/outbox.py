@@ -500,20 +500,13 @@ class Outbox:
             rows = self._exec("SELECT DISTINCT collection FROM outbox ORDER BY collection").fetchall()
         return [str(c) for (c,) in rows]
 
-    def queued_ids(self, collection: str, *, source: str | None = None) -> list[str]:
-        """Ids queued for ``collection`` (only those whose metadata ``source`` equals ``source``, if given)."""
+    def queued(self, collection: str) -> dict[str, dict[str, Any]]:
+        """``{doc_id: metadata}`` of every row queued for ``collection`` (oldest first)."""
         with self._lock:
             rows = self._exec(
                 "SELECT doc_id, payload FROM outbox WHERE collection = ? ORDER BY seq", (collection,)
             ).fetchall()
-        if source is None:
-            return [str(d) for d, _ in rows]
-        out = []
-        for d, payload in rows:
-            meta = json.loads(payload).get("metadata") or {}
-            if meta.get("source") == source:
-                out.append(str(d))
-        return out
+        return {str(d): dict(json.loads(payload).get("metadata") or {}) for d, payload in rows}
 
     def depth(self, collection: str | None = None) -> int:
         """How many documents are queued (for one collection, or in all)."""
