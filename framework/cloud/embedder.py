@@ -482,7 +482,24 @@ def _translate(exc: Exception, api_key: str | None, base_url: str | None) -> Clo
     if isinstance(exc, TimeoutError | OSError | asyncio.TimeoutError) or module in _NETWORK_MODULES:
         where = base_url or "https://generativelanguage.googleapis.com"
         kind = "timed out" if "timeout" in type(exc).__name__.lower() else "failed"
+        if _refused(exc):
+            # Said the same way whichever transport the SDK used (httpx or aiohttp word it differently).
+            return CloudUnavailableError(
+                f"the call to Gemini at {where} failed: connection refused ({type(exc).__name__}); "
+                "check the base URL and that the server is up"
+            )
         return CloudUnavailableError(
             clean(f"the call to Gemini at {where} {kind}: {type(exc).__name__}: {exc}")
         )
     raise exc
+
+
+def _refused(exc: BaseException | None) -> bool:
+    """True when the transport error comes from a refused TCP connection."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, ConnectionRefusedError):
+            return True
+        exc = getattr(exc, "os_error", None) or exc.__cause__ or exc.__context__
+        seen += 1
+    return False
