@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from ..framework.documents import Hit, RetrievalResult
 from ..framework.embedder import Embedder, Vectors
 from ..framework.errors import ConfigurationError, InputError
-from ..policies.decision import SENSITIVITY_LEVELS
+from ..policies.sensitivity import SensitivityError, check_sensitivity
 
 _EXTRAS: dict[str, tuple[str, str]] = {
     # top-level module -> (extra name, distribution)
@@ -94,9 +94,10 @@ def validate_options(opts: Mapping[str, Any]) -> None:
     k = opts.get("k")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}; pass k=4 for the top four hits")
-    sensitivity = opts.get("sensitivity")
-    if sensitivity not in SENSITIVITY_LEVELS:
-        raise InputError(f"unknown sensitivity {sensitivity!r}; use one of {', '.join(SENSITIVITY_LEVELS)}")
+    try:
+        check_sensitivity(opts.get("sensitivity"))
+    except SensitivityError as exc:
+        raise InputError(str(exc)) from None
     stakes = opts.get("stakes")
     if stakes not in ("normal", "high"):
         raise InputError(f"unknown stakes {stakes!r}; use 'normal' or 'high'")

@@ -26,6 +26,7 @@ from langchain_core.runnables import RunnableConfig  # noqa: E402
 from langchain_core.tools import BaseTool  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
+from ..framework.cloud.media import DEFAULT_MODEL  # noqa: E402
 from ..framework.documents import RetrievalResult  # noqa: E402
 from ..framework.embedder import Embedder  # noqa: E402
 from ..framework.errors import InputError  # noqa: E402
@@ -219,7 +220,7 @@ class GeminiEmbeddings(Embeddings):
 
     def __init__(
         self,
-        model: str = "gemini-embedding-2-preview",
+        model: str = DEFAULT_MODEL,
         dims: int = 768,
         *,
         api_key: str | None = None,

@@ -25,7 +25,7 @@ from ..errors import CloudError, CloudRejectedError, CloudUnavailableError, Conf
 from ..parts import Part
 from ..spaces import EmbeddingSpace
 from .breaker import BreakerState, CircuitBreaker
-from .media import estimate_tokens, validate_content, validate_dims, wire_mime
+from .media import DEFAULT_MODEL, estimate_part_tokens, validate_content, validate_dims, wire_mime
 from .pricing import PriceTable, price_table
 from .retry import Attempts, RetryPolicy, parse_retry_after
 
@@ -95,7 +95,7 @@ class _Batch:
 
 
 class CloudEmbedder:
-    """Embeds text and media with Gemini Embedding 2 (``gemini-embedding-2-preview`` by default).
+    """Embeds text and media with Gemini Embedding 2 (:data:`~.media.DEFAULT_MODEL` by default).
 
     The api key comes from ``api_key`` or the ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY`` environment
     variables and is never logged; ``base_url`` from the argument or ``GOOGLE_GEMINI_BASE_URL``.
@@ -106,7 +106,7 @@ class CloudEmbedder:
 
     def __init__(
         self,
-        model: str = "gemini-embedding-2-preview",
+        model: str = DEFAULT_MODEL,
         dims: int = 768,
         *,
         api_key: str | None = None,
@@ -125,7 +125,7 @@ class CloudEmbedder:
     ) -> None:
         if not model or "embedding" not in model:
             raise ConfigurationError(
-                f"model {model!r} is not an embedding model id; use 'gemini-embedding-2-preview'"
+                f"model {model!r} is not an embedding model id; use {DEFAULT_MODEL!r}"
             )
         self.model = model
         self.dims = validate_dims(dims)
@@ -420,7 +420,7 @@ def _estimate(parts: Sequence[Part]) -> dict[str, int]:
     out: dict[str, int] = {}
     for p in parts:
         m = p.modality
-        out[m] = out.get(m, 0) + (estimate_tokens(p.text_value) if p.text_value is not None else 258)
+        out[m] = out.get(m, 0) + estimate_part_tokens(p)
     return out
 
 
@@ -475,7 +475,7 @@ def _translate(exc: Exception, api_key: str | None, base_url: str | None) -> Clo
             400: "the request was malformed or an input is over a limit",
             401: "check the api key (GEMINI_API_KEY)",
             403: "check the api key and that the Gemini API is enabled for its project",
-            404: "check the model id (gemini-embedding-2-preview) and api_version",
+            404: f"check the model id ({DEFAULT_MODEL}) and api_version",
         }.get(code, "the request was refused")
         return CloudRejectedError(f"{message} ({hint})", status_code=code, status=exc.status)
     module = type(exc).__module__.split(".")[0]

@@ -10,7 +10,6 @@ keeps their vectors apart.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..aio import run_sync, to_thread
+from ..digest import sha256_text
 from ..embedder import Embedder, Vectors
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
@@ -56,7 +56,7 @@ def default_cache_path() -> Path:
 
 def content_key(text: str, title: str | None, task: str) -> str:
     """sha256 of (title, text, task), JSON-encoded so different triples never collide by concatenation."""
-    return hashlib.sha256(json.dumps([title, text, task], ensure_ascii=False).encode()).hexdigest()
+    return sha256_text(json.dumps([title, text, task], ensure_ascii=False))
 
 
 @dataclass(frozen=True, slots=True)

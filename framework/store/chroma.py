@@ -32,7 +32,7 @@ from ..embedder import Vectors
 from ..errors import CollectionNotFoundError, EdgeRouteError, InputError, StoreError
 from ..spaces import EmbeddingSpace
 
-logger = logging.getLogger("edgeroute.store")
+logger = logging.getLogger(__name__)
 
 CONTENT_HASH_KEY = "_content_hash"
 """Metadata key under which each record keeps the hash of the content its vector was computed from."""
