@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from ..framework.documents import Hit, RetrievalResult
 from ..framework.embedder import Embedder, Vectors
 from ..framework.errors import ConfigurationError, InputError
-from ..policies.decision import SENSITIVITY_LEVELS
+from ..policies.sensitivity import SensitivityError, check_sensitivity
 
 _EXTRAS: dict[str, tuple[str, str]] = {
     # top-level module -> (extra name, distribution)
@@ -94,9 +94,10 @@ def validate_options(opts: Mapping[str, Any]) -> None:
     k = opts.get("k")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}; pass k=4 for the top four hits")
-    sensitivity = opts.get("sensitivity")
-    if sensitivity not in SENSITIVITY_LEVELS:
-        raise InputError(f"unknown sensitivity {sensitivity!r}; use one of {', '.join(SENSITIVITY_LEVELS)}")
+    try:
+        check_sensitivity(opts.get("sensitivity"))
+    except SensitivityError as exc:
+        raise InputError(str(exc)) from None
     stakes = opts.get("stakes")
     if stakes not in ("normal", "high"):
         raise InputError(f"unknown stakes {stakes!r}; use 'normal' or 'high'")
@@ -170,27 +171,30 @@ def _texts(texts: Sequence[str], what: str) -> list[str]:
     return items
 
 
+def _embed_call(
+    embedder: Embedder, texts: Sequence[str], *, query: bool, task: str | None, dims: int | None, aio: bool
+) -> Any:
+    """The embedder call both modes make: a named task prompt when one is set, else queries or
+    documents; ``aio`` picks the embedder's async method (the result is then awaitable)."""
+    items = _texts(texts, "queries" if query else "texts")
+    prefix = "a" if aio else ""
+    if task is not None:
+        return getattr(embedder, f"{prefix}embed")(items, task, dims=dims)
+    method = "embed_queries" if query else "embed_documents"
+    return getattr(embedder, prefix + method)(items, dims=dims)
+
+
 def embed_sync(
     embedder: Embedder, texts: Sequence[str], *, query: bool, task: str | None, dims: int | None
 ) -> Vectors:
-    """Embed queries or documents, through a named task prompt when one is set."""
-    items = _texts(texts, "queries" if query else "texts")
-    if task is not None:
-        out: Vectors = embedder.embed(items, task, dims=dims)  # type: ignore[attr-defined]
-        return out
-    if query:
-        return embedder.embed_queries(items, dims=dims)
-    return embedder.embed_documents(items, dims=dims)
+    """Embed queries or documents with the embedder's sync API, through a named task prompt when one is set."""
+    out: Vectors = _embed_call(embedder, texts, query=query, task=task, dims=dims, aio=False)
+    return out
 
 
 async def embed_async(
     embedder: Embedder, texts: Sequence[str], *, query: bool, task: str | None, dims: int | None
 ) -> Vectors:
-    """The async twin of :func:`embed_sync`; the embedder keeps blocking work off the event loop."""
-    items = _texts(texts, "queries" if query else "texts")
-    if task is not None:
-        out: Vectors = await embedder.aembed(items, task, dims=dims)  # type: ignore[attr-defined]
-        return out
-    if query:
-        return await embedder.aembed_queries(items, dims=dims)
-    return await embedder.aembed_documents(items, dims=dims)
+    """The same call through the embedder's async API (which keeps blocking work off the event loop)."""
+    out: Vectors = await _embed_call(embedder, texts, query=query, task=task, dims=dims, aio=True)
+    return out

@@ -2,8 +2,8 @@
 
 Install with ``pip install 'edgeroute[langchain]'``. Every retrieved ``Document`` says where it
 came from (``route``, ``reasons``, ``index``, ``space``, ``score``, ``rank``, ``degraded`` in its
-metadata). Async methods are truly async: ONNX inference runs in a worker thread and Gemini is
-called through google-genai's async client.
+metadata). Sync hooks call edgeroute's sync API, async hooks its async API: one core underneath
+(ONNX inference on the embedder's own thread, Gemini through google-genai's async client).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from langchain_core.runnables import RunnableConfig  # noqa: E402
 from langchain_core.tools import BaseTool  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
+from ..framework.cloud.media import DEFAULT_MODEL  # noqa: E402
 from ..framework.documents import RetrievalResult  # noqa: E402
 from ..framework.embedder import Embedder  # noqa: E402
 from ..framework.errors import InputError  # noqa: E402
@@ -132,23 +133,24 @@ class EdgeRouteRetriever(BaseRetriever):
     ) -> list[LCDocument]:
         return await super().ainvoke(input, config, **{**self._from_config(config), **kwargs})
 
+    def _engine_call(self, kwargs: dict[str, Any], query: str) -> tuple[tuple[str, int], dict[str, Any]]:
+        return engine_call(query, routing_options(self._defaults(), kwargs, "the retriever call"))
+
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[LCDocument]:
-        args, kw = engine_call(query, routing_options(self._defaults(), kwargs, "the retriever call"))
+        args, kw = self._engine_call(kwargs, query)
         engine: RetrievalEngine = self.engine
-        result = engine.retrieve(*args, **kw)
-        self.last_result = result
+        self.last_result = result = engine.retrieve(*args, **kw)
         run_manager.get_child().on_custom_event(DECISION_EVENT, _event(result))
         return to_documents(result)
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[LCDocument]:
-        args, kw = engine_call(query, routing_options(self._defaults(), kwargs, "the retriever call"))
+        args, kw = self._engine_call(kwargs, query)
         engine: RetrievalEngine = self.engine
-        result = await engine.aretrieve(*args, **kw)
-        self.last_result = result
+        self.last_result = result = await engine.aretrieve(*args, **kw)
         await run_manager.get_child().on_custom_event(DECISION_EVENT, _event(result))
         return to_documents(result)
 
@@ -218,7 +220,7 @@ class GeminiEmbeddings(Embeddings):
 
     def __init__(
         self,
-        model: str = "gemini-embedding-2-preview",
+        model: str = DEFAULT_MODEL,
         dims: int = 768,
         *,
         api_key: str | None = None,

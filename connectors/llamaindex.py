@@ -24,6 +24,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode  # noqa
 from llama_index.core.tools import BaseTool  # noqa: E402
 from pydantic import PrivateAttr  # noqa: E402
 
+from ..framework.cloud.media import DEFAULT_MODEL  # noqa: E402
 from ..framework.documents import RetrievalResult  # noqa: E402
 from ..framework.embedder import Embedder  # noqa: E402
 from ..framework.errors import InputError  # noqa: E402
@@ -225,7 +226,7 @@ class GeminiEmbedding(_EdgeRouteEmbedding):
 
     def __init__(
         self,
-        model: str = "gemini-embedding-2-preview",
+        model: str = DEFAULT_MODEL,
         dims: int = 768,
         *,
         api_key: str | None = None,

@@ -26,9 +26,8 @@ import numpy as np
 
 from ..errors import ConfigurationError, InputError
 
-DEFAULT_DATA = (
-    Path(os.environ.get("EDGEROUTE_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"
-)
+DATA_ENV = "EDGEROUTE_DATA"
+"""The environment variable naming the folder that holds ``scifact/`` when ``--data`` is not given."""
 DEFAULT_CHECKPOINT = Path.home() / ".cache" / "edgeroute-dev" / "embeddinggemma-300m"
 
 # Short queries typed by people: the latency case the router cares about.
@@ -63,13 +62,24 @@ class EngineFigures:
     threads: int
 
 
-def load_sample_docs(data_dir: Path, n: int = 64) -> list[tuple[str, str]]:
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
+    """``data_dir``, else ``$EDGEROUTE_DATA``: the folder holding ``scifact/`` (BEIR layout)."""
+    chosen = data_dir or os.environ.get(DATA_ENV)
+    if not chosen:
+        raise ConfigurationError(
+            "no benchmark data folder: pass --data DIR (the folder holding scifact/corpus.jsonl, "
+            f"BEIR layout) or set ${DATA_ENV}."
+        )
+    return Path(chosen).expanduser()
+
+
+def load_sample_docs(data_dir: str | os.PathLike[str] | None, n: int = 64) -> list[tuple[str, str]]:
     """The first ``n`` SciFact abstracts as (title, text): a fixed, real sample."""
-    corpus = data_dir / "scifact" / "corpus.jsonl"
+    corpus = resolve_data_dir(data_dir) / "scifact" / "corpus.jsonl"
     if not corpus.is_file():
         raise ConfigurationError(
             f"benchmark sample {corpus} not found; pass --data DIR (the folder holding scifact/) "
-            "or set $EDGEROUTE_SHARED."
+            f"or set ${DATA_ENV}."
         )
     docs: list[tuple[str, str]] = []
     with corpus.open(encoding="utf-8") as f:
@@ -232,7 +242,7 @@ def run_bench(
     *,
     checkpoint: str | None = None,
     reference: bool = True,
-    data_dir: Path = DEFAULT_DATA,
+    data_dir: str | os.PathLike[str] | None = None,
     n_docs: int = 64,
     batch_size: int = 16,
     threads: int | None = None,
@@ -251,10 +261,11 @@ def run_bench(
     """
     if n_docs < 1 or batch_size < 1:
         raise InputError("n_docs and batch_size must be >= 1.")
-    load_sample_docs(data_dir, n_docs)  # fail early, in this process, with a clear message
+    data = resolve_data_dir(data_dir)
+    load_sample_docs(data, n_docs)  # fail early, in this process, with a clear message
     common = [
         "--data",
-        str(data_dir),
+        str(data),
         "--n-docs",
         str(n_docs),
         "--batch-size",
@@ -305,7 +316,7 @@ def _st_importable() -> bool:
 def scifact_ndcg(
     model_dir: str | None = None,
     *,
-    data_dir: Path = DEFAULT_DATA,
+    data_dir: str | os.PathLike[str] | None = None,
     dims: Sequence[int] = (768, 256),
     batch_size: int = 16,
     cache_file: Path | None = None,
@@ -319,7 +330,7 @@ def scifact_ndcg(
     """
     from ..edge.embedder import EdgeEmbedder
 
-    root = data_dir / "scifact"
+    root = resolve_data_dir(data_dir) / "scifact"
     corpus = [json.loads(line) for line in (root / "corpus.jsonl").open(encoding="utf-8")]
     queries = {q["_id"]: q["text"] for q in map(json.loads, (root / "queries.jsonl").open(encoding="utf-8"))}
     qrels: dict[str, dict[str, int]] = {}
@@ -369,7 +380,7 @@ def _worker(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="one engine's benchmark; prints one JSON line")
     p.add_argument("--engine", choices=["onnx", "st"], required=True)
     p.add_argument("--model")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--data", type=Path, required=True)
     p.add_argument("--n-docs", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int)
@@ -394,4 +405,12 @@ if __name__ == "__main__":
     _worker()
 
 
-__all__ = ["BENCH_QUERIES", "EngineFigures", "load_sample_docs", "run_bench", "scifact_ndcg"]
+__all__ = [
+    "BENCH_QUERIES",
+    "DATA_ENV",
+    "EngineFigures",
+    "load_sample_docs",
+    "resolve_data_dir",
+    "run_bench",
+    "scifact_ndcg",
+]

@@ -33,7 +33,7 @@ from ..errors import InputError
 from ..parts import Part
 from .chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_text
 
-logger = logging.getLogger("edgeroute.loaders")
+logger = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", ".md")
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".pdf": "application/pdf"}
