@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
-from ...policies.decision import SENSITIVITY_LEVELS
+from ...policies.sensitivity import SENSITIVITY_LEVELS, Sensitivity
 from ..cloud.media import validate_content
-from ..documents import Document, MetadataValue, Sensitivity
+from ..documents import Document, MetadataValue
 from ..errors import InputError
 from ..parts import Part
 from .chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_text

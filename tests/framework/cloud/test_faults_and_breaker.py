@@ -192,7 +192,7 @@ def test_a_retry_that_succeeds_logs_no_failure_and_a_failed_call_logs_one(
     pair: tuple[GeminiEmulator, CloudEmbedder], caplog: pytest.LogCaptureFixture
 ) -> None:
     emu, cloud = pair
-    caplog.set_level("DEBUG", logger="edgeroute.cloud")
+    caplog.set_level("DEBUG", logger="edgeroute.framework.cloud.embedder")
     emu.script_faults(["503"])
     cloud.embed_queries(["x"])
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]

@@ -14,7 +14,7 @@ import pytest
 from router_helpers import API_KEY, PUBLIC, EngineFactory, make_cloud
 
 from edgeroute.framework.cloud.embedder import CloudEmbedder
-from edgeroute.framework.errors import CloudRejectedError, CollectionNotFoundError, InputError
+from edgeroute.framework.errors import CloudAuthError, CollectionNotFoundError, InputError
 from edgeroute.framework.testing.emulator import GeminiEmulator
 
 # Threads the library may keep: the portal, the portal loop's worker pool, the edge inference
@@ -87,7 +87,7 @@ async def test_the_same_errors_in_both_modes(make_engine: EngineFactory, emu: Ge
         (
             lambda: wrong_key.embed_queries(["shoes"]),
             lambda: wrong_key.aembed_queries(["shoes"]),
-            CloudRejectedError,
+            CloudAuthError,  # a CloudRejectedError: the key is refused
         ),
     ]
     for call, acall, kind in cases:
