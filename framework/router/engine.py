@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,14 +34,16 @@ from ..parts import Part
 from ..spaces import EmbeddingSpace
 from ..store.cache import CachedEmbedder, EmbeddingCache
 from ..store.chroma import Collection, VectorStore, index_collection_name, validate_logical_name
+from . import lifecycle
 from .audit import AuditLog
 from .cloud_calls import CloudCalls
 from .drain import drain
 from .fusion import DEFAULT_RRF_K, rrf_fuse
 from .guard import PrivacyGuard
 from .ingest import ingest
+from .lifecycle import DeleteReport
 from .outbox import Outbox
-from .reports import IngestReport, SyncReport
+from .reports import IngestReport, ProgressFn, SyncReport
 from .retrieve import retrieve
 
 logger = logging.getLogger(__name__)
@@ -174,34 +176,71 @@ class HybridEngine:
 
     # -- the flows: async core, sync wrappers ---------------------------------------------------------
 
-    async def aingest(self, documents: Sequence[Document]) -> IngestReport:
+    async def aingest(
+        self, documents: Sequence[Document], *, progress: ProgressFn | None = None
+    ) -> IngestReport:
         """Index documents: every text into the edge index, the cloud-eligible ones into the cloud index.
 
-        Unchanged documents (same content hash) are skipped. Placement is checked for all documents
-        before anything is written (a document the policy can place nowhere raises
-        :class:`RoutingError`). Cloud-bound documents pass through the outbox, so with the cloud
-        offline they wait there for :meth:`sync`.
+        Unchanged documents (same content hash) are skipped; a document whose metadata changed
+        (sensitivity, say) but not its content gets its stored records updated, not re-embedded.
+        Placement is checked for all documents before anything is written (a document the policy can
+        place nowhere raises :class:`RoutingError`). Cloud-bound documents pass through the outbox, so
+        with the cloud offline they wait there for :meth:`sync`. Edge embeddings are stored batch by
+        batch as they finish, so an interrupted run keeps what it did. ``progress(stage, done, total)``
+        is called as ``"edge"`` and ``"cloud"`` work completes.
         """
-        return await ingest(self, documents)
+        return await ingest(self, documents, progress=progress)
 
-    def ingest(self, documents: Sequence[Document]) -> IngestReport:
+    def ingest(self, documents: Sequence[Document], *, progress: ProgressFn | None = None) -> IngestReport:
         """Sync :meth:`aingest`."""
-        return run_sync(self.aingest(documents))
+        return run_sync(self.aingest(documents, progress=progress))
 
-    async def adrain(self, limit: int | None = None, *, batch_size: int = 32) -> SyncReport:
+    async def adrain(
+        self, limit: int | None = None, *, batch_size: int = 32, progress: ProgressFn | None = None
+    ) -> SyncReport:
         """Drain this collection's outbox into the cloud index (at most ``limit`` documents).
 
         Safe to interrupt at any point (kill -9 included) and to run again: nothing is lost or duplicated.
+        Safe to run in several processes at once: each queued document is sent by one of them (leases).
         """
-        return await drain(self, limit, batch_size)
+        return await drain(self, limit, batch_size, progress=progress)
 
-    def drain(self, limit: int | None = None, *, batch_size: int = 32) -> SyncReport:
+    def drain(
+        self, limit: int | None = None, *, batch_size: int = 32, progress: ProgressFn | None = None
+    ) -> SyncReport:
         """Sync :meth:`adrain`."""
-        return run_sync(self.adrain(limit, batch_size=batch_size))
+        return run_sync(self.adrain(limit, batch_size=batch_size, progress=progress))
 
-    def sync(self, limit: int | None = None, *, batch_size: int = 32) -> SyncReport:
+    def sync(
+        self, limit: int | None = None, *, batch_size: int = 32, progress: ProgressFn | None = None
+    ) -> SyncReport:
         """The same as :meth:`drain` (named after ``edgeroute sync``)."""
-        return run_sync(self.adrain(limit, batch_size=batch_size))
+        return run_sync(self.adrain(limit, batch_size=batch_size, progress=progress))
+
+    async def adelete(
+        self, ids: Sequence[str] | None = None, *, source: str | Path | None = None
+    ) -> DeleteReport:
+        """Remove documents, by id and/or by source path (a file, or a folder and all under it), from
+        the edge index, the cloud index and the outbox (so a queued document is never sent). Audited.
+        """
+        return await lifecycle.delete(self, ids, source=source)
+
+    def delete(self, ids: Sequence[str] | None = None, *, source: str | Path | None = None) -> DeleteReport:
+        """Sync :meth:`adelete`."""
+        return run_sync(self.adelete(ids, source=source))
+
+    async def aprune(
+        self, origin: str | Path, keep: Container[str], *, protect: Container[str] = ()
+    ) -> DeleteReport:
+        """After re-indexing ``origin`` (the path given to ``edgeroute index``): remove its records whose
+        ids are not in ``keep``; other origins are never touched, paths in ``protect`` are kept."""
+        return await lifecycle.prune(self, origin, keep, protect=protect)
+
+    def prune(
+        self, origin: str | Path, keep: Container[str], *, protect: Container[str] = ()
+    ) -> DeleteReport:
+        """Sync :meth:`aprune`."""
+        return run_sync(self.aprune(origin, keep, protect=protect))
 
     async def aretrieve(
         self,

@@ -15,16 +15,21 @@ from ...policies.sensitivity import above_ceiling
 from ..aio import to_thread
 from ..documents import Document
 from .drain import drain
-from .placement import check_documents, cloud_allowed, index_metadata
-from .reports import IngestReport, SyncReport
+from .placement import check_documents, cloud_allowed, index_metadata, write_index
+from .reports import IngestReport, ProgressFn, SyncReport
 
 if TYPE_CHECKING:
     from .engine import HybridEngine
 
 BATCH = 64
+EMBED_BATCH = 16
+"""Documents embedded, then stored, at a time: the edge embedder's own batch size, so storing as
+batches finish costs no throughput and a killed run loses at most one batch of work."""
 
 
-async def ingest(engine: HybridEngine, documents: Sequence[Document]) -> IngestReport:
+async def ingest(
+    engine: HybridEngine, documents: Sequence[Document], *, progress: ProgressFn | None = None
+) -> IngestReport:
     docs = check_documents(documents)
     to_cloud = cloud_allowed(docs, engine.policy)
     for doc, ok in zip(docs, to_cloud, strict=True):
@@ -36,7 +41,7 @@ async def ingest(engine: HybridEngine, documents: Sequence[Document]) -> IngestR
             for part in doc.parts:
                 engine.guard.add_part(part)
     edge_docs = [d for d in docs if d.text.strip()]
-    edge_written = await _write_edge(engine, edge_docs) if edge_docs else 0
+    edge_written, edge_updated = await _write_edge(engine, edge_docs, progress) if edge_docs else (0, 0)
     private_ids = [d.id for d, ok in zip(docs, to_cloud, strict=True) if not ok]
     cloud_docs = [d for d, ok in zip(docs, to_cloud, strict=True) if ok]
     if private_ids:
@@ -46,47 +51,90 @@ async def ingest(engine: HybridEngine, documents: Sequence[Document]) -> IngestR
         if cloud_col is not None:
             await to_thread(cloud_col.delete, private_ids)
     await to_thread(engine.outbox.enqueue, engine.name, cloud_docs)
+    await _update_cloud_metadata(engine, cloud_docs)
     state = engine.cloud_state()
     depth = await to_thread(engine.outbox.depth, engine.name)
     if state in ("closed", "half_open") and depth:
-        sync = await drain(engine, None)
+        sync = await drain(engine, None, progress=progress)
     else:
         sync = SyncReport(remaining=depth, error=None if state == "closed" else f"cloud is {state}")
     return IngestReport(
         documents=len(docs),
         edge_written=edge_written,
         edge_unchanged=len(edge_docs) - edge_written,
+        edge_updated=edge_updated,
         private=len(private_ids),
         cloud=sync,
         queued=sync.remaining,
     )
 
 
-async def _write_edge(engine: HybridEngine, docs: list[Document]) -> int:
-    """Embed and store the documents whose content changed; returns how many were written."""
+async def _write_edge(
+    engine: HybridEngine, docs: list[Document], progress: ProgressFn | None
+) -> tuple[int, int]:
+    """Embed and store the documents whose content changed, and update the stored metadata of those
+    whose content did not but whose metadata did (a re-marked sensitivity). Returns (written, updated).
+
+    Vectors are stored every ``EMBED_BATCH`` documents, as they are finished: a run killed midway
+    (kill -9) keeps all but the batch in flight, and the next run embeds only what is missing.
+    """
     col = await to_thread(engine.open_index, "edge", create=True)
     assert col is not None
-    written = 0
+    written = updated = done = 0
     for start in range(0, len(docs), BATCH):
         batch = docs[start : start + BATCH]
-        stale = set(await to_thread(col.stale_ids, [d.id for d in batch], [d.content_hash() for d in batch]))
-        fresh = [d for d in batch if d.id in stale]
-        if not fresh:
-            continue
-        vecs = await engine.edge_embedder.aembed_documents(
-            [d.text for d in fresh], titles=[d.title for d in fresh], dims=engine.edge_dims
-        )
-        await to_thread(
-            col.upsert,
-            [d.id for d in fresh],
-            vecs,
-            space=engine.edge_space,
-            texts=[d.text for d in fresh],
-            metadatas=[index_metadata(d) for d in fresh],
-            content_hashes=[d.content_hash() for d in fresh],
-        )
-        written += len(fresh)
-    return written
+        stored = {r.id: r for r in await to_thread(col.get, [d.id for d in batch])}
+        fresh, relabel = [], []
+        for d in batch:
+            record = stored.get(d.id)
+            if record is None or record.content_hash != d.content_hash():
+                fresh.append(d)
+            elif record.metadata != index_metadata(d):
+                relabel.append(d)
+        if relabel:
+            await to_thread(
+                col.update_metadata, [d.id for d in relabel], [index_metadata(d) for d in relabel]
+            )
+            updated += len(relabel)
+        done += len(batch) - len(fresh)
+        # Longest first, as the embedder batches anyway: similar lengths share a batch (less padding).
+        fresh.sort(key=lambda d: len(d.text), reverse=True)
+        for sub in range(0, len(fresh), EMBED_BATCH):
+            part = fresh[sub : sub + EMBED_BATCH]
+            vecs = await engine.edge_embedder.aembed_documents(
+                [d.text for d in part], titles=[d.title for d in part], dims=engine.edge_dims
+            )
+            await write_index(col, part, vecs, engine.edge_space)
+            written += len(part)
+            done += len(part)
+            if progress is not None:
+                progress("edge", done, len(docs))
+        if progress is not None:
+            progress("edge", done, len(docs))
+    return written, updated
+
+
+async def _update_cloud_metadata(engine: HybridEngine, docs: list[Document]) -> None:
+    """Cloud records whose document is unchanged but relabelled (a new sensitivity) get the new metadata."""
+    if not docs:
+        return
+    col = await to_thread(engine.open_index, "cloud", create=False)
+    if col is None:
+        return
+    for start in range(0, len(docs), BATCH):
+        batch = docs[start : start + BATCH]
+        stored = {r.id: r for r in await to_thread(col.get, [d.id for d in batch])}
+        relabel = [
+            d
+            for d in batch
+            if (r := stored.get(d.id)) is not None
+            and r.content_hash == d.content_hash()
+            and r.metadata != index_metadata(d)
+        ]
+        if relabel:
+            await to_thread(
+                col.update_metadata, [d.id for d in relabel], [index_metadata(d) for d in relabel]
+            )
 
 
 __all__ = ["ingest"]

@@ -16,8 +16,7 @@ considers only records whose ``origin`` is P, so re-indexing one folder never to
 from __future__ import annotations
 
 import os
-from collections.abc import Collection as AbstractSet
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,7 +138,7 @@ async def remove(
 
 
 async def prune(
-    engine: HybridEngine, origin: str | Path, keep: AbstractSet[str], *, protect: AbstractSet[str] = ()
+    engine: HybridEngine, origin: str | Path, keep: Container[str], *, protect: Container[str] = ()
 ) -> DeleteReport:
     """After re-indexing ``origin``: remove its records that are not in ``keep`` (files or chunks that
     are gone). Records from other origins are never touched; records whose ``path`` is in ``protect``

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+ProgressFn = Callable[[str, int, int | None], None]
+"""``progress(stage, done, total)``: what long operations report as work completes (``total`` may be None)."""
 
 
 @dataclass(frozen=True, slots=True)
 class SyncReport:
-    """What one drain of the outbox did. ``remaining`` is the queue depth for the collection after it."""
+    """What one drain of the outbox did, counting only this drainer's own work: ``written`` documents
+    it sent and stored, ``unchanged`` already stored, ``refused`` dropped by privacy, ``failed``.
+    ``remaining`` is the queue depth for the collection after it, of which ``in_flight`` rows were
+    being sent by other drainers (other processes) at that moment."""
 
     written: int = 0
     unchanged: int = 0
@@ -16,6 +23,12 @@ class SyncReport:
     failed: int = 0
     remaining: int = 0
     error: str | None = None
+    in_flight: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """True when nothing failed and nothing is left queued except what other drainers are sending."""
+        return self.failed == 0 and self.remaining <= self.in_flight
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -27,6 +40,8 @@ class IngestReport:
 
     ``private`` documents were kept out of the cloud index; ``queued`` are due for the cloud index
     but still in the outbox (cloud offline, absent or failing) until ``edgeroute sync``.
+    ``edge_updated`` documents were unchanged but relabelled (sensitivity, metadata): their stored
+    records were updated without re-embedding.
     """
 
     documents: int
@@ -35,9 +50,10 @@ class IngestReport:
     private: int
     cloud: SyncReport
     queued: int
+    edge_updated: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-__all__ = ["IngestReport", "SyncReport"]
+__all__ = ["IngestReport", "ProgressFn", "SyncReport"]
