@@ -41,6 +41,7 @@ from .store.chroma import validate_logical_name
 if TYPE_CHECKING:
     from .embedder import Embedder
     from .router.engine import HybridEngine
+    from .store.chroma import VectorStore
 
 EdgeKind = Literal["model", "hashing"]
 _TRUE = {"1", "true", "yes", "on"}
@@ -222,23 +223,69 @@ def require_store(settings: RouterSettings) -> None:
         )
 
 
+def _writable(directory: Path) -> bool:
+    return os.access(directory, os.W_OK) and _probe(directory)
+
+
+def _probe(directory: Path) -> bool:
+    # A throw-away file: permission bits lie under root and on read-only mounts.
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=".edgeroute-probe-", dir=directory)
+    except OSError:
+        return False
+    os.close(fd)
+    Path(name).unlink()
+    return True
+
+
+def _stored_edge(store: VectorStore, settings: RouterSettings) -> Embedder:
+    """The edge index's space without its model (see :class:`~.edge.unloaded.UnloadedEdge`)."""
+    from .edge.unloaded import UnloadedEdge
+    from .errors import CollectionNotFoundError
+    from .spaces import EmbeddingSpace
+    from .store.chroma import index_collection_name
+
+    try:
+        return UnloadedEdge(store.get_collection(index_collection_name(settings.collection, "edge")).space)
+    except CollectionNotFoundError:
+        # No edge index (nothing indexed yet, or media only): no edge space to check against.
+        return UnloadedEdge(EmbeddingSpace("edge", "not-loaded", "none", 1, "none", "none"))
+
+
 @contextmanager
-def build_engine(settings: RouterSettings, *, read_only: bool = False) -> Iterator[HybridEngine]:
+def build_engine(
+    settings: RouterSettings, *, read_only: bool = False, existing: bool = False, load_model: bool = True
+) -> Iterator[HybridEngine]:
     """``with build_engine(settings) as engine``: a :class:`HybridEngine` for ``settings`` that owns
     what it opened (audit log, cache, outbox, the edge model's inference thread) and closes it all on
-    exit. The policy file is loaded first, so a broken one fails before the store is opened;
-    ``read_only`` refuses a missing store instead of creating it."""
+    exit. The policy file is loaded first, so a broken one fails before the store is opened.
+
+    ``existing`` refuses a missing store instead of creating it. ``read_only`` (implies ``existing``)
+    is for commands that only read: nothing in the store is created or written (no collection, no
+    outbox rows); a store directory this process cannot write is still read (the audit log then
+    stays in memory unless ``EDGEROUTE_AUDIT`` points elsewhere, with a warning). ``load_model=False``
+    skips loading the on-device model, for commands that never embed (status, sync, delete).
+    """
+    import logging
+
     from .router.audit import AuditLog
     from .router.engine import HybridEngine
+    from .router.outbox import Outbox
     from .store.cache import EmbeddingCache
     from .store.chroma import VectorStore
 
     policy = load_policy(settings)
-    if read_only:
+    if read_only or existing:
         require_store(settings)
+    store = VectorStore.persistent(settings.store, read_only=read_only)
+    writable = not read_only or (store.snapshot is None and _writable(settings.store))
     with ExitStack() as owned:
         edge: Embedder
-        if settings.edge == "hashing":
+        if not load_model:
+            edge = _stored_edge(store, settings)
+        elif settings.edge == "hashing":
             from .testing.hashing import HashingEmbedder
 
             edge = HashingEmbedder(dims=settings.edge_dims or 256)
@@ -268,9 +315,21 @@ def build_engine(settings: RouterSettings, *, read_only: bool = False) -> Iterat
                 # Likewise the spend: the budget cap holds across processes and `status` shows the real total.
                 ledger=SpendLedger(spend_path(settings)),
             )
-        store = VectorStore.persistent(settings.store)
-        audit = owned.enter_context(AuditLog(settings.audit_path, record_text=settings.audit_text))
-        cache = owned.enter_context(EmbeddingCache(settings.cache)) if settings.cache is not None else None
+        if writable or settings.audit is not None:
+            audit = owned.enter_context(AuditLog(settings.audit_path, record_text=settings.audit_text))
+        else:
+            logging.getLogger(__name__).warning(
+                "the store %s is read-only, so this command is not audited there; set EDGEROUTE_AUDIT "
+                "to a writable file to keep an audit log",
+                settings.store,
+            )
+            audit = owned.enter_context(AuditLog(None, record_text=settings.audit_text))
+        cache = (
+            owned.enter_context(EmbeddingCache(settings.cache))
+            if settings.cache is not None and (writable or settings.cache.parent != settings.store)
+            else None
+        )
+        outbox = owned.enter_context(Outbox(settings.outbox_path, read_only=read_only))
         yield owned.enter_context(
             HybridEngine(
                 store,
@@ -278,10 +337,10 @@ def build_engine(settings: RouterSettings, *, read_only: bool = False) -> Iterat
                 edge=edge,
                 cloud=cloud,
                 policy=policy,
-                outbox_path=settings.outbox_path,
+                outbox=outbox,
                 audit=audit,
                 cache=cache,
-                edge_dims=settings.edge_dims if settings.edge == "model" else None,
+                edge_dims=settings.edge_dims if settings.edge == "model" and load_model else None,
                 budget_usd=settings.budget_usd,
             )
         )

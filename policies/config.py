@@ -56,10 +56,19 @@ class BudgetConfig(_Frozen):
 
 class HedgingConfig(_Frozen):
     """Deadline handling. The engine hedges (edge answer at once, cloud raced against the deadline)
-    when ``enabled``; deadlines shorter than ``skip_cloud_below_ms`` do not try the cloud at all."""
+    when ``enabled``; deadlines shorter than ``skip_cloud_below_ms`` do not try the cloud at all.
+
+    ``default_deadline_ms`` applies to a query that sets no deadline of its own, so an interactive
+    query never waits out the cloud client's whole retry budget (10 s timeout x retries: ~27 s).
+    3,000 ms: the edge answer is ready in tens of milliseconds; Gemini's embedding calls answer in a
+    few hundred, and 3 s still leaves room for one retry after a 429/503 with its back-off, while a
+    person waiting at a prompt gets an answer (degraded, flagged) instead of a hang. ``0`` (or
+    ``None``) waits for the cloud as long as its own timeouts allow (batch jobs that want every cloud
+    answer)."""
 
     enabled: bool = True
     skip_cloud_below_ms: float = Field(default=0.0, ge=0.0)
+    default_deadline_ms: float | None = Field(default=3000.0, ge=0.0)
 
 
 class UserPattern(_Frozen):

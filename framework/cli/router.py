@@ -15,13 +15,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ...policies.sensitivity import SensitivityError, check_sensitivity
-from ..errors import InputError
-from ..settings import RouterSettings, build_engine, resolve_settings
+from ..errors import CollectionNotFoundError, InputError, RoutingError
+from ..settings import RouterSettings, build_engine, load_policy, require_store, resolve_settings
 from .app import app, bench_app, model_app, policy_app  # noqa: F401
-from .format import snippet
+from .exit_codes import ExitCode
+from .format import rounded, snippet
+from .progress import progress_bars
 
 _out = Console()
 _err = Console(stderr=True)
@@ -75,51 +78,172 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
 
 
+def _exit(code: ExitCode) -> None:
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
+
+
+def _warn(message: str) -> None:
+    _err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
 @app.command("index")
 def index_command(
-    paths: Annotated[list[Path], typer.Argument(help=".txt/.md files, directories, BEIR corpus.jsonl")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help=".txt/.md files, images (.png/.jpg), PDFs, directories, BEIR corpus.jsonl"),
+    ],
     store: StoreOpt = None,
     collection: CollectionOpt = None,
     sensitivity: Annotated[
         str, typer.Option(help="Sensitivity of every document: public, internal, confidential, restricted")
     ] = "internal",
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune/--no-prune",
+            help="Mirror each PATH: remove documents and chunks indexed from it before that it no longer "
+            "holds (default). Only documents indexed from the same PATH are ever removed.",
+        ),
+    ] = True,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="Index the good files and list the bad ones, instead of refusing the run"
+        ),
+    ] = False,
     policy: PolicyOpt = None,
     edge: EdgeOpt = None,
     model: ModelOpt = None,
     offline: OfflineOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Index documents: all into the edge index, the cloud-eligible ones into the cloud index (or the outbox)."""
-    from ..store.loaders import load_paths
+    """Index documents: all into the edge index, the cloud-eligible ones into the cloud index (or the outbox).
+
+    Re-indexing a PATH makes the collection mirror what it holds now (see --no-prune). Every bad file is
+    listed; without --skip-bad nothing is written when any file is bad. Exit codes: 0 all done; 2 bad
+    input; 3 indexed at the edge, cloud work queued or failed (`edgeroute sync` later).
+    """
+    from ..router.placement import cloud_allowed
+    from .sources import load_sources
 
     level = _check_sensitivity(sensitivity)
     settings = _settings(store, collection, policy, edge, model, offline)
-    docs = [dataclasses.replace(d, sensitivity=level) for d in load_paths(paths)]  # type: ignore[arg-type]
-    if not docs:
-        raise InputError(
-            f"no documents found in {', '.join(map(str, paths))}: give .txt, .md or corpus.jsonl files"
-        )
-    with build_engine(settings) as engine:
-        report = engine.ingest(docs)
-        # Chunks are sized well under the model's limit, so this is rare; when it happens it is reported.
-        truncated = int(getattr(engine.edge, "truncated_count", 0))
+    with progress_bars(enabled=not as_json, console=_err) as progress:
+        loaded = load_sources(paths, level, progress)
+        if loaded.bad and not skip_bad:
+            listing = "\n".join(f"  {p.path}: {p.reason}" for p in loaded.bad)
+            raise InputError(
+                f"{len(loaded.bad)} file(s) cannot be indexed, so nothing was written:\n{listing}\n"
+                "fix or remove them, or pass --skip-bad to index the rest and list these"
+            )
+        docs, not_indexable = [], []
+        policy_config = load_policy(settings)
+        for doc in loaded.docs:
+            if doc.text.strip():
+                docs.append(doc)
+                continue
+            # Media only: the edge model reads text, so the cloud index is its one place.
+            try:
+                allowed = cloud_allowed([doc], policy_config)[0]
+            except RoutingError:
+                allowed = False
+            (docs if allowed else not_indexable).append(doc)
+        if not docs and not not_indexable:
+            raise InputError(
+                f"no documents found in {', '.join(map(str, paths))}: give .txt, .md, .png, .jpg, .pdf "
+                "or corpus.jsonl files"
+            )
+        pruned = 0
+        with build_engine(settings) as engine:
+            report = engine.ingest(docs, progress=progress) if docs else None
+            if prune:
+                protect = loaded.protected_paths()
+                for origin, ids in loaded.origins.items():
+                    pruned += engine.prune(origin, ids, protect=protect).matched
+            # Chunks are sized well under the model's limit, so this is rare; when it happens it is reported.
+            truncated = int(getattr(engine.edge, "truncated_count", 0))
+    queued = report.queued - report.cloud.in_flight if report is not None else 0
+    failed = report.cloud.failed if report is not None else 0
+    code = ExitCode.EDGE_ONLY if queued > 0 or failed > 0 else ExitCode.OK
     if as_json:
         _print_json(
             {
                 "collection": settings.collection,
                 "store": str(settings.store),
-                **report.to_dict(),
+                **(report.to_dict() if report is not None else {}),
+                "pruned": pruned,
+                "skipped": [p.to_dict() for p in loaded.bad],
+                "empty": [p.path for p in loaded.empty],
+                "not_indexable": [d.id for d in not_indexable],
                 "truncated_inputs": truncated,
+                "exit_code": int(code),
             }
         )
+        _exit(code)
+        return
+    for problem in loaded.bad:
+        _warn(f"skipped {problem.path}: {problem.reason}")
+    for doc in not_indexable:
+        _warn(
+            f"{doc.id} is not indexable: the edge model reads text only, and the policy keeps this "
+            f"{doc.sensitivity} file off the cloud index (lower --sensitivity to index it in the cloud)"
+        )
+    if report is not None:
+        _out.print(
+            f"indexed {report.documents} documents into [bold]{settings.collection}[/] at {settings.store}: "
+            f"edge {report.edge_written} written, {report.edge_unchanged} unchanged"
+            + (f" ({report.edge_updated} relabelled)" if report.edge_updated else "")
+            + f"; cloud {report.cloud.written} written, {report.cloud.unchanged} unchanged; "
+            f"{report.private} kept private; {report.queued} queued in the outbox"
+            + (f" ({report.cloud.error})" if report.cloud.error else "")
+            + (f"; {pruned} removed (gone from the source)" if pruned else "")
+        )
+    if truncated:
+        _warn(f"{truncated} input(s) were truncated at the model's token limit; only their start is embedded")
+    if code == ExitCode.EDGE_ONLY:
+        _warn(
+            "indexed at the edge; cloud work is queued or failed: run `edgeroute sync` when the cloud is back"
+        )
+    _exit(code)
+
+
+@app.command("delete")
+def delete_command(
+    ids: Annotated[list[str] | None, typer.Argument(help="Document ids to delete")] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--source", help="Delete every document indexed from this file, or folder (recursively)"
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    collection: CollectionOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete documents from both indexes and the outbox (a queued document is never sent). Audited.
+
+    Exit codes: 0 deleted; 2 nothing matched, or bad input.
+    """
+    from .sources import collections_in, require_collection
+
+    if not ids and source is None:
+        raise InputError("say what to delete: document ids (`edgeroute delete ID ...`) or --source PATH")
+    settings = _settings(store, collection)
+    require_collection(settings, collections_in(settings))
+    with build_engine(settings, existing=True, load_model=False) as engine:
+        report = engine.delete(ids or None, source=source)
+    if report.matched == 0:
+        what = f"source {source}" if source is not None else f"ids {', '.join(ids or [])}"
+        raise InputError(
+            f"nothing in collection {settings.collection!r} matches {what}; check the ids or path"
+        )
+    if as_json:
+        _print_json(report.to_dict())
         return
     _out.print(
-        f"indexed {report.documents} documents into [bold]{settings.collection}[/] at {settings.store}: "
-        f"edge {report.edge_written} written, {report.edge_unchanged} unchanged; "
-        f"cloud {report.cloud.written} written, {report.cloud.unchanged} unchanged; "
-        f"{report.private} kept private; {report.queued} queued in the outbox"
-        + (f" ({report.cloud.error})" if report.cloud.error else "")
-        + (f"; {truncated} input(s) truncated at the model's token limit" if truncated else "")
+        f"deleted {report.matched} document(s) from [bold]{settings.collection}[/]: {report.edge} from the "
+        f"edge index, {report.cloud} from the cloud index, {report.queued} from the outbox"
     )
 
 
@@ -138,7 +262,8 @@ def query_command(
         typer.Option("--image", help="Image file(s) for one interleaved query (cloud only)"),
     ] = None,
     deadline_ms: Annotated[
-        float | None, typer.Option(help="Answer within this many ms (edge if late)")
+        float | None,
+        typer.Option(help="Answer within this many ms (edge if late); default: the policy's, 3000"),
     ] = None,
     policy: PolicyOpt = None,
     edge: EdgeOpt = None,
@@ -146,7 +271,12 @@ def query_command(
     offline: OfflineOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Answer a query and print the route decision, its reasons and the hits."""
+    """Answer a query and print the route decision, its reasons and the hits.
+
+    Exit codes: 0 answered on the planned route; 3 answered at the edge because the cloud it wanted did
+    not answer (degraded); 1 not answered (a media query whose cloud call failed); 2 bad input.
+    Reads only: works on a read-only store, and writes nothing into it but the audit record.
+    """
     from ..parts import Part
 
     _check_sensitivity(sensitivity)
@@ -159,96 +289,155 @@ def query_command(
     settings = _settings(store, collection, policy, edge, model, offline)
     with build_engine(settings, read_only=True) as engine:
         result = engine.retrieve(query, k, sensitivity=sensitivity, stakes=stakes, deadline_ms=deadline_ms)
+        truncated = int(getattr(engine.edge, "truncated_count", 0))
     d = result.decision
+    code = ExitCode.EDGE_ONLY if d.degraded else ExitCode.OK
+    if truncated:
+        _warn("the query was truncated at the model's token limit; only its start was embedded")
     if as_json:
         _print_json(
             {
                 "decision": d.to_dict(),
                 "hits": [dataclasses.asdict(h) for h in result.hits],
                 "audit": result.audit,
+                "truncated": bool(truncated),
+                "exit_code": int(code),
             }
         )
+        _exit(code)
         return
     flag = " [yellow](degraded)[/]" if d.degraded else ""
     _out.print(f"route: [bold]{d.route.value}[/]{flag}")
     for r in d.reasons:
-        _out.print(f"  - {r.code}: {r.message}")
+        _out.print(f"  - {r.code}: {escape(r.message)}")
     table = Table("rank", "id", "score", "index", "title / text")
     for h in result.hits:
-        table.add_row(str(h.rank), h.id, f"{h.score:.4f}", h.index, snippet(h.title or h.text, 80))
+        table.add_row(str(h.rank), h.id, f"{h.score:.4f}", h.index, escape(snippet(h.title or h.text, 80)))
     _out.print(table)
+    _exit(code)
 
 
 @app.command("sync")
 def sync_command(
     store: StoreOpt = None,
-    collection: CollectionOpt = None,
-    limit: Annotated[int | None, typer.Option(help="Send at most N documents")] = None,
+    collection: Annotated[
+        str | None,
+        typer.Option(
+            "--collection",
+            "-c",
+            help="Drain one collection (default: every collection with queued documents)",
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Send at most N documents per collection")] = None,
     batch_size: Annotated[int, typer.Option(help="Documents per cloud call")] = 32,
     watch: Annotated[
         bool, typer.Option("--watch", help="Keep draining in the background until Ctrl-C")
     ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between drains with --watch")] = 5.0,
     policy: PolicyOpt = None,
-    edge: EdgeOpt = None,
-    model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Drain the outbox into the cloud index. Safe to interrupt (even kill -9) and to rerun."""
-    settings = _settings(store, collection, policy, edge, model)
-    with build_engine(settings, read_only=True) as engine:
+    """Drain the outbox into the cloud index. Safe to interrupt (even kill -9), to rerun, and to run in
+    several processes at once (each document is sent by one of them). Loads no model.
+
+    Exit codes: 0 every queue drained; 3 documents still queued or failed (the error says why); 2 an
+    unknown collection (the existing ones are listed).
+    """
+    from .sources import collection_given, collections_in, require_collection
+
+    base = _settings(store, collection, policy)
+    existing = collections_in(base)
+    if collection_given(collection):
+        require_collection(base, existing)
+        names = [base.collection]
+    else:
+        names = existing
+        if not names:
+            raise CollectionNotFoundError(f"no collections in {base.store}: index documents first")
+    code = ExitCode.OK
+    with progress_bars(enabled=not as_json and not watch, console=_err) as progress:
         while True:
-            report = engine.sync(limit, batch_size=batch_size)
-            if as_json:
-                print(json.dumps(report.to_dict()), flush=True)
-            else:
-                _out.print(
-                    f"synced {report.written} written, {report.unchanged} unchanged, {report.refused} refused "
-                    f"by privacy, {report.failed} failed; {report.remaining} still queued"
-                    + (f" ({report.error})" if report.error else "")
-                )
+            code = ExitCode.OK
+            for name in names:
+                settings = dataclasses.replace(base, collection=name)
+                with build_engine(settings, existing=True, load_model=False) as engine:
+                    report = engine.sync(limit, batch_size=batch_size, progress=progress)
+                if not report.complete:
+                    code = ExitCode.EDGE_ONLY
+                if as_json:
+                    print(json.dumps({"collection": name, **report.to_dict()}), flush=True)
+                else:
+                    _out.print(
+                        f"[bold]{name}[/]: {report.written} sent, {report.unchanged} already there, "
+                        f"{report.refused} refused by privacy, {report.failed} failed; "
+                        f"{report.remaining} still queued"
+                        + (f" ({report.in_flight} being sent by another process)" if report.in_flight else "")
+                        + (f" ({escape(report.error)})" if report.error else "")
+                    )
             if not watch:
                 break
             try:
                 time.sleep(interval)
             except KeyboardInterrupt:
                 break
+    _exit(code)
 
 
 @app.command("status")
 def status_command(
     store: StoreOpt = None,
-    collection: CollectionOpt = None,
+    collection: Annotated[
+        str | None,
+        typer.Option("--collection", "-c", help="One collection (default: every collection in the store)"),
+    ] = None,
     policy: PolicyOpt = None,
-    edge: EdgeOpt = None,
-    model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Queue depth, circuit state, budget left, cache hit rate and index sizes."""
-    settings = _settings(store, collection, policy, edge, model)
-    with build_engine(settings, read_only=True) as engine:
-        status = engine.status()
+    """Queue depth, circuit state, budget left, cloud spend, cache hit rate and index sizes. Loads no model
+    and creates nothing. With --json and no --collection: {"collections": [...]} (one object each)."""
+    from .sources import collection_given, collections_in, require_collection
+
+    base = _settings(store, collection, policy)
+    require_store(base)
+    existing = collections_in(base)
+    given = collection_given(collection)
+    if given:
+        require_collection(base, existing)
+    names = [base.collection] if given else existing
+    statuses = []
+    for name in names:
+        with build_engine(
+            dataclasses.replace(base, collection=name), read_only=True, load_model=False
+        ) as engine:
+            statuses.append(engine.status())
     if as_json:
-        _print_json(status)
+        _print_json(statuses[0] if given else {"store": str(base.store), "collections": statuses})
         return
-    table = Table("", "value", show_header=False)
+    if not statuses:
+        _out.print(f"no collections in {base.store}")
+    for status in statuses:
+        _print_status(status)
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    table = Table("", "value", show_header=False, title=f"{status['collection']} at {status['store']}")
     spend = status["cloud"].get("store_spend") or status["cloud"].get("usage", {})
     rate = status["cache_hit_rate"]
+    leased = status["outbox"].get("leased", 0)
     rows = {
-        "collection": f"{status['collection']} at {status['store']}",
         "edge index": f"{status['edge_count']} records ({status['edge_space']})",
         "cloud index": f"{status['cloud_count']} records ({status['cloud_space'] or 'no cloud configured'})",
-        "outbox depth": str(status["outbox_depth"]),
+        "outbox depth": str(status["outbox_depth"]) + (f" ({leased} being sent)" if leased else ""),
         "circuit": status["circuit"],
         "budget left": "unlimited"
         if status["budget_left_usd"] is None
-        else f"${status['budget_left_usd']:.4f}",
+        else f"${status['budget_left_usd']:.6f}",
         "cloud spend": f"${spend.get('cost_usd', 0.0):.6f} ({spend.get('total_tokens', 0)} tokens, "
         f"{spend.get('calls', 0)} calls, every process on this store)",
         "cache hit rate": "n/a" if rate is None else f"{rate:.1%}",
     }
     for key, value in rows.items():
-        table.add_row(key, value)
+        table.add_row(key, escape(value))
     _out.print(table)
 
 
@@ -264,26 +453,56 @@ def audit_command(
 
     settings = resolve_settings(store=store, audit=audit_file)
     if not settings.audit_path.is_file():
-        raise InputError(f"no audit log at {settings.audit_path}: run some queries first, or pass --file")
-    log = AuditLog(settings.audit_path)
+        raise InputError(
+            f"no audit log at {settings.audit_path}: run some queries first, or point --file (or "
+            "$EDGEROUTE_AUDIT) at the log"
+        )
+    log = AuditLog(settings.audit_path, read_only=True)
     try:
         summary = log.summary()
         records = log.tail(tail) if tail > 0 else []
     finally:
         log.close()
     if as_json:
-        _print_json({"summary": summary.to_dict(), "tail": records})
+        _print_json({"summary": rounded(summary.to_dict()), "tail": rounded(records)})
         return
-    _out.print(
-        f"{summary.queries} queries; routes {summary.routes}; degraded {summary.degraded} "
-        f"({summary.degraded_share:.1%}); p50 {summary.latency_p50_ms} ms, p95 {summary.latency_p95_ms} ms"
-    )
-    _out.print(
-        f"cloud: {summary.cloud_calls} calls ({summary.cloud_failures} failed, {summary.cloud_late} late), "
-        f"{summary.cloud_tokens} tokens, {summary.cloud_bytes} bytes, ${summary.cloud_cost_usd:.6f}"
-    )
-    for rec in records:
-        print(json.dumps(rec, default=str, ensure_ascii=False))
+    table = Table("", "value", show_header=False, title=f"audit log {settings.audit_path}")
+    share = f"{summary.degraded_share:.1%}"
+    rows = {
+        "queries": str(summary.queries),
+        "routes": ", ".join(f"{k} {v}" for k, v in sorted(summary.routes.items())) or "-",
+        "degraded": f"{summary.degraded} ({share})",
+        "reasons": ", ".join(f"{k} {v}" for k, v in sorted(summary.reasons.items(), key=lambda kv: -kv[1]))
+        or "-",
+        "latency p50 / p95": "-"
+        if summary.latency_p50_ms is None
+        else f"{summary.latency_p50_ms:.1f} / {(summary.latency_p95_ms or 0.0):.1f} ms",
+        "cloud calls": f"{summary.cloud_calls} ({summary.cloud_failures} failed, {summary.cloud_late} late)",
+        "cloud tokens / bytes": f"{summary.cloud_tokens} / {summary.cloud_bytes}",
+        "cloud spend": f"${summary.cloud_cost_usd:.6f}",
+    }
+    for key, value in rows.items():
+        table.add_row(key, escape(value))
+    _out.print(table)
+    if records:
+        tail_table = Table(
+            "time", "type", "route / purpose", "outcome", "ms", title=f"last {len(records)} records"
+        )
+        for rec in records:
+            latency = rec.get("latency_ms")
+            ms = latency.get("total") if isinstance(latency, dict) else latency
+            tail_table.add_row(
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(rec.get("time", 0)))),
+                str(rec.get("type", "")),
+                str(rec.get("route") or rec.get("purpose") or rec.get("reason") or ""),
+                str(
+                    rec.get("cloud")
+                    or rec.get("outcome")
+                    or (f"{rec.get('matched')} deleted" if rec.get("type") == "delete" else "")
+                ),
+                "" if ms is None else f"{float(ms):.1f}",
+            )
+        _out.print(tail_table)
 
 
 @app.command("soak")

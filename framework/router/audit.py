@@ -107,20 +107,23 @@ class AuditLog:
     not become a copy of what users asked).
     """
 
-    def __init__(self, path: str | Path | None = None, *, record_text: bool = False) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, record_text: bool = False, read_only: bool = False
+    ) -> None:
         self.path = Path(path).expanduser() if path is not None else None
         self.record_text = record_text
+        self.read_only = read_only  # for reading a log (``edgeroute audit``): never opened for appending
         self._lock = threading.Lock()
         self._memory: list[Record] = []
         self._fh = None
-        if self.path is not None:
+        if self.path is not None and not read_only:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._fh = self.path.open("a", encoding="utf-8")
             except OSError as exc:
                 raise ConfigurationError(
                     f"audit log {self.path} cannot be opened for appending ({exc.strerror or exc}); "
-                    "choose a writable path (--audit FILE or EDGEROUTE_AUDIT)"
+                    "choose a writable path with EDGEROUTE_AUDIT (or --store for the default STORE/audit.jsonl)"
                 ) from exc
 
     def query_fields(self, text: str) -> QueryRecord:
@@ -135,6 +138,8 @@ class AuditLog:
         rec: Record = {"time": time.time(), **record}
         line = json.dumps(rec, ensure_ascii=False, default=str)
         with self._lock:
+            if self.read_only:
+                raise ConfigurationError(f"audit log {self.path} was opened read-only; open it to append")
             if self._fh is not None:
                 self._fh.write(line + "\n")
                 self._fh.flush()

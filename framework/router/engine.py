@@ -55,8 +55,8 @@ class HybridEngine:
     """Routes queries and documents between an on-device embedder and Gemini, over one store.
 
     ``edge`` embeds every document and every text query on the device; ``cloud`` (optional) serves
-    the cloud index. ``outbox_path`` makes the queue of documents due for the cloud durable
-    (in memory when None). ``budget_usd`` caps the estimated cloud spend of this engine; beyond it
+    the cloud index. ``outbox_path`` (or an open ``outbox``) makes the queue of documents due for the
+    cloud durable (in memory when None). ``budget_usd`` caps the estimated cloud spend of this engine; beyond it
     queries stay at the edge (flagged degraded). ``rrf_k``/``rrf_weights`` tune hybrid fusion.
     The engine installs a :class:`~edgeroute.framework.router.guard.PrivacyGuard` on ``cloud``.
     """
@@ -70,6 +70,7 @@ class HybridEngine:
         cloud: CloudEmbedder | None = None,
         policy: PolicyConfig | None = None,
         outbox_path: Path | None = None,
+        outbox: Outbox | None = None,
         audit: AuditLog | None = None,
         cache: EmbeddingCache | None = None,
         edge_dims: int | None = None,
@@ -106,7 +107,7 @@ class HybridEngine:
             text = CachedEmbedder(cloud, cache) if cache is not None else cloud
             self.cloud_calls = CloudCalls(cloud, text, self.cloud_space, cloud_dims, self.audit, self.name)
             self._install_guard(cloud)
-        self.outbox = Outbox(outbox_path)
+        self.outbox = outbox if outbox is not None else Outbox(outbox_path)
         self._indexes: dict[str, Collection] = {}
         self._lock = threading.Lock()
 

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..aio import to_thread
-from ..errors import InputError
+from ..errors import CollectionNotFoundError, InputError
+from ..store.chroma import Collection
 
 if TYPE_CHECKING:
-    from .engine import HybridEngine
+    from .engine import HybridEngine, IndexName
 
 _AUDIT_IDS = 200  # ids listed in one audit record; the count is always exact
 
@@ -60,11 +61,18 @@ def _from_source(meta: dict[str, Any], key: str, raw: str) -> bool:
     return "path" not in meta and meta.get("source") == raw
 
 
+async def _index(engine: HybridEngine, index: IndexName) -> Collection | None:
+    try:
+        return await to_thread(engine.open_index, index, create=False)
+    except CollectionNotFoundError:  # no edge index: a collection of media documents only
+        return None
+
+
 async def _records(engine: HybridEngine) -> dict[str, dict[str, Any]]:
     """``{id: metadata}`` over the edge index, the cloud index and the outbox of the collection."""
     out: dict[str, dict[str, Any]] = {}
     for index in ("edge", "cloud"):
-        col = await to_thread(engine.open_index, index, create=False)
+        col = await _index(engine, index)
         if col is not None:
             out.update(await to_thread(col.metadata))
     queued = await to_thread(engine.outbox.queued, engine.name)
@@ -110,7 +118,7 @@ async def remove(
     queued = await to_thread(engine.outbox.discard, engine.name, ids)
     counts: dict[str, int] = {}
     for index in ("cloud", "edge"):
-        col = await to_thread(engine.open_index, index, create=False)
+        col = await _index(engine, index)
         if col is None:
             counts[index] = 0
             continue

@@ -141,6 +141,41 @@ def document_from_json(payload: str) -> Document:
     )
 
 
+def _open_read_only(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    """The outbox for reading only: never created, never written. A missing file reads as empty; a file
+    in a directory this process cannot write (no WAL index can be made) is read as immutable."""
+    if not path.is_file():
+        db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        db.executescript(_SCHEMA)
+        return db
+    for mode in ("ro", "ro&immutable=1"):
+        try:
+            db = sqlite3.connect(
+                f"file:{path}?mode={mode}",
+                uri=True,
+                timeout=busy_timeout_s,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+            have = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+            if not have:
+                raise StoreError(f"outbox {path} has no outbox table; is it an edgeroute outbox?")
+            if _LEASE_COLUMNS.keys() - have:  # an outbox from before leases: read it as such
+                db.close()
+                db = sqlite3.connect(":memory:", uri=True, check_same_thread=False, isolation_level=None)
+                db.executescript(_SCHEMA)
+                db.execute("ATTACH DATABASE ? AS old", (f"file:{path}?mode={mode}",))
+                db.execute(
+                    "INSERT INTO outbox (seq, collection, doc_id, content_hash, payload, enqueued_at, attempts, "
+                    "last_error) SELECT seq, collection, doc_id, content_hash, payload, enqueued_at, attempts, "
+                    "last_error FROM old.outbox"
+                )
+            return db
+        except sqlite3.Error:
+            continue
+    raise StoreError(f"outbox {path} cannot be read; check its permissions")
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     """A queued document and how often writing it to the cloud index has failed."""
@@ -186,8 +221,15 @@ class Outbox:
     up to ``busy_timeout_s``).
     """
 
-    def __init__(self, path: str | Path | None = None, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, busy_timeout_s: float = 30.0, read_only: bool = False
+    ) -> None:
         self.path = Path(path).expanduser() if path is not None else None
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        if read_only and self.path is not None:
+            self._db = _open_read_only(self.path, busy_timeout_s)
+            return
         target = ":memory:"
         if self.path is not None:
             try:
@@ -215,9 +257,13 @@ class Outbox:
             raise StoreError(
                 f"outbox {target} cannot be opened ({exc}); delete it if it is not an edgeroute outbox"
             ) from exc
-        self._lock = threading.Lock()
 
     def _exec(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        if self.read_only and not sql.lstrip().upper().startswith(("SELECT", "PRAGMA")):
+            raise StoreError(
+                f"outbox {self.path} was opened read-only (a command that only reads); "
+                "run a writing command (index, sync, delete) to change it"
+            )
         try:
             return self._db.execute(sql, args)
         except sqlite3.Error as exc:

@@ -91,6 +91,8 @@ async def retrieve(
     t0 = time.perf_counter()
     q = parse_query(query)
     check_call(k, sensitivity, stakes, deadline_ms)
+    if deadline_ms is None and engine.policy.hedging.default_deadline_ms:
+        deadline_ms = engine.policy.hedging.default_deadline_ms  # nothing interactive hangs on the cloud
     stages: dict[str, float] = {}
     edge_col = await to_thread(engine.open_index, "edge", create=False)
     assert edge_col is not None
@@ -141,8 +143,20 @@ async def retrieve(
     finally:
         if cloud is not None:
             await cloud.cancel()  # a no-op once it has ended; else nothing runs on behind the answer
+    eligible: set[str] | None = None
+    if decision.route is Route.HYBRID and outcome is not None and outcome.ok and edge_hits:
+        eligible = await _cloud_eligible(engine, edge_hits, outcome.hits or [])
     t = time.perf_counter()
-    hits, served = assemble(engine, decision, edge_hits, outcome, k, deadline_ms)
+    hits, served = assemble(
+        engine,
+        decision,
+        edge_hits,
+        outcome,
+        k,
+        deadline_ms,
+        media=q.modalities != {"text"},
+        eligible=eligible,
+    )
     stages["fusion"] = elapsed_ms(t)
     stages["total"] = elapsed_ms(t0)
     record = _query_record(
@@ -217,6 +231,16 @@ async def _cloud_hits(
     return await to_thread(col.query, vec[0], k, space=col.space, where=where)
 
 
+async def _cloud_eligible(engine: HybridEngine, edge_hits: list[Hit], cloud_hits: list[Hit]) -> set[str]:
+    """The ids the cloud list could have returned: those in the cloud index. Edge hits missing from it
+    (private, or still queued) are not eligible, so fusion does not punish them for being absent."""
+    col = await to_thread(engine.open_index, "cloud", create=False)
+    if col is None:
+        return {h.id for h in cloud_hits}
+    present = await to_thread(col.get, [h.id for h in edge_hits])
+    return {r.id for r in present} | {h.id for h in cloud_hits}
+
+
 def assemble(
     engine: HybridEngine,
     decision: RouteDecision,
@@ -224,8 +248,16 @@ def assemble(
     outcome: CloudOutcome | None,
     k: int,
     deadline_ms: float | None,
+    *,
+    media: bool = False,
+    eligible: set[str] | None = None,
 ) -> tuple[list[Hit], RouteDecision]:
-    """Pick or fuse the hits for the served route; degrade to the edge when the cloud did not answer."""
+    """Pick or fuse the hits for the served route; degrade to the edge when the cloud did not answer.
+
+    ``media``: the query has image/audio/video/PDF parts, which only the cloud can read; when the cloud
+    fails, ``policy.on_media_without_cloud`` decides between an error and a text-only edge answer.
+    ``eligible``: ids the cloud list could have held (see :func:`~.fusion.rrf_fuse`); None = all.
+    """
     if decision.route is Route.EDGE or outcome is None:
         return list(edge_hits or [])[:k], decision
     if not outcome.ok:
@@ -236,6 +268,14 @@ def assemble(
             raise CloudUnavailableError(
                 "the cloud did not answer in time and a media-only query cannot be answered at the edge; "
                 "retry, raise --deadline-ms, or add a text part"
+            )
+        if media and engine.policy.on_media_without_cloud == "error":
+            # The text parts alone would be a different question: an error, not a quiet degradation.
+            why = "did not answer in time" if outcome.late else f"failed ({type(err).__name__}: {err})"
+            raise CloudUnavailableError(
+                f"the cloud {why}, and a query with media cannot be answered at the edge "
+                '(policy on_media_without_cloud = "error"); retry, raise --deadline-ms, or set '
+                'on_media_without_cloud = "text_only" to accept an answer from the text parts alone'
             )
         privacy = isinstance(err, PrivacyViolationError)
         served = cloud_fallback(
@@ -250,7 +290,11 @@ def assemble(
     if decision.route is Route.CLOUD:
         return cloud_hits[:k], decision
     fused = rrf_fuse(
-        {"edge": edge_hits or [], "cloud": cloud_hits}, k=engine.rrf_k, weights=engine.rrf_weights, limit=k
+        {"edge": edge_hits or [], "cloud": cloud_hits},
+        k=engine.rrf_k,
+        weights=engine.rrf_weights,
+        limit=k,
+        eligible=None if eligible is None else {"cloud": eligible},
     )
     return fused, decision
 

@@ -266,6 +266,15 @@ class VectorStore:
         with _translated(f"listing collections in {self.location}"):
             return sorted(c.name for c in self._client.list_collections())
 
+    def logical_collections(self) -> list[str]:
+        """The logical collections in the store (``NAME`` for every ``NAME.edge``/``NAME.cloud``), sorted."""
+        names = set()
+        for name in self.list_collections():
+            for suffix in INDEX_SUFFIXES:
+                if name.endswith(suffix):
+                    names.add(name[: -len(suffix)])
+        return sorted(names)
+
     def describe(self) -> list[CollectionInfo]:
         """Every collection with its space (None when not created by edgeroute) and record count."""
         out = []

@@ -51,9 +51,9 @@ def notes(tmp_path: Path) -> Path:
     return d
 
 
-def invoke(*args: str) -> dict[str, object]:
+def invoke(*args: str, code: int = 0) -> dict[str, object]:
     result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
@@ -85,16 +85,19 @@ def test_index_query_status_audit(env: dict[str, str], notes: Path) -> None:
 
 
 def test_offline_index_then_sync_backfills(env: dict[str, str], notes: Path, emu: GeminiEmulator) -> None:
-    report = invoke("index", str(notes), "--offline", "--json")
+    report = invoke("index", str(notes), "--offline", "--json", code=3)  # edge done, cloud queued
     assert report["queued"] == 3 and emu.request_count == 0
     result = runner.invoke(app, ["sync", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.splitlines()[-1]) == {
+        "collection": "notes",
         "written": 3,
         "unchanged": 0,
         "refused": 0,
         "failed": 0,
         "remaining": 0,
         "error": None,
+        "in_flight": 0,
     }
 
 
@@ -122,7 +125,7 @@ def test_image_query_and_bad_inputs_are_clear_errors(
     bad.write_text("confidence: {min_top1: 7}\n")
     with pytest.raises(ConfigurationError, match="min_top1"):
         runner.invoke(app, ["index", str(notes), "--policy", str(bad)], catch_exceptions=False)
-    with pytest.raises(InputError, match="--sensitivity 'secret'"):
+    with pytest.raises(InputError, match="unknown sensitivity 'secret'"):
         runner.invoke(app, ["index", str(notes), "--sensitivity", "secret"], catch_exceptions=False)
     status = invoke("status", "--json")
     assert status["edge_count"] == 3 and status["cloud_count"] == 3  # nothing stored was touched
