@@ -72,7 +72,9 @@ class Part:
     def modality(self) -> Modality:
         if self.text_value is not None:
             return "text"
-        return MIME_MODALITY.get((self.mime_type or "").lower(), "image" if (self.mime_type or "").startswith("image/") else "pdf")
+        return MIME_MODALITY.get(
+            (self.mime_type or "").lower(), "image" if (self.mime_type or "").startswith("image/") else "pdf"
+        )
 
     @property
     def is_text(self) -> bool:

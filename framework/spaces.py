@@ -29,10 +29,14 @@ class EmbeddingSpace:
     def fingerprint(self) -> str:
         """A short, stable id: ``model@revision/dims/quantization/prompt_format#hash``."""
         digest = sha256_text(json.dumps(asdict(self), sort_keys=True))[:12]
-        return f"{self.model}@{self.revision[:12]}/{self.dims}/{self.quantization}/{self.prompt_format}#{digest}"
+        return (
+            f"{self.model}@{self.revision[:12]}/{self.dims}/{self.quantization}/{self.prompt_format}#{digest}"
+        )
 
     def with_dims(self, dims: int) -> EmbeddingSpace:
-        return EmbeddingSpace(self.provider, self.model, self.revision, dims, self.quantization, self.prompt_format)
+        return EmbeddingSpace(
+            self.provider, self.model, self.revision, dims, self.quantization, self.prompt_format
+        )
 
     def to_metadata(self) -> dict[str, str | int]:
         """Flat key/values for a vector store's collection metadata."""

@@ -18,7 +18,8 @@ def main() -> None:
     try:
         app()
     except EdgeRouteError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        # soft_wrap: no line breaks inside paths and ids, so scripts can grep the message.
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(int(exit_code_for(exc)))
 
 

@@ -134,7 +134,9 @@ def bench_edge_command(
     threads: Annotated[int | None, typer.Option(help="intra-op threads (default: all cores)")] = None,
     baseline: Annotated[
         Path | None,
-        typer.Option(help="another model directory to measure in the same run (e.g. a --no-fuse fp32 export)"),
+        typer.Option(
+            help="another model directory to measure in the same run (e.g. a --no-fuse fp32 export)"
+        ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:

@@ -84,7 +84,7 @@ def _exit(code: ExitCode) -> None:
 
 
 def _warn(message: str) -> None:
-    _err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+    _err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 @app.command("index")

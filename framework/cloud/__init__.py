@@ -1,2 +1,1 @@
-"""Gemini Embedding 2 through google-genai: the embedder, media checks, retry, circuit breaker and prices.
-"""
+"""Gemini Embedding 2 through google-genai: the embedder, media checks, retry, circuit breaker and prices."""

@@ -145,9 +145,7 @@ class CloudEmbedder:
         ledger: SpendLedger | None = None,
     ) -> None:
         if not model or "embedding" not in model:
-            raise ConfigurationError(
-                f"model {model!r} is not an embedding model id; use {DEFAULT_MODEL!r}"
-            )
+            raise ConfigurationError(f"model {model!r} is not an embedding model id; use {DEFAULT_MODEL!r}")
         self.model = model
         self.dims = validate_dims(dims)
         if timeout_s <= 0 or concurrency < 1:

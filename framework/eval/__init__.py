@@ -1,2 +1,1 @@
-"""Measurement: retrieval evaluation (BEIR), route evaluation, the soak test and the benchmarks.
-"""
+"""Measurement: retrieval evaluation (BEIR), route evaluation, the soak test and the benchmarks."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..aio import to_thread
-from ..documents import Document
 from ..errors import ConfigurationError, InputError
 from ..parts import Part
 from ..store.chroma import Collection
@@ -55,7 +54,7 @@ async def drain(
     owner = new_owner_id()
     written = unchanged = refused = failed = 0
     error: str | None = None
-    col: Collection | None = None
+    col: Collection | None = None  # the cloud index, opened (and created) only when needed
     done = 0
     total = await to_thread(outbox.depth, name)
     try:
@@ -79,10 +78,9 @@ async def drain(
                 await to_thread(outbox.discard, name, [d.id for d in docs if d.id in blocked])
                 refused += len(blocked)
             keep = [it for it in items if it.document.id not in blocked]
-            if keep and col is None:
-                col = await to_thread(engine.open_index, "cloud", create=True)
-                assert col is not None
-            fresh: list[Document] = []
+            if col is None:
+                col = await to_thread(engine.open_index, "cloud", create=False)
+            fresh = [it.document for it in keep]
             if col is not None and keep:
                 stale = set(
                     await to_thread(
@@ -90,7 +88,7 @@ async def drain(
                     )
                 )
                 fresh = [it.document for it in keep if it.document.id in stale]
-            if fresh and col is not None:
+            if fresh:
                 try:
                     vectors = await calls.document_vectors(fresh)
                 except Exception as exc:
@@ -98,6 +96,9 @@ async def drain(
                     await to_thread(outbox.fail, claim, [d.id for d in fresh], error)
                     failed += len(fresh)
                     break  # the cloud is failing or refusing: leave the rest queued for the next sync
+                if col is None:  # created only now, with vectors to put in it
+                    col = await to_thread(engine.open_index, "cloud", create=True)
+                    assert col is not None
                 await write_index(col, fresh, vectors, col.space)
             written += len(fresh)
             unchanged += len(keep) - len(fresh)

@@ -112,9 +112,10 @@ async def remove(
     engine: HybridEngine, ids: Sequence[str], *, reason: str, source: str | None = None
 ) -> DeleteReport:
     """Take ``ids`` out of every place (outbox first, see the module docstring) and audit it."""
-    ids = list(ids)
+    ids = list(dict.fromkeys(ids))
     if not ids:
         return DeleteReport()
+    found = set(await to_thread(engine.outbox.queued, engine.name)) & set(ids)
     queued = await to_thread(engine.outbox.discard, engine.name, ids)
     counts: dict[str, int] = {}
     for index in ("cloud", "edge"):
@@ -126,6 +127,10 @@ async def remove(
         if present:
             await to_thread(col.delete, [r.id for r in present])
         counts[index] = len(present)
+        found.update(r.id for r in present)
+    ids = [i for i in ids if i in found]  # what was there to delete
+    if not ids:
+        return DeleteReport()
     report = DeleteReport(ids=ids, edge=counts["edge"], cloud=counts["cloud"], queued=queued)
     await to_thread(
         engine.audit.write,

@@ -93,4 +93,11 @@ def cloud_allowed(docs: Sequence[Document], policy: PolicyConfig) -> list[bool]:
     return out
 
 
-__all__ = ["EDGE_MODALITIES", "check_documents", "cloud_allowed", "cloud_parts", "index_metadata", "write_index"]
+__all__ = [
+    "EDGE_MODALITIES",
+    "check_documents",
+    "cloud_allowed",
+    "cloud_parts",
+    "index_metadata",
+    "write_index",
+]

@@ -32,6 +32,7 @@ from ..digest import sha256_text
 from ..documents import Hit, RetrievalResult
 from ..errors import (
     CloudUnavailableError,
+    CollectionNotFoundError,
     ConfigurationError,
     EdgeRouteError,
     InputError,
@@ -94,8 +95,7 @@ async def retrieve(
     if deadline_ms is None and engine.policy.hedging.default_deadline_ms:
         deadline_ms = engine.policy.hedging.default_deadline_ms  # nothing interactive hangs on the cloud
     stages: dict[str, float] = {}
-    edge_col = await to_thread(engine.open_index, "edge", create=False)
-    assert edge_col is not None
+    edge_col = await _edge_index(engine)
     pii = detect_pii(q.text, engine.policy) if q.text else ()
     vec = None
     if q.text:
@@ -123,7 +123,9 @@ async def retrieve(
         if decision.uses_cloud:
             cloud = await _CloudSide.start(engine, cloud_q, k, where)
         edge_hits: list[Hit] | None = None
-        if vec is not None:
+        if vec is not None and edge_col is None:
+            edge_hits = []  # a collection of media only: nothing at the edge to search
+        elif vec is not None and edge_col is not None:
             t = time.perf_counter()
             edge_hits = await to_thread(edge_col.query, vec, max(k, 2), space=engine.edge_space, where=where)
             stages["edge_search"] = elapsed_ms(t)
@@ -164,6 +166,16 @@ async def retrieve(
     )
     written = await to_thread(engine.audit.write, record)
     return RetrievalResult(hits=hits, decision=served, audit=written)
+
+
+async def _edge_index(engine: HybridEngine) -> Collection | None:
+    """The edge index; None for a collection that has only a cloud index (images and PDFs only)."""
+    try:
+        return await to_thread(engine.open_index, "edge", create=False)
+    except CollectionNotFoundError:
+        if await to_thread(engine.open_index, "cloud", create=False) is None:
+            raise
+        return None
 
 
 def _decide(signals: QuerySignals, engine: HybridEngine, route: str | None) -> RouteDecision:

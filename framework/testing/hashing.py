@@ -47,11 +47,15 @@ def hash_embed(texts: Sequence[str], dims: int) -> Vectors:
 class HashingEmbedder:
     """Implements :class:`~edgeroute.framework.embedder.Embedder` with the hashing trick."""
 
-    def __init__(self, dims: int = 256, *, provider: str = "edge", name: str = "edgeroute/hashing-v1") -> None:
+    def __init__(
+        self, dims: int = 256, *, provider: str = "edge", name: str = "edgeroute/hashing-v1"
+    ) -> None:
         if dims < 8:
             raise InputError(f"dims must be at least 8, got {dims}")
         self._dims = dims
-        self._space = EmbeddingSpace(provider=provider, model=name, revision="1", dims=dims, prompt_format="none")
+        self._space = EmbeddingSpace(
+            provider=provider, model=name, revision="1", dims=dims, prompt_format="none"
+        )
         self.calls = 0
 
     @property
