@@ -593,8 +593,14 @@ def eval_routes_command(
             emu = stack.enter_context(GeminiEmulator())
             settings = dataclasses.replace(settings, api_key="emulator-key", base_url=emu.base_url)
         engine = stack.enter_context(build_engine(settings))
+        progress = stack.enter_context(progress_bars(enabled=not as_json, console=_err))
         report = run_route_eval(
-            dataset_dir, engine, routes=routes, limit_queries=limit_queries, deadline_ms=deadline_ms
+            dataset_dir,
+            engine,
+            routes=routes,
+            limit_queries=limit_queries,
+            deadline_ms=deadline_ms,
+            progress=progress,
         )
     if as_json:
         _print_json(report.to_dict())

@@ -9,7 +9,7 @@ saved, so thresholds can be tuned against cost.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..router.engine import HybridEngine
+from ..router.reports import ProgressFn
 from .retrieval import load_beir, mean_metrics
 
 ROUTES = ("edge", "cloud", "hybrid", "auto")
@@ -71,7 +72,7 @@ def run_route_eval(
     routes: Sequence[str] = ROUTES,
     limit_queries: int | None = None,
     deadline_ms: float | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> RouteEvalReport:
     """Index ``dataset_dir`` (BEIR layout) into ``engine`` and score each route on its judged queries."""
     unknown = [r for r in routes if r not in ROUTES]
@@ -79,7 +80,7 @@ def run_route_eval(
         raise InputError(f"unknown route(s) {unknown}; choose from {', '.join(ROUTES)}")
     data = load_beir(dataset_dir, limit_queries=limit_queries)
     t0 = time.perf_counter()
-    report = engine.ingest(data.corpus)
+    report = engine.ingest(data.corpus, progress=progress)
     index_s = time.perf_counter() - t0
     if report.queued:
         raise InputError(
