@@ -82,6 +82,10 @@ def test_index_query_status_audit(env: dict[str, str], notes: Path) -> None:
     audit = invoke("audit", "--tail", "1", "--json")
     assert audit["summary"]["queries"] == 2 and audit["summary"]["routes"]["hybrid"] == 1  # type: ignore[index]
     assert len(audit["tail"]) == 1 and "query_text" not in audit["tail"][0]  # type: ignore[index,arg-type]
+    table = runner.invoke(app, ["audit", "--tail", "2"], catch_exceptions=False).stdout
+    assert "queries" in table and "hybrid 1" in table and "{" not in table  # a table, not dict syntax
+    lat = audit["summary"]["latency_p50_ms"]  # type: ignore[index]
+    assert lat == round(lat, 3)
 
 
 def test_offline_index_then_sync_backfills(env: dict[str, str], notes: Path, emu: GeminiEmulator) -> None:
