@@ -136,3 +136,39 @@ def test_ids_by_metadata_and_metadata_updates_keep_vectors(tmp_path: Path) -> No
     assert np.allclose(after.vector, before.vector)
     col.update_metadata(["d1"], [{"source": "s1.txt", "sensitivity": "internal"}])
     assert col.get(["d1"])[0].metadata == {"source": "s1.txt", "sensitivity": "internal"}  # title removed
+
+
+@needs_ro_mount
+def test_query_and_status_commands_work_on_a_read_only_store(tmp_path: Path) -> None:
+    import os
+
+    store = tmp_path / "store"
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text("Espresso machines need descaling every two months.")
+    (notes / "b.txt").write_text("Mountain bikes with full suspension handle rocky descents.")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEROUTE_", "GEMINI_", "GOOGLE_"))}
+    env.update(EDGEROUTE_STORE=str(store), EDGEROUTE_EDGE="hashing", EDGEROUTE_COLLECTION="notes")
+    main = [sys.executable, "-c", "from edgeroute.framework.cli import main; main()"]
+    indexed = subprocess.run(
+        [*main, "index", str(notes), "--sensitivity", "confidential"], env=env, timeout=120
+    )
+    assert indexed.returncode == 0
+    before = sorted((str(f.relative_to(store)), f.stat().st_size) for f in store.rglob("*") if f.is_file())
+    code = (
+        "import os, sys, subprocess\n"
+        f"env = {env!r}\n"
+        f"main = {main!r}\n"
+        "q = subprocess.run(main + ['query', 'espresso descaling', '--json'], env=env, capture_output=True, text=True)\n"
+        "s = subprocess.run(main + ['status', '--json'], env=env, capture_output=True, text=True)\n"
+        "print(q.returncode, s.returncode)\n"
+        "print(q.stdout if q.returncode else s.stdout, q.stderr, s.stderr, file=sys.stderr)\n"
+        "print(q.stdout)\n"
+    )
+    proc = run_read_only(store, code)
+    first, _, rest = proc.stdout.partition("\n")
+    assert first == "0 0", proc.stderr
+    assert json.loads(rest)["hits"][0]["id"] == "a.txt#0"
+    assert "not audited" in proc.stderr  # said, not silently skipped
+    after = sorted((str(f.relative_to(store)), f.stat().st_size) for f in store.rglob("*") if f.is_file())
+    assert after == before
