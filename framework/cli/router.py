@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ...policies.sensitivity import SensitivityError, check_sensitivity
+from ..documents import Document
 from ..errors import CollectionNotFoundError, InputError, RoutingError
 from ..settings import RouterSettings, build_engine, load_policy, require_store, resolve_settings
 from .app import app, bench_app, model_app, policy_app  # noqa: F401
@@ -137,7 +138,8 @@ def index_command(
                 f"{len(loaded.bad)} file(s) cannot be indexed, so nothing was written:\n{listing}\n"
                 "fix or remove them, or pass --skip-bad to index the rest and list these"
             )
-        docs, not_indexable = [], []
+        docs: list[Document] = []
+        not_indexable: list[Document] = []
         policy_config = load_policy(settings)
         for doc in loaded.docs:
             if doc.text.strip():
