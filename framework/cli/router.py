@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ...policies.sensitivity import SensitivityError, check_sensitivity
+from ...policies.sensitivity import SENSITIVITY_LEVELS, SensitivityError, check_sensitivity
 from ..errors import InputError
 from ..settings import RouterSettings, build_engine, resolve_settings
 from .app import app, bench_app, model_app, policy_app  # noqa: F401
@@ -66,8 +66,10 @@ def _settings(
 def _check_sensitivity(level: str) -> str:
     try:
         return check_sensitivity(level)
-    except SensitivityError as exc:
-        raise InputError(f"--sensitivity: {exc}") from None
+    except SensitivityError:
+        raise InputError(
+            f"--sensitivity {level!r} is unknown; use one of {', '.join(SENSITIVITY_LEVELS)}"
+        ) from None
 
 
 def _print_json(obj: Any) -> None:

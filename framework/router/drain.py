@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ..aio import to_thread
 from ..errors import ConfigurationError, InputError
 from ..parts import Part
-from .placement import cloud_allowed, cloud_parts, index_metadata
+from .placement import cloud_allowed, cloud_parts, write_index
 from .reports import SyncReport
 
 if TYPE_CHECKING:
@@ -73,15 +73,7 @@ async def drain(engine: HybridEngine, limit: int | None, batch_size: int = 32) -
                 await to_thread(outbox.mark_failed, name, [d.id for d in fresh], error)
                 failed += len(fresh)
                 break  # the cloud is failing or refusing: leave the rest queued for the next sync
-            await to_thread(
-                col.upsert,
-                [d.id for d in fresh],
-                vectors,
-                space=col.space,
-                texts=[d.text for d in fresh],
-                metadatas=[index_metadata(d) for d in fresh],
-                content_hashes=[d.content_hash() for d in fresh],
-            )
+            await write_index(col, fresh, vectors, col.space)
         written += len(fresh)
         unchanged += len(keep) - len(fresh)
         # Only now, with the vectors stored, may the rows go: a crash before this line re-sends

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from ...policies.config import PolicyConfig
 from ...policies.semantic import SemanticRoutes
 from ...policies.signals import CloudState
-from ..aio import run_sync
+from ..aio import syncify
 from ..cloud.embedder import CloudEmbedder
 from ..documents import Document, RetrievalResult
 from ..embedder import Embedder
@@ -36,13 +36,13 @@ from ..store.cache import CachedEmbedder, EmbeddingCache
 from ..store.chroma import Collection, VectorStore, index_collection_name, validate_logical_name
 from .audit import AuditLog
 from .cloud_calls import CloudCalls
-from .drain import drain
+from .drain import drain as drain_flow
 from .fusion import DEFAULT_RRF_K, rrf_fuse
 from .guard import PrivacyGuard
-from .ingest import ingest
+from .ingest import ingest as ingest_flow
 from .outbox import Outbox
 from .reports import IngestReport, SyncReport
-from .retrieve import retrieve
+from .retrieve import retrieve as retrieve_flow
 
 logger = logging.getLogger(__name__)
 
@@ -182,26 +182,19 @@ class HybridEngine:
         :class:`RoutingError`). Cloud-bound documents pass through the outbox, so with the cloud
         offline they wait there for :meth:`sync`.
         """
-        return await ingest(self, documents)
+        return await ingest_flow(self, documents)
 
-    def ingest(self, documents: Sequence[Document]) -> IngestReport:
-        """Sync :meth:`aingest`."""
-        return run_sync(self.aingest(documents))
+    ingest = syncify(aingest)
 
     async def adrain(self, limit: int | None = None, *, batch_size: int = 32) -> SyncReport:
         """Drain this collection's outbox into the cloud index (at most ``limit`` documents).
 
         Safe to interrupt at any point (kill -9 included) and to run again: nothing is lost or duplicated.
         """
-        return await drain(self, limit, batch_size)
+        return await drain_flow(self, limit, batch_size)
 
-    def drain(self, limit: int | None = None, *, batch_size: int = 32) -> SyncReport:
-        """Sync :meth:`adrain`."""
-        return run_sync(self.adrain(limit, batch_size=batch_size))
-
-    def sync(self, limit: int | None = None, *, batch_size: int = 32) -> SyncReport:
-        """The same as :meth:`drain` (named after ``edgeroute sync``)."""
-        return run_sync(self.adrain(limit, batch_size=batch_size))
+    drain = syncify(adrain)
+    sync = drain  # named after ``edgeroute sync``
 
     async def aretrieve(
         self,
@@ -223,8 +216,9 @@ class HybridEngine:
         :class:`CollectionNotFoundError` for an unknown collection, :class:`RoutingError` when the
         policy cannot serve the query (for example an image query the cloud may not see).
         ``route`` (``edge``/``cloud``/``hybrid``) overrides rules 2-5 for evaluation; privacy still wins.
+        The sync twin :meth:`retrieve` also works inside a running event loop (Jupyter).
         """
-        return await retrieve(
+        return await retrieve_flow(
             self,
             query,
             k,
@@ -235,29 +229,7 @@ class HybridEngine:
             route=route,
         )
 
-    def retrieve(
-        self,
-        query: str | Sequence[Part],
-        k: int = 10,
-        *,
-        sensitivity: str = "internal",
-        stakes: str = "normal",
-        deadline_ms: float | None = None,
-        where: Mapping[str, Any] | None = None,
-        route: str | None = None,
-    ) -> RetrievalResult:
-        """Sync :meth:`aretrieve` (usable from inside a running event loop, for example Jupyter)."""
-        return run_sync(
-            self.aretrieve(
-                query,
-                k,
-                sensitivity=sensitivity,
-                stakes=stakes,
-                deadline_ms=deadline_ms,
-                where=where,
-                route=route,
-            )
-        )
+    retrieve = syncify(aretrieve)
 
     # -- status and lifecycle ---------------------------------------------------------------------------------
 

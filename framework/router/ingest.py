@@ -15,7 +15,7 @@ from ...policies.sensitivity import above_ceiling
 from ..aio import to_thread
 from ..documents import Document
 from .drain import drain
-from .placement import check_documents, cloud_allowed, index_metadata
+from .placement import check_documents, cloud_allowed, write_index
 from .reports import IngestReport, SyncReport
 
 if TYPE_CHECKING:
@@ -76,15 +76,7 @@ async def _write_edge(engine: HybridEngine, docs: list[Document]) -> int:
         vecs = await engine.edge_embedder.aembed_documents(
             [d.text for d in fresh], titles=[d.title for d in fresh], dims=engine.edge_dims
         )
-        await to_thread(
-            col.upsert,
-            [d.id for d in fresh],
-            vecs,
-            space=engine.edge_space,
-            texts=[d.text for d in fresh],
-            metadatas=[index_metadata(d) for d in fresh],
-            content_hashes=[d.content_hash() for d in fresh],
-        )
+        await write_index(col, fresh, vecs, engine.edge_space)
         written += len(fresh)
     return written
 

@@ -12,10 +12,14 @@ from ...policies.config import PolicyConfig
 from ...policies.pii import detect_pii
 from ...policies.rules import RoutingRefused, place_document
 from ...policies.signals import DocumentSignals, SignalError
+from ..aio import to_thread
 from ..cloud.media import validate_content
 from ..documents import Document, MetadataValue
+from ..embedder import Vectors
 from ..errors import InputError, RoutingError
 from ..parts import Part
+from ..spaces import EmbeddingSpace
+from ..store.chroma import Collection
 
 EDGE_MODALITIES = frozenset({"text"})
 """What the on-device model embeds."""
@@ -33,6 +37,22 @@ def index_metadata(doc: Document) -> dict[str, MetadataValue]:
     if doc.title:
         meta["title"] = doc.title
     return meta
+
+
+async def write_index(
+    col: Collection, docs: Sequence[Document], vectors: Vectors, space: EmbeddingSpace
+) -> None:
+    """Upsert ``docs`` and their vectors into an index (in a worker thread), each with its text,
+    metadata and content hash (by which ``stale_ids`` later skips unchanged documents)."""
+    await to_thread(
+        col.upsert,
+        [d.id for d in docs],
+        vectors,
+        space=space,
+        texts=[d.text for d in docs],
+        metadatas=[index_metadata(d) for d in docs],
+        content_hashes=[d.content_hash() for d in docs],
+    )
 
 
 def check_documents(documents: Sequence[Document]) -> list[Document]:
@@ -73,4 +93,11 @@ def cloud_allowed(docs: Sequence[Document], policy: PolicyConfig) -> list[bool]:
     return out
 
 
-__all__ = ["EDGE_MODALITIES", "check_documents", "cloud_allowed", "cloud_parts", "index_metadata"]
+__all__ = [
+    "EDGE_MODALITIES",
+    "check_documents",
+    "cloud_allowed",
+    "cloud_parts",
+    "index_metadata",
+    "write_index",
+]
