@@ -140,7 +140,7 @@ class _EdgeRouteEmbedding(BaseEmbedding):
         callback_manager: CallbackManager | None,
         tasks: tuple[str | None, str | None] = (None, None),
     ) -> None:
-        BaseEmbedding.__init__(
+        _EdgeRouteEmbedding.__init__(  # pydantic's __init__, with this class's ``dims`` field
             self,
             model_name=embedder.space_for(dims).fingerprint,
             dims=dims,
