@@ -39,7 +39,7 @@ async def drain(engine: HybridEngine, limit: int | None, batch_size: int = 32) -
     outbox, name = engine.outbox, engine.name
     written = unchanged = refused = failed = 0
     error: str | None = None
-    col = await to_thread(engine.open_index, "cloud", create=True)
+    col = await engine.aopen_index("cloud", create=True)
     assert col is not None
     done = 0
     while limit is None or done < limit:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from ...policies.config import PolicyConfig
 from ...policies.semantic import SemanticRoutes
 from ...policies.signals import CloudState
-from ..aio import syncify
+from ..aio import syncify, to_thread
 from ..cloud.embedder import CloudEmbedder
 from ..documents import Document, RetrievalResult
 from ..embedder import Embedder
@@ -171,6 +171,12 @@ class HybridEngine:
         with self._lock:
             self._indexes[index] = col
         return col
+
+    async def aopen_index(self, index: IndexName, *, create: bool = False) -> Collection | None:
+        """:meth:`open_index` for the flows: at once when already open, else in a worker thread."""
+        with self._lock:
+            col = self._indexes.get(index)
+        return col if col is not None else await to_thread(self.open_index, index, create=create)
 
     # -- the flows: async core, sync wrappers ---------------------------------------------------------
 

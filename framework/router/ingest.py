@@ -42,7 +42,7 @@ async def ingest(engine: HybridEngine, documents: Sequence[Document]) -> IngestR
     if private_ids:
         # A document that became private must leave the cloud index and never be sent later.
         await to_thread(engine.outbox.discard, engine.name, private_ids)
-        cloud_col = await to_thread(engine.open_index, "cloud", create=False)
+        cloud_col = await engine.aopen_index("cloud", create=False)
         if cloud_col is not None:
             await to_thread(cloud_col.delete, private_ids)
     await to_thread(engine.outbox.enqueue, engine.name, cloud_docs)
@@ -64,7 +64,7 @@ async def ingest(engine: HybridEngine, documents: Sequence[Document]) -> IngestR
 
 async def _write_edge(engine: HybridEngine, docs: list[Document]) -> int:
     """Embed and store the documents whose content changed; returns how many were written."""
-    col = await to_thread(engine.open_index, "edge", create=True)
+    col = await engine.aopen_index("edge", create=True)
     assert col is not None
     written = 0
     for start in range(0, len(docs), BATCH):

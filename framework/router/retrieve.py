@@ -92,7 +92,7 @@ async def retrieve(
     q = parse_query(query)
     check_call(k, sensitivity, stakes, deadline_ms)
     stages: dict[str, float] = {}
-    edge_col = await to_thread(engine.open_index, "edge", create=False)
+    edge_col = await engine.aopen_index("edge", create=False)
     assert edge_col is not None
     pii = detect_pii(q.text, engine.policy) if q.text else ()
     vec = None
@@ -148,7 +148,7 @@ async def retrieve(
     record = _query_record(
         engine, q, sensitivity, stakes, decision, served, outcome, stages, hits, deadline_ms
     )
-    written = await to_thread(engine.audit.write, record)
+    written = engine.audit.write(record)  # one buffered line, as the cloud-call records
     return RetrievalResult(hits=hits, decision=served, audit=written)
 
 
@@ -183,7 +183,7 @@ class _CloudSide:
     async def start(
         cls, engine: HybridEngine, q: ParsedQuery, k: int, where: Mapping[str, Any] | None
     ) -> _CloudSide:
-        col = await to_thread(engine.open_index, "cloud", create=False)
+        col = await engine.aopen_index("cloud", create=False)
         if col is None:
             return cls(None)
         return cls(asyncio.ensure_future(_cloud_hits(engine, col, q, k, where)))
