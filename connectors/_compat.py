@@ -8,7 +8,7 @@ The connectors are optional: importing :mod:`edgeroute.connectors.langchain` wit
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -47,29 +47,11 @@ def require(module: str) -> ModuleType:
 
 
 class RetrievalEngine(Protocol):
-    """What the retrievers need from :class:`edgeroute.framework.router.engine.HybridEngine`."""
+    """What the retrievers need from :class:`edgeroute.framework.router.engine.HybridEngine`: its
+    ``retrieve``/``aretrieve`` pair, called as ``(query, k, sensitivity=, stakes=, deadline_ms=, where=)``."""
 
-    def retrieve(
-        self,
-        query: str,
-        k: int = 10,
-        *,
-        sensitivity: str = "internal",
-        stakes: str = "normal",
-        deadline_ms: float | None = None,
-        where: Mapping[str, Any] | None = None,
-    ) -> RetrievalResult: ...
-
-    async def aretrieve(
-        self,
-        query: str,
-        k: int = 10,
-        *,
-        sensitivity: str = "internal",
-        stakes: str = "normal",
-        deadline_ms: float | None = None,
-        where: Mapping[str, Any] | None = None,
-    ) -> RetrievalResult: ...
+    retrieve: Callable[..., RetrievalResult]
+    aretrieve: Callable[..., Awaitable[RetrievalResult]]
 
 
 ROUTING_OPTIONS: tuple[str, ...] = ("k", "sensitivity", "stakes", "deadline_ms", "where")
@@ -145,6 +127,33 @@ def load_edge_embedder(embedder: Embedder | None, model_dir: str | None) -> Embe
     from ..framework.edge.embedder import EdgeEmbedder
 
     return EdgeEmbedder.load(model_dir)
+
+
+def edge_embedder(
+    embedder: Embedder | None,
+    model_dir: str | None,
+    dims: int | None,
+    query_task: str | None,
+    document_task: str | None,
+) -> Embedder:
+    """The on-device embedder for an adapter, with ``dims`` and both task prompts checked now."""
+    resolved = load_edge_embedder(embedder, model_dir)
+    resolved.space_for(dims)  # validates dims now rather than at the first call
+    check_task(resolved, query_task, "query_task")
+    check_task(resolved, document_task, "document_task")
+    return resolved
+
+
+def cloud_embedder(
+    cloud: Embedder | None, model: str, dims: int, api_key: str | None, base_url: str | None
+) -> Embedder:
+    """The given cloud embedder, or a ``CloudEmbedder`` built from the adapter's arguments."""
+    if cloud is None:
+        from ..framework.cloud.embedder import CloudEmbedder
+
+        cloud = CloudEmbedder(model=model, dims=dims, api_key=api_key, base_url=base_url)
+    cloud.space_for(dims)
+    return cloud
 
 
 def check_task(embedder: Embedder, task: str | None, what: str) -> None:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ...policies.sensitivity import SensitivityError, check_sensitivity
+from ...policies.sensitivity import SENSITIVITY_LEVELS, SensitivityError, check_sensitivity
 from ..documents import Document
 from ..errors import CollectionNotFoundError, InputError, RoutingError
 from ..settings import RouterSettings, build_engine, load_policy, require_store, resolve_settings
@@ -71,8 +71,10 @@ def _settings(
 def _check_sensitivity(level: str) -> str:
     try:
         return check_sensitivity(level)
-    except SensitivityError as exc:
-        raise InputError(f"--sensitivity: {exc}") from None
+    except SensitivityError:
+        raise InputError(
+            f"--sensitivity {level!r} is unknown; use one of {', '.join(SENSITIVITY_LEVELS)}"
+        ) from None
 
 
 def _print_json(obj: Any) -> None:

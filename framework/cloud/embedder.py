@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from ..aio import run_sync
+from ..aio import close_at_exit, in_portal, syncify
 from ..embedder import Vectors, l2_normalize
 from ..errors import (
     CloudAuthError,
@@ -210,34 +210,25 @@ class CloudEmbedder:
 
     # -- public embedding API ----------------------------------------------------------------
 
-    def embed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
-        """One vector per query, with the search-query task prefix."""
-        return run_sync(self.aembed_queries(texts, dims=dims))
-
-    def embed_documents(
-        self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
-    ) -> Vectors:
-        """One vector per document, with the ``title: ... | text: ...`` prefix."""
-        return run_sync(self.aembed_documents(texts, titles=titles, dims=dims))
-
-    def embed(
-        self, contents: Sequence[ContentInput], *, task: str = "document", dims: int | None = None
-    ) -> Vectors:
-        """One vector per content: a str, or a sequence of :class:`Part` (interleaved into ONE vector)."""
-        return run_sync(self.aembed(contents, task=task, dims=dims))
-
     async def aembed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
+        """One vector per query, with the search-query task prefix."""
         return await self.aembed(_texts(texts), task="query", dims=dims)
 
     async def aembed_documents(
         self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
     ) -> Vectors:
+        """One vector per document, with the ``title: ... | text: ...`` prefix."""
         return await self._send_all(self._prepare(_texts(texts), "document", titles, dims))
 
     async def aembed(
         self, contents: Sequence[ContentInput], *, task: str = "document", dims: int | None = None
     ) -> Vectors:
+        """One vector per content: a str, or a sequence of :class:`Part` (interleaved into ONE vector)."""
         return await self._send_all(self._prepare(contents, task, None, dims))
+
+    embed_queries = syncify(aembed_queries)
+    embed_documents = syncify(aembed_documents)
+    embed = syncify(aembed)
 
     # -- preparation (shared by sync and async) ----------------------------------------------
 
@@ -299,6 +290,8 @@ class CloudEmbedder:
             client = self._clients.get(loop)
             if client is None:
                 client = self._clients[loop] = self._new_client()
+                if in_portal():
+                    close_at_exit(client.aio)
         return client
 
     def _new_client(self) -> Any:

@@ -101,24 +101,32 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def _time_engine(
-    name: str,
-    load: Callable[[], tuple[Callable[[str], object], Callable[[list[str], list[str]], object]]],
-    docs: list[tuple[str, str]],
-    *,
-    query_rounds: int,
-    doc_repeats: int,
-    batch_size: int,
-    threads: int,
-    mean_tokens: float,
-) -> EngineFigures:
+@dataclass(frozen=True, slots=True)
+class BenchPlan:
+    """How one engine is measured: intra-op ``threads`` (None: every core), the document batch size,
+    rounds of the short queries and repeats of the document pass."""
+
+    threads: int | None = None
+    batch_size: int = 16
+    query_rounds: int = 5
+    doc_repeats: int = 3
+
+    @property
+    def cpu_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+
+Loader = Callable[[], tuple[Callable[[str], object], Callable[[list[str], list[str]], object]]]
+
+
+def _time_engine(name: str, load: Loader, docs: list[tuple[str, str]], plan: BenchPlan) -> EngineFigures:
     start = time.perf_counter()
     embed_query, embed_docs = load()
     load_s = time.perf_counter() - start
     for q in BENCH_QUERIES[:3]:  # warm-up: first runs allocate and pick kernels
         embed_query(q)
     lat: list[float] = []
-    for _ in range(query_rounds):
+    for _ in range(plan.query_rounds):
         for q in BENCH_QUERIES:
             t = time.perf_counter()
             embed_query(q)
@@ -127,7 +135,7 @@ def _time_engine(
     titles = [t for t, _ in docs]
     texts = [x for _, x in docs]
     rates: list[float] = []
-    for _ in range(doc_repeats):
+    for _ in range(plan.doc_repeats):
         t = time.perf_counter()
         embed_docs(texts, titles)
         rates.append(len(texts) / (time.perf_counter() - t))
@@ -140,28 +148,20 @@ def _time_engine(
         query_peak_rss_mb=round(query_rss, 1),
         peak_rss_mb=round(_peak_rss_mb(), 1),
         n_docs=len(texts),
-        doc_batch_size=batch_size,
-        mean_doc_tokens=round(mean_tokens, 1),
-        threads=threads,
+        doc_batch_size=plan.batch_size,
+        mean_doc_tokens=0.0,
+        threads=plan.cpu_threads,
     )
 
 
-def measure_onnx(
-    model_dir: str | None,
-    docs: list[tuple[str, str]],
-    *,
-    threads: int | None,
-    batch_size: int,
-    query_rounds: int,
-    doc_repeats: int,
-) -> EngineFigures:
+def measure_onnx(model_dir: str | None, docs: list[tuple[str, str]], plan: BenchPlan) -> EngineFigures:
     """Measure :class:`EdgeEmbedder` in this process (call it in a fresh process for honest RSS)."""
     from ..edge.embedder import EdgeEmbedder
 
     holder: dict[str, EdgeEmbedder] = {}
 
     def load() -> tuple[Callable[[str], object], Callable[[list[str], list[str]], object]]:
-        edge = EdgeEmbedder.load(model_dir, threads=threads, batch_size=batch_size)
+        edge = EdgeEmbedder.load(model_dir, threads=plan.threads, batch_size=plan.batch_size)
         holder["edge"] = edge
         return (
             lambda q: edge.embed_queries([q]),
@@ -169,16 +169,7 @@ def measure_onnx(
         )
 
     # Token counts come after the timed load so tokenizer work never inflates load time.
-    figures = _time_engine(
-        "onnx",
-        load,
-        docs,
-        query_rounds=query_rounds,
-        doc_repeats=doc_repeats,
-        batch_size=batch_size,
-        threads=threads or os.cpu_count() or 1,
-        mean_tokens=0.0,
-    )
+    figures = _time_engine("onnx", load, docs, plan)
     edge = holder["edge"]
     tokens = edge.count_tokens([edge.format_prompt(x, "document", t or None) for t, x in docs])
     name = f"onnx[{edge.manifest.quantization}]"
@@ -188,13 +179,7 @@ def measure_onnx(
 
 
 def measure_sentence_transformers(
-    checkpoint: str,
-    docs: list[tuple[str, str]],
-    *,
-    threads: int | None,
-    batch_size: int,
-    query_rounds: int,
-    doc_repeats: int,
+    checkpoint: str, docs: list[tuple[str, str]], plan: BenchPlan
 ) -> EngineFigures:
     """Measure sentence-transformers (fp32, torch, CPU) on ``checkpoint`` in this process."""
 
@@ -202,26 +187,17 @@ def measure_sentence_transformers(
         import torch
         from sentence_transformers import SentenceTransformer
 
-        if threads:
-            torch.set_num_threads(threads)
+        if plan.threads:
+            torch.set_num_threads(plan.threads)
         model = SentenceTransformer(checkpoint, device="cpu")
 
         def embed_docs(texts: list[str], titles: list[str]) -> object:
             prompts = [f"title: {t or 'none'} | text: {x}" for t, x in zip(titles, texts, strict=True)]
-            return model.encode(prompts, batch_size=batch_size, normalize_embeddings=True)
+            return model.encode(prompts, batch_size=plan.batch_size, normalize_embeddings=True)
 
         return (lambda q: model.encode([q], prompt_name="query", normalize_embeddings=True), embed_docs)
 
-    return _time_engine(
-        "sentence-transformers",
-        load,
-        docs,
-        query_rounds=query_rounds,
-        doc_repeats=doc_repeats,
-        batch_size=batch_size,
-        threads=threads or os.cpu_count() or 1,
-        mean_tokens=0.0,
-    )
+    return _time_engine("sentence-transformers", load, docs, plan)
 
 
 def _run_worker(args: list[str], timeout_s: float) -> EngineFigures:
@@ -388,16 +364,11 @@ def _worker(argv: list[str] | None = None) -> None:
     p.add_argument("--doc-repeats", type=int, default=3)
     a = p.parse_args(argv)
     docs = load_sample_docs(a.data, a.n_docs)
-    kw: dict[str, Any] = {
-        "threads": a.threads,
-        "batch_size": a.batch_size,
-        "query_rounds": a.query_rounds,
-        "doc_repeats": a.doc_repeats,
-    }
+    plan = BenchPlan(a.threads, a.batch_size, a.query_rounds, a.doc_repeats)
     if a.engine == "onnx":
-        fig = measure_onnx(a.model, docs, **kw)
+        fig = measure_onnx(a.model, docs, plan)
     else:
-        fig = measure_sentence_transformers(a.model, docs, **kw)
+        fig = measure_sentence_transformers(a.model, docs, plan)
     print(json.dumps(asdict(fig)))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,6 +51,7 @@ def _sent(exc: BaseException | None) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
 class CloudCalls:
     """Embeds queries and documents for one engine's cloud index and audits every call.
 
@@ -57,21 +59,12 @@ class CloudCalls:
     media goes to ``cloud`` directly.
     """
 
-    def __init__(
-        self,
-        cloud: CloudEmbedder,
-        text: Embedder,
-        space: EmbeddingSpace,
-        dims: int | None,
-        audit: AuditLog,
-        collection: str,
-    ) -> None:
-        self.cloud = cloud
-        self.text = text
-        self.space = space
-        self.dims = dims
-        self.audit = audit
-        self.collection = collection
+    cloud: CloudEmbedder
+    text: Embedder
+    space: EmbeddingSpace
+    dims: int | None
+    audit: AuditLog
+    collection: str
 
     def cost(self, parts: Sequence[Part]) -> tuple[int, int, float]:
         return cloud_cost(parts, self.cloud)

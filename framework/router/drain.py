@@ -79,7 +79,7 @@ async def drain(
                 refused += len(blocked)
             keep = [it for it in items if it.document.id not in blocked]
             if col is None:
-                col = await to_thread(engine.open_index, "cloud", create=False)
+                col = await engine.aopen_index("cloud", create=False)
             fresh = [it.document for it in keep]
             if col is not None and keep:
                 stale = set(
@@ -97,7 +97,7 @@ async def drain(
                     failed += len(fresh)
                     break  # the cloud is failing or refusing: leave the rest queued for the next sync
                 if col is None:  # created only now, with vectors to put in it
-                    col = await to_thread(engine.open_index, "cloud", create=True)
+                    col = await engine.aopen_index("cloud", create=True)
                     assert col is not None
                 await write_index(col, fresh, vectors, col.space)
             written += len(fresh)

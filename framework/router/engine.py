@@ -25,7 +25,7 @@ from typing import Any, Literal
 from ...policies.config import PolicyConfig
 from ...policies.semantic import SemanticRoutes
 from ...policies.signals import CloudState
-from ..aio import run_sync
+from ..aio import syncify, to_thread
 from ..cloud.embedder import CloudEmbedder
 from ..documents import Document, RetrievalResult
 from ..embedder import Embedder
@@ -37,14 +37,14 @@ from ..store.chroma import Collection, VectorStore, index_collection_name, valid
 from . import lifecycle
 from .audit import AuditLog
 from .cloud_calls import CloudCalls
-from .drain import drain
+from .drain import drain as drain_flow
 from .fusion import DEFAULT_RRF_K, rrf_fuse
 from .guard import PrivacyGuard
-from .ingest import ingest
+from .ingest import ingest as ingest_flow
 from .lifecycle import DeleteReport
 from .outbox import Outbox
 from .reports import IngestReport, ProgressFn, SyncReport
-from .retrieve import retrieve
+from .retrieve import retrieve as retrieve_flow
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,12 @@ class HybridEngine:
             self._indexes[index] = col
         return col
 
+    async def aopen_index(self, index: IndexName, *, create: bool = False) -> Collection | None:
+        """:meth:`open_index` for the flows: at once when already open, else in a worker thread."""
+        with self._lock:
+            col = self._indexes.get(index)
+        return col if col is not None else await to_thread(self.open_index, index, create=create)
+
     # -- the flows: async core, sync wrappers ---------------------------------------------------------
 
     async def aingest(
@@ -190,11 +196,9 @@ class HybridEngine:
         batch as they finish, so an interrupted run keeps what it did. ``progress(stage, done, total)``
         is called as ``"edge"`` and ``"cloud"`` work completes.
         """
-        return await ingest(self, documents, progress=progress)
+        return await ingest_flow(self, documents, progress=progress)
 
-    def ingest(self, documents: Sequence[Document], *, progress: ProgressFn | None = None) -> IngestReport:
-        """Sync :meth:`aingest`."""
-        return run_sync(self.aingest(documents, progress=progress))
+    ingest = syncify(aingest)
 
     async def adrain(
         self, limit: int | None = None, *, batch_size: int = 32, progress: ProgressFn | None = None
@@ -204,19 +208,10 @@ class HybridEngine:
         Safe to interrupt at any point (kill -9 included) and to run again: nothing is lost or duplicated.
         Safe to run in several processes at once: each queued document is sent by one of them (leases).
         """
-        return await drain(self, limit, batch_size, progress=progress)
+        return await drain_flow(self, limit, batch_size, progress=progress)
 
-    def drain(
-        self, limit: int | None = None, *, batch_size: int = 32, progress: ProgressFn | None = None
-    ) -> SyncReport:
-        """Sync :meth:`adrain`."""
-        return run_sync(self.adrain(limit, batch_size=batch_size, progress=progress))
-
-    def sync(
-        self, limit: int | None = None, *, batch_size: int = 32, progress: ProgressFn | None = None
-    ) -> SyncReport:
-        """The same as :meth:`drain` (named after ``edgeroute sync``)."""
-        return run_sync(self.adrain(limit, batch_size=batch_size, progress=progress))
+    drain = syncify(adrain)
+    sync = drain  # named after ``edgeroute sync``
 
     async def adelete(
         self, ids: Sequence[str] | None = None, *, source: str | Path | None = None
@@ -226,9 +221,7 @@ class HybridEngine:
         """
         return await lifecycle.delete(self, ids, source=source)
 
-    def delete(self, ids: Sequence[str] | None = None, *, source: str | Path | None = None) -> DeleteReport:
-        """Sync :meth:`adelete`."""
-        return run_sync(self.adelete(ids, source=source))
+    delete = syncify(adelete)
 
     async def aprune(
         self, origin: str | Path, keep: Container[str], *, protect: Container[str] = ()
@@ -237,11 +230,7 @@ class HybridEngine:
         ids are not in ``keep``; other origins are never touched, paths in ``protect`` are kept."""
         return await lifecycle.prune(self, origin, keep, protect=protect)
 
-    def prune(
-        self, origin: str | Path, keep: Container[str], *, protect: Container[str] = ()
-    ) -> DeleteReport:
-        """Sync :meth:`aprune`."""
-        return run_sync(self.aprune(origin, keep, protect=protect))
+    prune = syncify(aprune)
 
     async def aretrieve(
         self,
@@ -263,8 +252,9 @@ class HybridEngine:
         :class:`CollectionNotFoundError` for an unknown collection, :class:`RoutingError` when the
         policy cannot serve the query (for example an image query the cloud may not see).
         ``route`` (``edge``/``cloud``/``hybrid``) overrides rules 2-5 for evaluation; privacy still wins.
+        The sync twin :meth:`retrieve` also works inside a running event loop (Jupyter).
         """
-        return await retrieve(
+        return await retrieve_flow(
             self,
             query,
             k,
@@ -275,29 +265,7 @@ class HybridEngine:
             route=route,
         )
 
-    def retrieve(
-        self,
-        query: str | Sequence[Part],
-        k: int = 10,
-        *,
-        sensitivity: str = "internal",
-        stakes: str = "normal",
-        deadline_ms: float | None = None,
-        where: Mapping[str, Any] | None = None,
-        route: str | None = None,
-    ) -> RetrievalResult:
-        """Sync :meth:`aretrieve` (usable from inside a running event loop, for example Jupyter)."""
-        return run_sync(
-            self.aretrieve(
-                query,
-                k,
-                sensitivity=sensitivity,
-                stakes=stakes,
-                deadline_ms=deadline_ms,
-                where=where,
-                route=route,
-            )
-        )
+    retrieve = syncify(aretrieve)
 
     # -- status and lifecycle ---------------------------------------------------------------------------------
 

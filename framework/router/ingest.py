@@ -47,7 +47,7 @@ async def ingest(
     if private_ids:
         # A document that became private must leave the cloud index and never be sent later.
         await to_thread(engine.outbox.discard, engine.name, private_ids)
-        cloud_col = await to_thread(engine.open_index, "cloud", create=False)
+        cloud_col = await engine.aopen_index("cloud", create=False)
         if cloud_col is not None:
             await to_thread(cloud_col.delete, private_ids)
     await to_thread(engine.outbox.enqueue, engine.name, cloud_docs)
@@ -78,7 +78,7 @@ async def _write_edge(
     Vectors are stored every ``EMBED_BATCH`` documents, as they are finished: a run killed midway
     (kill -9) keeps all but the batch in flight, and the next run embeds only what is missing.
     """
-    col = await to_thread(engine.open_index, "edge", create=True)
+    col = await engine.aopen_index("edge", create=True)
     assert col is not None
     written = updated = done = 0
     for start in range(0, len(docs), BATCH):
@@ -118,7 +118,7 @@ async def _update_cloud_metadata(engine: HybridEngine, docs: list[Document]) -> 
     """Cloud records whose document is unchanged but relabelled (a new sensitivity) get the new metadata."""
     if not docs:
         return
-    col = await to_thread(engine.open_index, "cloud", create=False)
+    col = await engine.aopen_index("cloud", create=False)
     if col is None:
         return
     for start in range(0, len(docs), BATCH):

@@ -63,7 +63,7 @@ def _from_source(meta: dict[str, Any], key: str, raw: str) -> bool:
 
 async def _index(engine: HybridEngine, index: IndexName) -> Collection | None:
     try:
-        return await to_thread(engine.open_index, index, create=False)
+        return await engine.aopen_index(index, create=False)
     except CollectionNotFoundError:  # no edge index: a collection of media documents only
         return None
 

@@ -164,16 +164,16 @@ async def retrieve(
     record = _query_record(
         engine, q, sensitivity, stakes, decision, served, outcome, stages, hits, deadline_ms
     )
-    written = await to_thread(engine.audit.write, record)
+    written = engine.audit.write(record)  # one buffered line, as the cloud-call records
     return RetrievalResult(hits=hits, decision=served, audit=written)
 
 
 async def _edge_index(engine: HybridEngine) -> Collection | None:
     """The edge index; None for a collection that has only a cloud index (images and PDFs only)."""
     try:
-        return await to_thread(engine.open_index, "edge", create=False)
+        return await engine.aopen_index("edge", create=False)
     except CollectionNotFoundError:
-        if await to_thread(engine.open_index, "cloud", create=False) is None:
+        if await engine.aopen_index("cloud", create=False) is None:
             raise
         return None
 
@@ -209,7 +209,7 @@ class _CloudSide:
     async def start(
         cls, engine: HybridEngine, q: ParsedQuery, k: int, where: Mapping[str, Any] | None
     ) -> _CloudSide:
-        col = await to_thread(engine.open_index, "cloud", create=False)
+        col = await engine.aopen_index("cloud", create=False)
         if col is None:
             return cls(None)
         return cls(asyncio.ensure_future(_cloud_hits(engine, col, q, k, where)))
@@ -246,7 +246,7 @@ async def _cloud_hits(
 async def _cloud_eligible(engine: HybridEngine, edge_hits: list[Hit], cloud_hits: list[Hit]) -> set[str]:
     """The ids the cloud list could have returned: those in the cloud index. Edge hits missing from it
     (private, or still queued) are not eligible, so fusion does not punish them for being absent."""
-    col = await to_thread(engine.open_index, "cloud", create=False)
+    col = await engine.aopen_index("cloud", create=False)
     if col is None:
         return {h.id for h in cloud_hits}
     present = await to_thread(col.get, [h.id for h in edge_hits])

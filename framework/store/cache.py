@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..aio import run_sync, to_thread
+from ..aio import syncify, to_thread
 from ..digest import sha256_text
 from ..embedder import Embedder, Vectors
 from ..errors import ConfigurationError, InputError
@@ -326,14 +326,6 @@ class CachedEmbedder:
     def space_for(self, dims: int | None = None) -> EmbeddingSpace:
         return self.inner.space_for(dims)
 
-    def embed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
-        return run_sync(self.aembed_queries(texts, dims=dims))
-
-    def embed_documents(
-        self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
-    ) -> Vectors:
-        return run_sync(self.aembed_documents(texts, titles=titles, dims=dims))
-
     async def aembed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
         return await self._aembed(texts, None, "query", dims)
 
@@ -341,6 +333,9 @@ class CachedEmbedder:
         self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
     ) -> Vectors:
         return await self._aembed(texts, titles, "document", dims)
+
+    embed_queries = syncify(aembed_queries)
+    embed_documents = syncify(aembed_documents)
 
     async def _aembed(
         self, texts: Sequence[str], titles: Sequence[str | None] | None, task: str, dims: int | None

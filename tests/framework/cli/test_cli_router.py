@@ -129,7 +129,7 @@ def test_image_query_and_bad_inputs_are_clear_errors(
     bad.write_text("confidence: {min_top1: 7}\n")
     with pytest.raises(ConfigurationError, match="min_top1"):
         runner.invoke(app, ["index", str(notes), "--policy", str(bad)], catch_exceptions=False)
-    with pytest.raises(InputError, match="unknown sensitivity 'secret'"):
+    with pytest.raises(InputError, match="--sensitivity 'secret'"):
         runner.invoke(app, ["index", str(notes), "--sensitivity", "secret"], catch_exceptions=False)
     status = invoke("status", "--json")
     assert status["edge_count"] == 3 and status["cloud_count"] == 3  # nothing stored was touched
