@@ -161,6 +161,9 @@ def index_command(
         pruned = 0
         with build_engine(settings) as engine:
             report = engine.ingest(docs, progress=progress) if docs else None
+            if not_indexable:
+                # Placed nowhere now (private media): an earlier copy in the cloud index must go too.
+                engine.delete([d.id for d in not_indexable])
             if prune:
                 protect = loaded.protected_paths()
                 for origin, ids in loaded.origins.items():
@@ -200,7 +203,7 @@ def index_command(
             + (f" ({report.edge_updated} relabelled)" if report.edge_updated else "")
             + f"; cloud {report.cloud.written} written, {report.cloud.unchanged} unchanged; "
             f"{report.private} kept private; {report.queued} queued in the outbox"
-            + (f" ({report.cloud.error})" if report.cloud.error else "")
+            + (f" ({escape(report.cloud.error)})" if report.cloud.error else "")
             + (f"; {pruned} removed (gone from the source)" if pruned else "")
         )
     if truncated:
