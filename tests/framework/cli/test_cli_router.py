@@ -187,3 +187,20 @@ def test_reduced_soak_meets_every_target() -> None:
     assert report["p95_ms"] <= 250 + 50
     assert report["degraded"] > 0 and sum(report["faults_injected"].values()) > 0
     assert report["routes"].get("hybrid", 0) > 0
+
+
+def test_index_accepts_images_for_the_cloud_index_and_reports_private_ones(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "dog.jpg").write_bytes(JPEG)
+    (photos / "note.txt").write_text("A dog running on the beach at sunset.")
+    report = invoke("index", str(photos), "--sensitivity", "public", "--json")
+    assert report["documents"] == 2 and report["cloud"]["written"] == 2 and report["not_indexable"] == []  # type: ignore[index]
+    by_image = invoke("query", "this photo", "--image", str(photos / "dog.jpg"), "--json")
+    assert by_image["hits"][0]["id"] == "dog.jpg#0"  # type: ignore[index]
+    private = invoke("index", str(photos), "--sensitivity", "confidential", "--json")
+    assert private["not_indexable"] == ["dog.jpg#0"]
+    status = invoke("status", "--json")
+    assert status["cloud_count"] == 0  # the image left the cloud index; the note is edge-only now
