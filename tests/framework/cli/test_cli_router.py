@@ -204,3 +204,20 @@ def test_index_accepts_images_for_the_cloud_index_and_reports_private_ones(
     assert private["not_indexable"] == ["dog.jpg#0"]
     status = invoke("status", "--json")
     assert status["cloud_count"] == 0  # the image left the cloud index; the note is edge-only now
+
+
+def test_sync_without_a_collection_drains_every_collection(
+    env: dict[str, str], notes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invoke("index", str(notes), "--offline", "-c", "first", "--json", code=3)
+    invoke("index", str(notes), "--offline", "-c", "second", "--json", code=3)
+    monkeypatch.delenv("EDGEROUTE_COLLECTION")
+    result = runner.invoke(app, ["sync", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["collection"], r["written"], r["remaining"]) for r in lines] == [
+        ("first", 3, 0),
+        ("second", 3, 0),
+    ]
+    status = invoke("status", "--json")
+    assert [c["collection"] for c in status["collections"]] == ["first", "second"]  # type: ignore[union-attr,index]
