@@ -29,6 +29,21 @@ from .model_dir import Manifest, ModelDirectory, check_dims, resolve_model_dir
 logger = logging.getLogger("edgeroute")
 
 PAD_ID = 0
+TOKEN_STATE_OUTPUTS = ("token_states", "token_states_mid")
+"""Graph outputs that carry per-token states (see :mod:`edgeroute.framework.edge.export.token_states`)."""
+
+
+@dataclass(frozen=True)
+class TokenStates:
+    """One text's token states from the same forward pass as its embedding, for the PII head.
+
+    ``states``: float32 ``(tokens, features)``, the graph's token-state outputs side by side (final layer,
+    then the middle layer). ``offsets``: int ``(tokens, 2)``, each token's ``[start, end)`` in the text as
+    given (Python str code points), the prompt and special tokens left out.
+    """
+
+    states: np.ndarray[Any, Any]
+    offsets: np.ndarray[Any, Any]
 
 
 @dataclass(frozen=True)
@@ -116,6 +131,8 @@ class EdgeEmbedder:
             providers=["CPUExecutionProvider"],
         )
         self._run_options = self._settings.run_options()
+        outputs = {o.name for o in self._session.get_outputs()}
+        self._state_outputs = [n for n in TOKEN_STATE_OUTPUTS if n in outputs]
         self._lock = threading.Lock()
         self._truncated = 0
 
@@ -178,6 +195,11 @@ class EdgeEmbedder:
         return self._truncated
 
     @property
+    def has_token_states(self) -> bool:
+        """True when the model graph also outputs token states (graph version 3 and later)."""
+        return bool(self._state_outputs)
+
+    @property
     def prompt_names(self) -> list[str]:
         return sorted(self.manifest.prompts)
 
@@ -233,6 +255,31 @@ class EdgeEmbedder:
         formatted = [self.format_prompt(t, prompt_name) for t in items]
         return self._encode(formatted, check_dims(self.manifest, dims))
 
+    def embed_with_token_states(
+        self, texts: Sequence[str], prompt_name: str | None = "query", *, dims: int | None = None
+    ) -> tuple[Vectors, list[TokenStates]]:
+        """Embed ``texts`` and return each one's token states from the same forward pass.
+
+        Raises :class:`ConfigurationError` when the model directory predates token-state outputs.
+        """
+        if not self._state_outputs:
+            raise ConfigurationError(
+                f"the model in {self.model_dir} has no token-state outputs (graph version < 3); upgrade it "
+                "with scripts/prepare-model (or `python -m edgeroute.framework.edge.export.token_states DIR`)."
+            )
+        items = _check_texts(texts)
+        formatted = [self.format_prompt(t, prompt_name) for t in items]
+        prefixes = [len(f) - len(t) for f, t in zip(formatted, items, strict=True)]
+        states: list[TokenStates | None] = [None] * len(items)
+        vecs = self._encode(formatted, check_dims(self.manifest, dims), states=states, prefixes=prefixes)
+        return vecs, [s for s in states if s is not None]
+
+    async def aembed_with_token_states(
+        self, texts: Sequence[str], prompt_name: str | None = "query", *, dims: int | None = None
+    ) -> tuple[Vectors, list[TokenStates]]:
+        """:meth:`embed_with_token_states` in a worker thread."""
+        return await asyncio.to_thread(self.embed_with_token_states, texts, prompt_name, dims=dims)
+
     async def aembed_queries(
         self, texts: Sequence[str], *, dims: int | None = None, task: str | None = None
     ) -> Vectors:
@@ -255,7 +302,14 @@ class EdgeEmbedder:
         """Token counts after truncation, special tokens included."""
         return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
 
-    def _encode(self, texts: list[str], dims: int) -> Vectors:
+    def _encode(
+        self,
+        texts: list[str],
+        dims: int,
+        *,
+        states: list[TokenStates | None] | None = None,
+        prefixes: list[int] | None = None,
+    ) -> Vectors:
         full = self.manifest.dims
         if not texts:
             return np.zeros((0, dims), dtype=np.float32)
@@ -275,6 +329,7 @@ class EdgeEmbedder:
         order = np.argsort(-lengths, kind="stable")
         out = np.empty((len(texts), full), dtype=np.float32)
         output_name = self.manifest.output_name
+        names = [output_name, *(self._state_outputs if states is not None else [])]
         for idx in _batches(order, lengths, self._settings.batch_size, self._settings.max_batch_tokens):
             width = int(lengths[idx].max())
             ids = np.full((len(idx), width), PAD_ID, dtype=np.int64)
@@ -283,11 +338,24 @@ class EdgeEmbedder:
                 n = int(lengths[i])
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1
-            (vecs,) = self._session.run(
-                [output_name], {"input_ids": ids, "attention_mask": mask}, self._run_options
+            vecs, *per_token = self._session.run(
+                names, {"input_ids": ids, "attention_mask": mask}, self._run_options
             )
             out[idx] = vecs[:, :full]
+            if states is not None and prefixes is not None:
+                feats = np.concatenate(per_token, axis=-1) if len(per_token) > 1 else per_token[0]
+                for row, i in enumerate(idx):
+                    states[i] = _token_states(encodings[i], feats[row, : int(lengths[i])], prefixes[i])
         return l2_normalize(out) if dims == full else truncate_normalize(out, dims)
+
+
+def _token_states(encoding: Any, feats: np.ndarray[Any, Any], prefix: int) -> TokenStates:
+    """Keep the tokens of the text proper: not special, not inside the prompt; offsets made text-relative."""
+    offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+    special = np.asarray(encoding.special_tokens_mask, dtype=bool)
+    keep = ~special & (offsets[:, 1] > prefix) & (offsets[:, 1] > offsets[:, 0])
+    rel = np.maximum(offsets[keep] - prefix, 0)
+    return TokenStates(np.ascontiguousarray(feats[keep], dtype=np.float32), rel)
 
 
 def _batches(
@@ -335,4 +403,4 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
     return items
 
 
-__all__ = ["EdgeEmbedder", "SessionSettings"]
+__all__ = ["TOKEN_STATE_OUTPUTS", "EdgeEmbedder", "SessionSettings", "TokenStates"]
