@@ -102,6 +102,23 @@ def upgrade_model_dir(directory: str | Path, graph_version: int) -> Manifest:
     return write_manifest(path, Manifest(**{**manifest.__dict__, "export": export}))
 
 
+def main(argv: list[str] | None = None) -> None:
+    """``python -m edgeroute.framework.edge.export.token_states DIR``: upgrade DIR to the current graph version."""
+    import sys
+
+    from .exporter import GRAPH_VERSION
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m edgeroute.framework.edge.export.token_states MODEL_DIR")
+    manifest = upgrade_model_dir(args[0], GRAPH_VERSION)
+    print(f"{args[0]}: token-state outputs added; graph_version {manifest.export.get('graph_version')}")
+
+
+if __name__ == "__main__":
+    main()
+
+
 __all__ = [
     "MID_LAYER",
     "TOKEN_STATES",
