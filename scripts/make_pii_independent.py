@@ -13,9 +13,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import random
 import re
 import string
+import sys
 import uuid
 from pathlib import Path
 
@@ -24,6 +26,10 @@ from faker import Faker
 SEED = 20261202
 OUT = Path(__file__).resolve().parent.parent / "framework" / "eval" / "data" / "pii_independent.jsonl"
 R = random.Random(SEED)
+_DE = Faker("de_DE")
+_DE.seed_instance(SEED)
+_MX = Faker("es_MX")
+_MX.seed_instance(SEED)
 
 PII_LOCALES = {"en": ["en_GB", "en_AU"], "es": ["es_MX", "es_AR"], "de": ["de_AT"], "fr": ["fr_CA"],
                "it": ["it_IT"], "ja": ["ja_JP"]}
@@ -181,9 +187,9 @@ def _fill_value(f: Faker, lang: str, slot: str, cache: dict[str, str]) -> tuple[
                 s = "".join(map(str, d)) + str(c)
                 return f"{s[:3]} {s[3:6]} {s[6:]}", "id_number"
     if slot == "iban":
-        return Faker("de_DE").iban(), "iban"
+        return _DE.iban(), "iban"
     if slot == "curp":
-        return Faker("es_MX").curp(), "id_number"
+        return _MX.curp(), "id_number"
     if slot == "cf":
         return "RSSMRA85T10A562S", "id_number"
     raise KeyError(slot)
@@ -194,8 +200,6 @@ def render(f: Faker, lang: str, template: str, pii: bool) -> dict[str, object]:
     spans: list[dict[str, object]] = []
     pos = length = 0
     cache: dict[str, str] = {}
-    for m in SLOT.finditer(template.replace("{{", "\x00").replace("}}", "\x01")):
-        pass
     t = template.replace("{{", "\x00").replace("}}", "\x01")
     for m in SLOT.finditer(t):
         lit = t[pos : m.start()].replace("\x00", "{").replace("\x01", "}")
@@ -281,6 +285,9 @@ def secret_fixtures() -> list[dict[str, object]]:
 
 
 def main() -> None:
+    # Some Faker locales (it_IT cities) iterate over sets: string hashing must be fixed for a stable file.
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
     rows: list[dict[str, object]] = []
     for lang, locales in PII_LOCALES.items():
         reps = {"en": 7, "es": 9}.get(lang, 5)

@@ -132,7 +132,7 @@ def pii_scan(
         nonlocal scanned, flagged, errors
         texts = [t for _, t, err in batch if err is None and t is not None]
         results = iter(detector.detect_many(texts)) if texts else iter(())
-        for fields, text, err in batch:
+        for fields, _text, err in batch:
             if err is not None:
                 errors += 1
                 if as_json:

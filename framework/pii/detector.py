@@ -183,22 +183,21 @@ class PiiDetector:
             for sp in self.head.spans(states.states, states.offsets, self._thresholds)
         ]
 
-    # -- async core -----------------------------------------------------------------------------------
+    # -- the work (blocking: numpy, regexes and ONNX inference) ----------------------------------------
 
-    async def adetect(self, text: str) -> tuple[PiiFinding, ...]:
-        """Findings in ``text`` (sorted by position, non-overlapping)."""
-        return (await self.adetect_many([text]))[0]
+    def detect_batch(self, texts: Sequence[str]) -> list[tuple[PiiFinding, ...]]:
+        """Findings for each text, computed in this thread (it blocks: model inference).
 
-    async def adetect_many(self, texts: Sequence[str]) -> list[tuple[PiiFinding, ...]]:
-        """Findings for each text; texts share the model's batches."""
+        For code that is already off the event loop, such as the privacy guard; elsewhere use
+        :meth:`adetect_many` or the sync wrappers.
+        """
         items = _check(texts)
         if not self.config.enabled:
             return [() for _ in items]
-        patterns = await to_thread(lambda: [self.patterns(t) for t in items])
+        patterns = [self.patterns(t) for t in items]
         entities: list[list[tuple[str, int, int, float]]] = [[] for _ in items]
         if self.backend is not None and self._thresholds:
-            backend = self.backend
-            entities = await to_thread(lambda: [backend.entities(t, self._thresholds) for t in items])
+            entities = [self.backend.entities(t, self._thresholds) for t in items]
         elif self.head is not None and self.embedder is not None:
             pieces: list[tuple[int, int, str]] = [
                 (i, off, piece) for i, t in enumerate(items) if t.strip() for off, piece in _windows(t)
@@ -207,28 +206,42 @@ class PiiDetector:
             # more than one group's states at once.
             for g in range(0, len(pieces), GROUP_WINDOWS):
                 group = pieces[g : g + GROUP_WINDOWS]
-                _, states = await self.embedder.aembed_with_token_states([p for _, _, p in group], ENTITY_PROMPT)
+                _, states = self.embedder.embed_with_token_states([p for _, _, p in group], ENTITY_PROMPT)
                 for (i, off, _), st in zip(group, states, strict=True):
                     entities[i].extend(self._entities_from_states(st, off))
         return [self._combine(t, p, e) for t, p, e in zip(items, patterns, entities, strict=True)]
 
-    async def aembed_query(self, text: str, *, dims: int | None = None) -> tuple[Vectors, tuple[PiiFinding, ...]]:
-        """The query's edge vector ``(1, dims)`` and its findings, from ONE forward pass of the edge model.
+    def embed_query_batch(self, text: str, dims: int | None = None) -> tuple[Vectors, tuple[PiiFinding, ...]]:
+        """The query's edge vector ``(1, dims)`` and its findings from ONE forward pass (blocking).
 
-        Needs an embedder; a text longer than one window falls back to :meth:`adetect` for the findings.
+        A text longer than one window gets its findings from :meth:`detect_batch` (windowed).
         """
         if self.embedder is None:
-            raise InputError("aembed_query needs a PiiDetector built with an edge embedder that has token states")
+            raise InputError("embedding a query needs a PiiDetector built with an edge embedder that has token states")
         if self.head is None or len(text) > WINDOW_CHARS or not self.config.enabled:
-            vec = await self.embedder.aembed_queries([text], dims=dims)
-            return vec, await self.adetect(text)
-        vecs, states = await self.embedder.aembed_with_token_states([text], "query", dims=dims)
+            return self.embedder.embed_queries([text], dims=dims), self.detect_batch([text])[0]
+        vecs, states = self.embedder.embed_with_token_states([text], "query", dims=dims)
         return vecs, self._combine(text, self.patterns(text), self._entities_from_states(states[0]))
 
     def findings_from_states(self, text: str, states: TokenStates) -> tuple[PiiFinding, ...]:
         """Findings for ``text`` given token states the caller already has (same pass as its embedding)."""
         entities = self._entities_from_states(states) if self.head is not None else []
         return self._combine(text, self.patterns(text), entities)
+
+    # -- async API ----------------------------------------------------------------------------------------
+
+    async def adetect(self, text: str) -> tuple[PiiFinding, ...]:
+        """Findings in ``text`` (sorted by position, non-overlapping)."""
+        return (await self.adetect_many([text]))[0]
+
+    async def adetect_many(self, texts: Sequence[str]) -> list[tuple[PiiFinding, ...]]:
+        """Findings for each text; texts share the model's batches. Runs in a worker thread."""
+        items = _check(texts)
+        return await to_thread(self.detect_batch, items)
+
+    async def aembed_query(self, text: str, *, dims: int | None = None) -> tuple[Vectors, tuple[PiiFinding, ...]]:
+        """:meth:`embed_query_batch` in a worker thread: vector and findings from one forward pass."""
+        return await to_thread(self.embed_query_batch, text, dims)
 
     # -- sync wrappers ----------------------------------------------------------------------------------
 
