@@ -40,13 +40,21 @@ Span = tuple[str, int, int, str]  # (kind, start, end, detector)
 # A run of digits with the separators people type; 7 to 15 digits once separators are dropped.
 _PHONE_CANDIDATE = re.compile(r"(?<![\w+/.-])(?:\+|00)?\(?\d[\d ()./-]{5,22}\d(?![\w-]|[.,]\d)")
 _DATE_SHAPE = re.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}$")
+# A bare run of digits (no separators, no leading + or 0) is an order or record number as often as a
+# phone: it counts only after a word that says phone.
+_PHONE_CONTEXT = re.compile(
+    r"(?i)\b(?:phone|tel|telephone|call|mobile|cell|fax|whatsapp|sms|text|ring|teléfono|tlf|móvil|movil|"
+    r"llamar|telefon|handy|rufen|téléphone|portable|appeler|telefono|cellulare|телефон|電話)"
+)
 
 
 def _phones(text: str, regions: tuple[str, ...]) -> Iterator[Span]:
     for m in _PHONE_CANDIDATE.finditer(text):
         raw = m.group()
         digits = sum(c.isdigit() for c in raw)
-        if not 7 <= digits <= 15 or _DATE_SHAPE.match(raw.strip()):
+        if not 8 <= digits <= 15 or _DATE_SHAPE.match(raw.strip()):
+            continue
+        if raw.isdigit() and not raw.startswith("0") and not _PHONE_CONTEXT.search(text, max(0, m.start() - 40), m.start()):
             continue
         if raw.startswith(("+", "00")):
             candidates: tuple[str | None, ...] = (None,) if raw.startswith("+") else ("DE",)
