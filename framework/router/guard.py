@@ -14,7 +14,6 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from ...policies.config import PolicyConfig
-from ...policies.pii import detect_pii
 from ..errors import PrivacyViolationError
 from ..parts import Part
 
@@ -53,8 +52,12 @@ class PrivacyGuard:
     """
 
     def __init__(self, config: PolicyConfig | None = None, *, check_pii: bool = True) -> None:
+        from ..pii import PiiDetector
+
         self.config = config or PolicyConfig()
         self.check_pii = check_pii
+        pii = self.config.pii
+        self._patterns = PiiDetector(pii.model_copy(update={"entities": pii.entities.model_copy(update={"enabled": False})}))
         self._hashes: set[str] = set()
         self._texts: set[str] = set()
         self._lock = threading.Lock()
@@ -108,9 +111,9 @@ class PrivacyGuard:
             if any(private in text for private in self._texts):
                 return "a text part contains a registered private text"
         if self.check_pii:
-            found = detect_pii(text, self.config)
+            found = self._patterns.patterns(text)
             if found:
-                kinds = ", ".join(sorted({f.kind for f in found}))
+                kinds = ", ".join(sorted({kind for kind, *_ in found}))
                 return f"PII/secrets detected in a text part ({kinds})"
         return None
 
