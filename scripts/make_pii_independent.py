@@ -31,30 +31,63 @@ _DE.seed_instance(SEED)
 _MX = Faker("es_MX")
 _MX.seed_instance(SEED)
 
-PII_LOCALES = {"en": ["en_GB", "en_AU"], "es": ["es_MX", "es_AR"], "de": ["de_AT"], "fr": ["fr_CA"],
-               "it": ["it_IT"], "ja": ["ja_JP"]}
+PII_LOCALES = {
+    "en": ["en_GB", "en_AU"],
+    "es": ["es_MX", "es_AR"],
+    "de": ["de_AT"],
+    "fr": ["fr_CA"],
+    "it": ["it_IT"],
+    "ja": ["ja_JP"],
+}
 
 SLOT = re.compile(r"\{(\w+)\}")
 
 CONDITIONS = {
-    "en": ["congestive heart failure", "Crohn's disease", "rheumatoid arthritis", "prostate cancer",
-           "generalised anxiety disorder", "sickle cell anaemia", "Parkinson's disease", "gestational diabetes"],
-    "es": ["insuficiencia renal aguda", "artritis reumatoide", "cáncer colorrectal", "trastorno de ansiedad",
-           "hipotiroidismo", "tuberculosis pulmonar", "fibrilación auricular", "lupus eritematoso"],
+    "en": [
+        "congestive heart failure",
+        "Crohn's disease",
+        "rheumatoid arthritis",
+        "prostate cancer",
+        "generalised anxiety disorder",
+        "sickle cell anaemia",
+        "Parkinson's disease",
+        "gestational diabetes",
+    ],
+    "es": [
+        "insuficiencia renal aguda",
+        "artritis reumatoide",
+        "cáncer colorrectal",
+        "trastorno de ansiedad",
+        "hipotiroidismo",
+        "tuberculosis pulmonar",
+        "fibrilación auricular",
+        "lupus eritematoso",
+    ],
     "de": ["Herzinsuffizienz", "Morbus Crohn", "Prostatakarzinom"],
     "fr": ["insuffisance cardiaque", "maladie de Crohn", "polyarthrite rhumatoïde"],
     "it": ["insufficienza cardiaca", "morbo di Crohn", "diabete di tipo 1"],
     "ja": ["心不全", "関節リウマチ", "胃がん"],
 }
-DRUGS = ["apixaban 5 mg", "furosemida 40 mg", "prednisone", "adalimumab", "bisoprolol 2.5 mg", "levodopa",
-         "quetiapina 25 mg", "allopurinol", "clopidogrel 75 mg", "Eliquis", "Ozempic 1 mg"]
+DRUGS = [
+    "apixaban 5 mg",
+    "furosemida 40 mg",
+    "prednisone",
+    "adalimumab",
+    "bisoprolol 2.5 mg",
+    "levodopa",
+    "quetiapina 25 mg",
+    "allopurinol",
+    "clopidogrel 75 mg",
+    "Eliquis",
+    "Ozempic 1 mg",
+]
 
 TEMPLATES = {
     "en": [
         "PATIENT: {name}\nDOB: {dob}   AGE: {age}\nADDR: {street}, {town} {post}\nHx: {cond}",
         "S: {first} {last} presents with worsening dyspnoea. O: BP 150/90. A: {cond}. P: start {drug}.",
         "Ref letter — re: {name} (NHS no. {nhs}), {street}, {town}. Seen {visit}.",
-        "{{\"customer\": \"{name}\", \"address\": \"{street}, {town}\", \"dob\": \"{dob}\"}}",
+        '{{"customer": "{name}", "address": "{street}, {town}", "dob": "{dob}"}}',
         "hey, this is {first} — my new place is {street}, {town}. can you update my account?",
         "Agent: Could you confirm your date of birth? Customer ({name}): it's {dob}.",
         "We regret to inform {name} of {street} that the claim filed on {visit} was declined.",
@@ -136,7 +169,10 @@ CLEAN = {
         "Pauta: control analítico en tres meses y revisión en consulta.",
     ],
     "de": ["Die Sprechstunde beginnt um 8 Uhr.", "Herzinsuffizienz wird mit Diuretika behandelt."],
-    "fr": ["La consultation a lieu le matin.", "L'insuffisance cardiaque touche surtout les personnes âgées."],
+    "fr": [
+        "La consultation a lieu le matin.",
+        "L'insuffisance cardiaque touche surtout les personnes âgées.",
+    ],
 }
 
 
@@ -174,10 +210,14 @@ def _fill_value(f: Faker, lang: str, slot: str, cache: dict[str, str]) -> tuple[
     if slot == "email":
         return f.email(), "email"
     if slot == "phone_intl":
-        cc, rest = R.choice([("+44", "7700 900{:03d}"), ("+61", "412 555 {:03d}"), ("+52", "55 1234 5{:03d}")])
+        cc, rest = R.choice(
+            [("+44", "7700 900{:03d}"), ("+61", "412 555 {:03d}"), ("+52", "55 1234 5{:03d}")]
+        )
         return f"{cc} {rest.format(R.randint(0, 999))}", "phone"
     if slot == "phone_nat":
-        return R.choice(["020 7946 0{:03d}", "(55) 5555 0{:03d}", "0412 345 {:03d}"]).format(R.randint(0, 999)), "phone"
+        return R.choice(["020 7946 0{:03d}", "(55) 5555 0{:03d}", "0412 345 {:03d}"]).format(
+            R.randint(0, 999)
+        ), "phone"
     if slot == "nhs":
         while True:
             d = [R.randint(0, 9) for _ in range(9)]
@@ -241,12 +281,12 @@ def secret_fixtures() -> list[dict[str, object]]:
     ]
     wrappers = [
         "export {VAR}={TOK}",
-        "{VAR} = \"{TOK}\"",
+        '{VAR} = "{TOK}"',
         "const client = new Client({{ apiKey: '{TOK}' }});",
         "  {var}: {TOK}",
-        "curl -H \"Authorization: Bearer {TOK}\" https://api.example.com/v1/items",
-        "os.environ[\"{VAR}\"] = \"{TOK}\"",
-        "password: \"{TOK}\"",
+        'curl -H "Authorization: Bearer {TOK}" https://api.example.com/v1/items',
+        'os.environ["{VAR}"] = "{TOK}"',
+        'password: "{TOK}"',
     ]
     rows: list[dict[str, object]] = []
     for _ in range(3):
@@ -259,20 +299,28 @@ def secret_fixtures() -> list[dict[str, object]]:
             text = text.replace("{TOK}", tok)
             text = text.replace("{{", "{").replace("}}", "}")
             start = text.index(tok)
-            rows.append({"text": text, "spans": [{"start": start, "end": start + len(tok), "label": "secret"}],
-                         "lang": "code", "genre": "secret"})
+            rows.append(
+                {
+                    "text": text,
+                    "spans": [{"start": start, "end": start + len(tok), "label": "secret"}],
+                    "lang": "code",
+                    "genre": "secret",
+                }
+            )
     lookalikes = [
         lambda: f"sha256: {hashlib.sha256(_rand(AN, 10).encode()).hexdigest()}",
-        lambda: f"request_id = \"{uuid.UUID(int=R.getrandbits(128))}\"",
+        lambda: f'request_id = "{uuid.UUID(int=R.getrandbits(128))}"',
         lambda: "API_KEY=YOUR_API_KEY_HERE",
         lambda: "token: ${{ secrets.GITHUB_TOKEN }}",
         lambda: f"commit {hashlib.sha1(_rand(AN, 8).encode()).hexdigest()}",
-        lambda: f"<img src=\"data:image/png;base64,{base64.b64encode(bytes(R.getrandbits(8) for _ in range(45))).decode()}\">",
+        lambda: (
+            f'<img src="data:image/png;base64,{base64.b64encode(bytes(R.getrandbits(8) for _ in range(45))).decode()}">'
+        ),
         lambda: "version: 3.11.4-alpine",
         lambda: "password: ${DB_PASSWORD}",
-        lambda: "key_name = \"user_profile_settings\"",
+        lambda: 'key_name = "user_profile_settings"',
         lambda: "const TOKEN_EXPIRY_SECONDS = 3600;",
-        lambda: f"etag: W/\"{_rand('0123456789abcdef', 32)}\"",
+        lambda: f'etag: W/"{_rand("0123456789abcdef", 32)}"',
         lambda: "auth: false",
         lambda: "import { AuthProvider } from './auth/AuthProvider';",
         lambda: f"docker pull ghcr.io/org/app@sha256:{hashlib.sha256(_rand(AN, 5).encode()).hexdigest()}",

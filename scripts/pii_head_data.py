@@ -30,22 +30,80 @@ LOCALES = {"en": "en_US", "es": "es_ES", "de": "de_DE", "fr": "fr_FR", "ru": "ru
 # --- slot vocabularies --------------------------------------------------------------------------------
 
 DIAGNOSES = {
-    "en": ["type 2 diabetes", "stage II non-small-cell lung cancer", "major depressive disorder", "HIV infection",
-           "chronic kidney disease", "hypertension", "bipolar disorder", "multiple sclerosis", "asthma",
-           "hepatitis C", "breast cancer", "epilepsy", "COPD", "atrial fibrillation", "schizophrenia"],
-    "es": ["diabetes mellitus tipo 2", "cáncer de pulmón", "hipertensión arterial", "insuficiencia cardiaca",
-           "depresión mayor", "infección por VIH", "enfermedad renal crónica", "asma bronquial",
-           "carcinoma de mama", "cirrosis hepática", "epilepsia", "EPOC", "neumonía adquirida en la comunidad"],
-    "de": ["Diabetes mellitus Typ 2", "Lungenkarzinom", "arterielle Hypertonie", "Depression", "Brustkrebs",
-           "chronische Niereninsuffizienz", "Asthma bronchiale", "Multiple Sklerose", "Epilepsie"],
-    "fr": ["diabète de type 2", "cancer du poumon", "hypertension artérielle", "dépression sévère",
-           "insuffisance rénale chronique", "sclérose en plaques", "asthme", "cancer du sein"],
+    "en": [
+        "type 2 diabetes",
+        "stage II non-small-cell lung cancer",
+        "major depressive disorder",
+        "HIV infection",
+        "chronic kidney disease",
+        "hypertension",
+        "bipolar disorder",
+        "multiple sclerosis",
+        "asthma",
+        "hepatitis C",
+        "breast cancer",
+        "epilepsy",
+        "COPD",
+        "atrial fibrillation",
+        "schizophrenia",
+    ],
+    "es": [
+        "diabetes mellitus tipo 2",
+        "cáncer de pulmón",
+        "hipertensión arterial",
+        "insuficiencia cardiaca",
+        "depresión mayor",
+        "infección por VIH",
+        "enfermedad renal crónica",
+        "asma bronquial",
+        "carcinoma de mama",
+        "cirrosis hepática",
+        "epilepsia",
+        "EPOC",
+        "neumonía adquirida en la comunidad",
+    ],
+    "de": [
+        "Diabetes mellitus Typ 2",
+        "Lungenkarzinom",
+        "arterielle Hypertonie",
+        "Depression",
+        "Brustkrebs",
+        "chronische Niereninsuffizienz",
+        "Asthma bronchiale",
+        "Multiple Sklerose",
+        "Epilepsie",
+    ],
+    "fr": [
+        "diabète de type 2",
+        "cancer du poumon",
+        "hypertension artérielle",
+        "dépression sévère",
+        "insuffisance rénale chronique",
+        "sclérose en plaques",
+        "asthme",
+        "cancer du sein",
+    ],
     "ru": ["сахарный диабет 2 типа", "рак лёгкого", "артериальная гипертензия", "депрессия", "астма"],
     "zh": ["二型糖尿病", "肺癌", "高血压", "抑郁症", "慢性肾病", "哮喘"],
 }
-MEDICATIONS = ["metformin 850 mg", "lisinopril", "atorvastatin 20 mg", "insulin glargine", "sertraline",
-               "omeprazol 20 mg", "enalapril", "paracetamol 1 g", "ibuprofeno 600 mg", "levothyroxine",
-               "warfarin", "salbutamol", "Metformin 1000 mg", "amoxicilina", "Ramipril 5 mg", "tamoxifen"]
+MEDICATIONS = [
+    "metformin 850 mg",
+    "lisinopril",
+    "atorvastatin 20 mg",
+    "insulin glargine",
+    "sertraline",
+    "omeprazol 20 mg",
+    "enalapril",
+    "paracetamol 1 g",
+    "ibuprofeno 600 mg",
+    "levothyroxine",
+    "warfarin",
+    "salbutamol",
+    "Metformin 1000 mg",
+    "amoxicilina",
+    "Ramipril 5 mg",
+    "tamoxifen",
+]
 ID_PREFIX = {
     "en": ["MRN", "Patient ID", "Member ID", "Case no.", "Policy number", "Account"],
     "es": ["NHC", "Nº de historia", "DNI", "Nº de afiliación", "CIP"],
@@ -63,12 +121,19 @@ def _id_value(r: random.Random, f: Faker, lang: str) -> str:
     if choice < 0.5:
         return "".join(r.choice("0123456789") for _ in range(r.randint(6, 10)))
     if choice < 0.8:
-        return r.choice("ABCDEFGHJKMNPRSTUVWXYZ") + r.choice("ABCDEFGHJKMNPRSTUVWXYZ") + "-" + "".join(
-            r.choice("0123456789") for _ in range(r.randint(5, 8))
+        return (
+            r.choice("ABCDEFGHJKMNPRSTUVWXYZ")
+            + r.choice("ABCDEFGHJKMNPRSTUVWXYZ")
+            + "-"
+            + "".join(r.choice("0123456789") for _ in range(r.randint(5, 8)))
         )
-    return "".join(r.choice("0123456789") for _ in range(3)) + "-" + "".join(
-        r.choice("0123456789") for _ in range(4)
-    ) + "-" + "".join(r.choice("0123456789") for _ in range(3))
+    return (
+        "".join(r.choice("0123456789") for _ in range(3))
+        + "-"
+        + "".join(r.choice("0123456789") for _ in range(4))
+        + "-"
+        + "".join(r.choice("0123456789") for _ in range(3))
+    )
 
 
 def _date(r: random.Random, f: Faker, lang: str, birth: bool) -> str:
@@ -85,16 +150,52 @@ def _date(r: random.Random, f: Faker, lang: str, birth: bool) -> str:
     )
     out = d.strftime(fmt)
     if lang == "es" and r.random() < 0.3:
-        months = ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
-                  "octubre", "noviembre", "diciembre"]
+        months = [
+            "enero",
+            "febrero",
+            "marzo",
+            "abril",
+            "mayo",
+            "junio",
+            "julio",
+            "agosto",
+            "septiembre",
+            "octubre",
+            "noviembre",
+            "diciembre",
+        ]
         out = f"{d.day} de {months[d.month - 1]} de {d.year}"
     if lang == "fr" and r.random() < 0.3:
-        months = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
-                  "octobre", "novembre", "décembre"]
+        months = [
+            "janvier",
+            "février",
+            "mars",
+            "avril",
+            "mai",
+            "juin",
+            "juillet",
+            "août",
+            "septembre",
+            "octobre",
+            "novembre",
+            "décembre",
+        ]
         out = f"{d.day} {months[d.month - 1]} {d.year}"
     if lang == "de" and r.random() < 0.3:
-        months = ["Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September",
-                  "Oktober", "November", "Dezember"]
+        months = [
+            "Januar",
+            "Februar",
+            "März",
+            "April",
+            "Mai",
+            "Juni",
+            "Juli",
+            "August",
+            "September",
+            "Oktober",
+            "November",
+            "Dezember",
+        ]
         out = f"{d.day}. {months[d.month - 1]} {d.year}"
     return out
 
@@ -283,8 +384,19 @@ NEGATIVE_TEMPLATES: dict[str, list[str]] = {
         "La nouvelle Renault Clio est disponible en mars.",
     ],
 }
-PUBLIC_FIGURES = ["Joe Biden", "Emmanuel Macron", "Olaf Scholz", "Pedro Sánchez", "Angela Merkel",
-                  "Barack Obama", "Rishi Sunak", "Xi Jinping", "Narendra Modi", "Giorgia Meloni", "Elon Musk"]
+PUBLIC_FIGURES = [
+    "Joe Biden",
+    "Emmanuel Macron",
+    "Olaf Scholz",
+    "Pedro Sánchez",
+    "Angela Merkel",
+    "Barack Obama",
+    "Rishi Sunak",
+    "Xi Jinping",
+    "Narendra Modi",
+    "Giorgia Meloni",
+    "Elon Musk",
+]
 BIG_CITIES = ["Paris", "Madrid", "Berlin", "London", "New York", "Tokyo", "Barcelona", "Munich", "Lyon"]
 COUNTRIES = ["France", "Spain", "Germany", "Japan", "Peru", "Canada"]
 
@@ -305,7 +417,10 @@ def render(r: random.Random, f: Faker, lang: str, template: str) -> dict[str, ob
         if slot == "public":
             value, kind = r.choice(PUBLIC_FIGURES), None
         elif slot == "pubdate":
-            value, kind = f.date_between("-5y", "+1y").strftime(r.choice(["%B %d, %Y", "%d %B %Y", "%Y-%m-%d"])), None
+            value, kind = (
+                f.date_between("-5y", "+1y").strftime(r.choice(["%B %d, %Y", "%d %B %Y", "%Y-%m-%d"])),
+                None,
+            )
         elif slot == "bigcity":
             value, kind = r.choice(BIG_CITIES), None
         elif slot == "bigcity_country":
@@ -321,7 +436,9 @@ def render(r: random.Random, f: Faker, lang: str, template: str) -> dict[str, ob
     return {"text": "".join(out), "spans": spans, "lang": lang}
 
 
-def _corpus_sentences(path: Path, keep: Callable[[dict[str, object]], bool], limit: int, r: random.Random) -> list[str]:
+def _corpus_sentences(
+    path: Path, keep: Callable[[dict[str, object]], bool], limit: int, r: random.Random
+) -> list[str]:
     sents: list[str] = []
     if not path.is_file():
         return sents

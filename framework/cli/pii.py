@@ -19,7 +19,9 @@ from ..errors import InputError
 from ..store.loaders import TEXT_SUFFIXES
 from .app import app, bench_app
 
-pii_app = typer.Typer(help="On-device PII detection: audit texts before they are indexed.", no_args_is_help=True)
+pii_app = typer.Typer(
+    help="On-device PII detection: audit texts before they are indexed.", no_args_is_help=True
+)
 app.add_typer(pii_app, name="pii")
 
 _console = Console(stderr=True)
@@ -27,17 +29,25 @@ BATCH_LINES = 32
 """Lines scanned per model call: memory stays bounded by one batch whatever the file's size."""
 
 
-def _detector(policy: Path | None, model: Path | None, patterns_only: bool, backend: str | None = None) -> Any:
+def _detector(
+    policy: Path | None, model: Path | None, patterns_only: bool, backend: str | None = None
+) -> Any:
     from ...policies.config import PolicyConfig
     from ..pii import PiiDetector
     from ..router.policy_files import load_policy_file
 
     config = load_policy_file(policy) if policy is not None else PolicyConfig()
     if backend is not None:
-        pii = config.pii.model_copy(update={"entities": config.pii.entities.model_copy(update={"backend": backend})})
+        pii = config.pii.model_copy(
+            update={"entities": config.pii.entities.model_copy(update={"backend": backend})}
+        )
         config = config.model_copy(update={"pii": pii})
     if patterns_only or not config.pii.entities.enabled:
-        return PiiDetector(config.pii.model_copy(update={"entities": config.pii.entities.model_copy(update={"enabled": False})}))
+        return PiiDetector(
+            config.pii.model_copy(
+                update={"entities": config.pii.entities.model_copy(update={"enabled": False})}
+            )
+        )
     if config.pii.entities.backend == "presidio":
         return PiiDetector(config)
     from ..edge.embedder import EdgeEmbedder
@@ -64,7 +74,11 @@ def _jsonl_items(path: Path) -> Iterator[Item]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield {"line": n}, None, f"line {n} is not valid UTF-8 ({exc.reason} at byte {exc.start}); fix the encoding"
+                yield (
+                    {"line": n},
+                    None,
+                    f"line {n} is not valid UTF-8 ({exc.reason} at byte {exc.start}); fix the encoding",
+                )
                 continue
             try:
                 row = json.loads(line)
@@ -84,12 +98,20 @@ def _jsonl_items(path: Path) -> Iterator[Item]:
 def _folder_items(path: Path) -> Iterator[Item]:
     for f in sorted(path.rglob("*")):
         rel = f.relative_to(path)
-        if not f.is_file() or any(p.startswith(".") for p in rel.parts) or f.suffix.lower() not in TEXT_SUFFIXES:
+        if (
+            not f.is_file()
+            or any(p.startswith(".") for p in rel.parts)
+            or f.suffix.lower() not in TEXT_SUFFIXES
+        ):
             continue
         try:
             text = f.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield {"path": rel.as_posix()}, None, f"{rel} is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+            yield (
+                {"path": rel.as_posix()},
+                None,
+                f"{rel} is not valid UTF-8 ({exc.reason} at byte {exc.start})",
+            )
             continue
         yield {"path": rel.as_posix(), "chars": len(text)}, text, None
 
@@ -106,17 +128,26 @@ def _count_items(path: Path) -> int | None:
 
 @pii_app.command("scan")
 def pii_scan(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help='JSONL with a "text" field per line, or a folder of .txt/.md')],
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per input, then a summary")] = False,
+    input_path: Annotated[
+        Path,
+        typer.Argument(metavar="INPUT", help='JSONL with a "text" field per line, or a folder of .txt/.md'),
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON object per input, then a summary")
+    ] = False,
     policy: Annotated[Path | None, typer.Option(help="policy file (default: the router's defaults)")] = None,
     model: Annotated[Path | None, typer.Option(help="on-device model directory")] = None,
-    patterns_only: Annotated[bool, typer.Option("--patterns-only", help="no model: patterns and secret rules")] = False,
+    patterns_only: Annotated[
+        bool, typer.Option("--patterns-only", help="no model: patterns and secret rules")
+    ] = False,
 ) -> None:
     """Report PII found on-device in each text; with no options, exactly what the router would keep home."""
     if not input_path.exists():
         raise InputError(f"{input_path} does not exist; pass a JSONL file or a folder of .txt/.md documents")
     if input_path.is_file() and input_path.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
-        raise InputError(f"{input_path} is not a .jsonl file; pass JSONL lines with a \"text\" field, or a folder")
+        raise InputError(
+            f'{input_path} is not a .jsonl file; pass JSONL lines with a "text" field, or a folder'
+        )
     detector = _detector(policy, model, patterns_only)
     items = _folder_items(input_path) if input_path.is_dir() else _jsonl_items(input_path)
     kinds: Counter[str] = Counter()
@@ -124,7 +155,12 @@ def pii_scan(
     t0 = time.perf_counter()
     show = not as_json and sys.stderr.isatty()
     progress = Progress(
-        TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=_console, disable=not show
+        TextColumn("scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console,
+        disable=not show,
     )
     flagged_rows: list[tuple[str, str]] = []
 
@@ -145,9 +181,19 @@ def pii_scan(
             flagged += bool(found)
             kinds.update(f.kind for f in found)
             if as_json:
-                out = {**fields, "findings": [
-                    {"kind": f.kind, "start": f.start, "end": f.end, "score": f.score, "detector": f.detector} for f in found
-                ]}
+                out = {
+                    **fields,
+                    "findings": [
+                        {
+                            "kind": f.kind,
+                            "start": f.start,
+                            "end": f.end,
+                            "score": f.score,
+                            "detector": f.detector,
+                        }
+                        for f in found
+                    ],
+                }
                 print(json.dumps(out, ensure_ascii=False), flush=True)
             elif found and len(flagged_rows) < 20:
                 where = str(fields.get("path", f"line {fields.get('line')}"))
@@ -177,13 +223,17 @@ def pii_scan(
     if as_json:
         print(json.dumps({"summary": summary}, ensure_ascii=False), flush=True)
     else:
-        table = Table(title=f"PII in {input_path} ({scanned} texts, {flagged} with findings, {errors} skipped)")
+        table = Table(
+            title=f"PII in {input_path} ({scanned} texts, {flagged} with findings, {errors} skipped)"
+        )
         table.add_column("input")
         table.add_column("kinds found")
         for where, ks in flagged_rows:
             table.add_row(where, ks)
         Console().print(table)
-        Console().print(f"findings by kind: {summary['findings_by_kind']}; detectors: {', '.join(detector.detectors)}")
+        Console().print(
+            f"findings by kind: {summary['findings_by_kind']}; detectors: {', '.join(detector.detectors)}"
+        )
     if errors:
         raise typer.Exit(1)
 
@@ -193,12 +243,18 @@ def pii_scan(
 
 @bench_app.command("pii")
 def bench_pii(
-    data: Annotated[Path | None, typer.Option("--data", help="JSONL with text and spans [{start, end, label}]")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="JSONL with text and spans [{start, end, label}]")
+    ] = None,
     path: Annotated[Path | None, typer.Option(hidden=True)] = None,
     model: Annotated[Path | None, typer.Option(help="on-device model directory")] = None,
     policy: Annotated[Path | None, typer.Option(help="policy file (default: the router's defaults)")] = None,
-    against: Annotated[str | None, typer.Option("--against", help="also run another backend side by side: presidio")] = None,
-    patterns_only: Annotated[bool, typer.Option("--patterns-only", help="no model: patterns and secret rules")] = False,
+    against: Annotated[
+        str | None, typer.Option("--against", help="also run another backend side by side: presidio")
+    ] = None,
+    patterns_only: Annotated[
+        bool, typer.Option("--patterns-only", help="no model: patterns and secret rules")
+    ] = False,
     latency_samples: Annotated[int, typer.Option(help="queries timed for the added latency (0: skip)")] = 100,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -219,8 +275,10 @@ def bench_pii(
     runs = {"edgeroute": _detector(policy, model, patterns_only)}
     if against == "presidio":
         runs["presidio"] = _detector(policy, None, False, backend="presidio")
-    results = {name: measure_detection(rows, det, latency_samples=latency_samples if name == "edgeroute" else 0)
-               for name, det in runs.items()}
+    results = {
+        name: measure_detection(rows, det, latency_samples=latency_samples if name == "edgeroute" else 0)
+        for name, det in runs.items()
+    }
     if as_json:
         print(json.dumps(results if against else results["edgeroute"], indent=2, ensure_ascii=False))
         return
@@ -230,9 +288,14 @@ def bench_pii(
         for col in ("pii texts", "doc recall", "clean texts", "FP rate"):
             table.add_column(col)
         for g, d in res["documents"].items():
-            table.add_row(g, str(d["pii_texts"]), str(d["doc_recall"]), str(d["clean_texts"]), str(d["fp_rate"]))
+            table.add_row(
+                g, str(d["pii_texts"]), str(d["doc_recall"]), str(d["clean_texts"]), str(d["fp_rate"])
+            )
         Console().print(table)
-        Console().print("span recall: " + ", ".join(f"{k} {v['recall']} ({v['spans']})" for k, v in res["span_recall"].items()))
+        Console().print(
+            "span recall: "
+            + ", ".join(f"{k} {v['recall']} ({v['spans']})" for k, v in res["span_recall"].items())
+        )
         if "latency" in res:
             Console().print(f"latency: {res['latency']}")
 
@@ -242,6 +305,8 @@ def _print_regression(result: dict[str, Any]) -> None:
     for col in ("detector", "precision", "recall", "tp", "fp", "fn"):
         table.add_column(col)
     for name, m in [*result["detectors"].items(), ("overall", result["overall"])]:
-        table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", str(m["tp"]), str(m["fp"]), str(m["fn"]))
+        table.add_row(
+            name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", str(m["tp"]), str(m["fp"]), str(m["fn"])
+        )
     Console().print(table)
     Console().print(f"latency per text: {result['latency_ms']}")

@@ -137,7 +137,8 @@ class PiiDetector:
         if self._thresholds and self.head is None and self.backend is None:
             logger.warning(
                 "named-entity PII detection is unavailable (%s); only patterns and secret rules run",
-                "no edge model with token-state outputs" if embedder is None or self.embedder is None
+                "no edge model with token-state outputs"
+                if embedder is None or self.embedder is None
                 else "the head could not be loaded",
             )
 
@@ -166,9 +167,13 @@ class PiiDetector:
             return []
         return pattern_spans(text, self.config, self.config.phone_regions)
 
-    def _combine(self, text: str, pattern: list[Span], entities: list[tuple[str, int, int, float]]) -> tuple[PiiFinding, ...]:
+    def _combine(
+        self, text: str, pattern: list[Span], entities: list[tuple[str, int, int, float]]
+    ) -> tuple[PiiFinding, ...]:
         spans: list[tuple[str, int, int, str, float]] = [(k, s, e, d, 1.0) for k, s, e, d in pattern]
-        name = "entities" if self.head is not None or self.backend is None else f"entities:{self.backend.name}"
+        name = (
+            "entities" if self.head is not None or self.backend is None else f"entities:{self.backend.name}"
+        )
         # Entities after patterns: a validated phone or ID wins over the head's reading of the same digits.
         for kind, s, e, score in sorted(entities, key=lambda x: -x[3]):
             s, e = _trim(text, s, e)
@@ -176,7 +181,9 @@ class PiiDetector:
                 spans.append((kind, s, e, name, min(1.0, max(0.0, score))))
         return _resolve(spans)
 
-    def _entities_from_states(self, states: TokenStates, offset: int = 0) -> list[tuple[str, int, int, float]]:
+    def _entities_from_states(
+        self, states: TokenStates, offset: int = 0
+    ) -> list[tuple[str, int, int, float]]:
         assert self.head is not None
         return [
             (sp.kind, sp.start + offset, sp.end + offset, sp.score)
@@ -217,7 +224,9 @@ class PiiDetector:
         A text longer than one window gets its findings from :meth:`detect_batch` (windowed).
         """
         if self.embedder is None:
-            raise InputError("embedding a query needs a PiiDetector built with an edge embedder that has token states")
+            raise InputError(
+                "embedding a query needs a PiiDetector built with an edge embedder that has token states"
+            )
         if self.head is None or len(text) > WINDOW_CHARS or not self.config.enabled:
             return self.embedder.embed_queries([text], dims=dims), self.detect_batch([text])[0]
         vecs, states = self.embedder.embed_with_token_states([text], "query", dims=dims)
@@ -239,7 +248,9 @@ class PiiDetector:
         items = _check(texts)
         return await to_thread(self.detect_batch, items)
 
-    async def aembed_query(self, text: str, *, dims: int | None = None) -> tuple[Vectors, tuple[PiiFinding, ...]]:
+    async def aembed_query(
+        self, text: str, *, dims: int | None = None
+    ) -> tuple[Vectors, tuple[PiiFinding, ...]]:
         """:meth:`embed_query_batch` in a worker thread: vector and findings from one forward pass."""
         return await to_thread(self.embed_query_batch, text, dims)
 
@@ -261,7 +272,9 @@ def _feature_dims(embedder: Any) -> int:
 
 def _check(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
-        raise InputError(f"texts must be a list of strings, got {type(texts).__name__}; wrap one text as [text]")
+        raise InputError(
+            f"texts must be a list of strings, got {type(texts).__name__}; wrap one text as [text]"
+        )
     items = list(texts)
     for i, t in enumerate(items):
         if not isinstance(t, str):

@@ -54,7 +54,11 @@ def _phones(text: str, regions: tuple[str, ...]) -> Iterator[Span]:
         digits = sum(c.isdigit() for c in raw)
         if not 8 <= digits <= 15 or _DATE_SHAPE.match(raw.strip()):
             continue
-        if raw.isdigit() and not raw.startswith("0") and not _PHONE_CONTEXT.search(text, max(0, m.start() - 40), m.start()):
+        if (
+            raw.isdigit()
+            and not raw.startswith("0")
+            and not _PHONE_CONTEXT.search(text, max(0, m.start() - 40), m.start())
+        ):
             continue
         if raw.startswith(("+", "00")):
             candidates: tuple[str | None, ...] = (None,) if raw.startswith("+") else ("DE",)
@@ -97,20 +101,51 @@ def _ibans(text: str) -> Iterator[Span]:
 _NATIONAL: tuple[tuple[str, re.Pattern[str], Callable[[str], bool], re.Pattern[str] | None], ...] = (
     ("es_dni", re.compile(r"(?<![\w-])\d{8}[ -]?[A-HJ-NP-TV-Z](?![\w-])"), _dni.is_valid, None),
     ("es_nie", re.compile(r"(?<![\w-])[XYZ][ -]?\d{7}[ -]?[A-HJ-NP-TV-Z](?![\w-])"), _nie.is_valid, None),
-    ("fr_nir", re.compile(r"(?<![\w-])[12][ ]?\d{2}[ ]?\d{2}[ ]?(?:\d{2}|2[AB])[ ]?\d{3}[ ]?\d{3}[ ]?\d{2}(?![\w-])"),
-     _nir.is_valid, None),
-    ("it_codice_fiscale", re.compile(r"(?<![A-Za-z0-9])[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z](?![A-Za-z0-9])"),
-     _cf.is_valid, None),
-    ("mx_curp", re.compile(r"(?<![A-Za-z0-9])[A-Z]{4}\d{6}[HM][A-Z]{5}[A-Z0-9]\d(?![A-Za-z0-9])"), _curp.is_valid, None),
+    (
+        "fr_nir",
+        re.compile(
+            r"(?<![\w-])[12][ ]?\d{2}[ ]?\d{2}[ ]?(?:\d{2}|2[AB])[ ]?\d{3}[ ]?\d{3}[ ]?\d{2}(?![\w-])"
+        ),
+        _nir.is_valid,
+        None,
+    ),
+    (
+        "it_codice_fiscale",
+        re.compile(r"(?<![A-Za-z0-9])[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z](?![A-Za-z0-9])"),
+        _cf.is_valid,
+        None,
+    ),
+    (
+        "mx_curp",
+        re.compile(r"(?<![A-Za-z0-9])[A-Z]{4}\d{6}[HM][A-Z]{5}[A-Z0-9]\d(?![A-Za-z0-9])"),
+        _curp.is_valid,
+        None,
+    ),
     ("br_cpf", re.compile(r"(?<![\w.-])\d{3}\.\d{3}\.\d{3}-\d{2}(?![\w-])"), _cpf.is_valid, None),
-    ("gb_nhs", re.compile(r"(?<![\w-])\d{3}[ -]?\d{3}[ -]?\d{4}(?![\w-])"), _nhs.is_valid,
-     re.compile(r"(?i)\bnhs\b")),
-    ("in_aadhaar", re.compile(r"(?<![\w-])[2-9]\d{3}[ -]?\d{4}[ -]?\d{4}(?![\w-])"), _aadhaar.is_valid,
-     re.compile(r"(?i)\baadhaa?r\b|\buid\b")),
-    ("nl_bsn", re.compile(r"(?<![\w-])\d{9}(?![\w-])"), _bsn.is_valid, re.compile(r"(?i)\bbsn\b|burgerservicenummer")),
-    ("payment_card", re.compile(r"(?<![\w.-])\d{4}(?:[ -]?\d{4}){2}[ -]?\d{1,7}(?![\w-])"),
-     lambda s: 13 <= len(re.sub(r"\D", "", s)) <= 19 and _luhn.is_valid(re.sub(r"\D", "", s)),
-     re.compile(r"(?i)\b(?:card|tarjeta|karte|carte|visa|mastercard|amex|cc)\b")),
+    (
+        "gb_nhs",
+        re.compile(r"(?<![\w-])\d{3}[ -]?\d{3}[ -]?\d{4}(?![\w-])"),
+        _nhs.is_valid,
+        re.compile(r"(?i)\bnhs\b"),
+    ),
+    (
+        "in_aadhaar",
+        re.compile(r"(?<![\w-])[2-9]\d{3}[ -]?\d{4}[ -]?\d{4}(?![\w-])"),
+        _aadhaar.is_valid,
+        re.compile(r"(?i)\baadhaa?r\b|\buid\b"),
+    ),
+    (
+        "nl_bsn",
+        re.compile(r"(?<![\w-])\d{9}(?![\w-])"),
+        _bsn.is_valid,
+        re.compile(r"(?i)\bbsn\b|burgerservicenummer"),
+    ),
+    (
+        "payment_card",
+        re.compile(r"(?<![\w.-])\d{4}(?:[ -]?\d{4}){2}[ -]?\d{1,7}(?![\w-])"),
+        lambda s: 13 <= len(re.sub(r"\D", "", s)) <= 19 and _luhn.is_valid(re.sub(r"\D", "", s)),
+        re.compile(r"(?i)\b(?:card|tarjeta|karte|carte|visa|mastercard|amex|cc)\b"),
+    ),
 )
 
 

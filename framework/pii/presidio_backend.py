@@ -68,7 +68,9 @@ class PresidioBackend:
             }
         )
         self.languages = tuple(models)
-        self._engine: Any = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=list(models))
+        self._engine: Any = AnalyzerEngine(
+            nlp_engine=provider.create_engine(), supported_languages=list(models)
+        )
 
     def entities(self, text: str, thresholds: dict[str, float]) -> list[tuple[str, int, int, float]]:
         lang = _guess_language(text, self.languages)

@@ -27,7 +27,10 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("google_api_key", r"\bAIza[\w-]{35}" + _END),
     ("slack_token", r"\bxox[bpaores]-[0-9A-Za-z-]{10,250}"),
     ("slack_token", r"(?i:xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)"),
-    ("slack_webhook", r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{43,56}"),
+    (
+        "slack_webhook",
+        r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{43,56}",
+    ),
     ("stripe_key", r"\b(?:sk|rk|pk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99}" + _END),
     ("openai_api_key", r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}" + _END),
     ("openai_api_key", r"\bsk-[a-zA-Z0-9]{20}T3BlbkFJ[a-zA-Z0-9]{20}\b"),
@@ -90,7 +93,10 @@ def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
         if _STOPWORDS.match(value) or shannon_entropy(value) < _GENERIC_ENTROPY:
             continue
         # A value made of plain words ("user-profile-settings") is configuration, not a secret.
-        if not any(c.isdigit() for c in value) and value.replace("-", "").replace("_", "").replace(".", "").isalpha():
+        if (
+            not any(c.isdigit() for c in value)
+            and value.replace("-", "").replace("_", "").replace(".", "").isalpha()
+        ):
             continue
         yield "generic_secret", m.start(1), m.end(1)
 

@@ -28,10 +28,17 @@ import numpy as np
 
 from ...policies.config import PolicyConfig
 from ...policies.decision import Reason, Route, RouteDecision, Sensitivity, Stakes
-from ...policies.pii import detect_pii, redact
+from ...policies.pii import redact
 from ...policies.rules import RoutingRefused, decide, needs_confidence, place_document
 from ...policies.semantic import SemanticRoutes
-from ...policies.signals import CloudState, DocumentSignals, QuerySignals, SignalError, sensitivity_rank
+from ...policies.signals import (
+    CloudState,
+    DocumentSignals,
+    PiiFinding,
+    QuerySignals,
+    SignalError,
+    sensitivity_rank,
+)
 from ..cloud.embedder import CloudEmbedder
 from ..cloud.media import estimate_tokens, validate_content
 from ..documents import Document, Hit, RetrievalResult
@@ -47,6 +54,7 @@ from ..errors import (
     RoutingError,
 )
 from ..parts import Part
+from ..pii import PiiDetector
 from ..spaces import EmbeddingSpace
 from ..store.cache import CachedEmbedder, EmbeddingCache
 from ..store.chroma import Collection, VectorStore, side_collection_name, validate_logical_name
@@ -240,6 +248,11 @@ def cloud_cost(parts: Sequence[Part], cloud: CloudEmbedder) -> tuple[int, int, f
     return sum(tokens.values()), nbytes, cloud.usage.prices.cost(tokens)
 
 
+def _pii_text(doc: Document) -> str:
+    """What PII detection reads of a document: its title and its text."""
+    return "\n".join(filter(None, [doc.title, doc.text]))
+
+
 def _cloud_parts(doc: Document) -> list[Part]:
     """A document's one cloud input: its text, then its parts (a text part equal to it is not repeated)."""
     head = [Part.text(doc.text)] if doc.text.strip() else []
@@ -287,6 +300,7 @@ class HybridEngine:
         budget_usd: float | None = None,
         rrf_k: int = DEFAULT_RRF_K,
         rrf_weights: Mapping[str, float] | None = None,
+        pii_detector: PiiDetector | None = None,
     ) -> None:
         self.store = store
         self.name = validate_logical_name(collection)
@@ -308,6 +322,12 @@ class HybridEngine:
         self.cloud_space: EmbeddingSpace | None = None
         self.semantic_routes = semantic_routes
         self.guard = PrivacyGuard(self.policy)
+        # Named-entity PII needs the edge model's token states: the real EdgeEmbedder (graph version 3).
+        from ..edge.embedder import EdgeEmbedder
+
+        self.pii = pii_detector or PiiDetector(
+            self.policy, embedder=edge if isinstance(edge, EdgeEmbedder) else None
+        )
         if cloud is not None:
             self.cloud_space = cloud.space_for(cloud_dims)
             self._cloud_e = CachedEmbedder(cloud, cache) if cache is not None else cloud
@@ -381,11 +401,11 @@ class HybridEngine:
 
     # -- ingest -------------------------------------------------------------------------------------------
 
-    def _place(self, docs: Sequence[Document]) -> list[bool]:
-        """For each document: may it go to the cloud index? Raises before anything is written."""
+    def _place(self, docs: Sequence[Document], found: Sequence[tuple[PiiFinding, ...]]) -> list[bool]:
+        """For each document and its PII findings: may it go to the cloud index? Raises before anything is
+        written."""
         out = []
-        for doc in docs:
-            pii = detect_pii("\n".join(filter(None, [doc.title, doc.text])), self.policy)
+        for doc, pii in zip(docs, found, strict=True):
             modalities = frozenset(p.modality for p in _cloud_parts(doc)) or frozenset({"text"})
             try:
                 signals = DocumentSignals(doc.sensitivity, pii, modalities, EDGE_MODALITIES)
@@ -399,7 +419,8 @@ class HybridEngine:
 
     def _ingest_flow(self, documents: Sequence[Document]) -> Flow[IngestReport]:
         docs = _check_documents(documents)
-        to_cloud = self._place(docs)
+        found = yield Blocking(lambda: self.pii.detect_batch([_pii_text(d) for d in docs]))
+        to_cloud = self._place(docs, found)
         ceiling = sensitivity_rank(self.policy.cloud_ceiling)
         for doc, ok in zip(docs, to_cloud, strict=True):
             if not ok:
@@ -562,7 +583,8 @@ class HybridEngine:
             if not items:
                 break
             docs = [it.document for it in items]
-            allowed = self._place(docs)
+            found = yield Blocking(lambda: self.pii.detect_batch([_pii_text(d) for d in docs]))
+            allowed = self._place(docs, found)
             blocked = [
                 d.id
                 for d, ok in zip(docs, allowed, strict=True)
@@ -719,11 +741,18 @@ class HybridEngine:
         _check_call(k, sensitivity, stakes, deadline_ms)
         stages: dict[str, float] = {}
         edge_col = yield Blocking(lambda: self._open("edge", create=False))
-        pii = detect_pii(q.text, self.policy) if q.text else ()
+        pii: tuple[PiiFinding, ...] = ()
         vec = None
         if q.text:
+            text = q.text
             t = time.perf_counter()
-            vec = (yield Blocking(lambda: self._edge_e.embed_queries([q.text], dims=self.edge_dims)))[0]
+            if self.pii.embedder is not None and self._edge_e is self.pii.embedder:
+                # One forward pass: the query's vector and the token states the PII head reads.
+                vecs, pii = yield Blocking(lambda: self.pii.embed_query_batch(text, self.edge_dims))
+                vec = vecs[0]
+            else:
+                pii = (yield Blocking(lambda: self.pii.detect_batch([text])))[0]
+                vec = (yield Blocking(lambda: self._edge_e.embed_queries([text], dims=self.edge_dims)))[0]
             stages["edge_embed"] = _ms(t)
         signals = QuerySignals(
             q.modalities,
@@ -752,7 +781,9 @@ class HybridEngine:
             cloud_q = _Query(
                 redact(q.text, pii),
                 tuple(
-                    Part.text(redact(p.text_value, detect_pii(p.text_value, self.policy)))
+                    Part.text(
+                        redact(p.text_value, pii if p.text_value == q.text else self.pii.detect_batch([p.text_value])[0])
+                    )
                     if p.is_text and p.text_value
                     else p
                     for p in q.parts

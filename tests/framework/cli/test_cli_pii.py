@@ -54,7 +54,9 @@ def test_bad_lines_are_reported_by_number_and_the_rest_is_scanned(tmp_path: Path
     assert code == 1  # some lines could not be scanned: say so in the exit status too
     errors = {o["line"]: o["error"] for o in out if "error" in o}
     assert set(errors) == {2, 3, 4, 5}
-    assert "not a string" in errors[2] and "UTF-8" in errors[3] and "JSON" in errors[4] and '"text"' in errors[5]
+    assert (
+        "not a string" in errors[2] and "UTF-8" in errors[3] and "JSON" in errors[4] and '"text"' in errors[5]
+    )
     scanned = [o for o in out if "findings" in o]
     assert [o["line"] for o in scanned] == [1, 6] and all(o["findings"] for o in scanned)
     assert out[-1]["summary"]["errors"] == 4 and out[-1]["summary"]["texts"] == 2
@@ -77,7 +79,10 @@ def test_ten_thousand_lines_and_a_one_megabyte_text_stream_through(tmp_path: Pat
     with src.open("w", encoding="utf-8") as fh:
         for i in range(10_000):
             fh.write(json.dumps({"i": i, "text": f"line {i} mail u{i}@example.org"}) + "\n")
-        fh.write(json.dumps({"i": "big", "text": ("lorem ipsum dolor sit amet " * 40_000) + "k.l@example.org"}) + "\n")
+        fh.write(
+            json.dumps({"i": "big", "text": ("lorem ipsum dolor sit amet " * 40_000) + "k.l@example.org"})
+            + "\n"
+        )
     code, out = _scan(str(src), "--patterns-only")
     assert code == 0
     assert out[-1]["summary"]["texts"] == 10_001 and out[-1]["summary"]["texts_with_findings"] == 10_001
@@ -95,7 +100,8 @@ def test_scan_refuses_missing_or_wrong_inputs(tmp_path: Path) -> None:
 
 def test_bench_pii_on_the_independent_set_reports_recall_fp_and_per_label_figures() -> None:
     r = CliRunner().invoke(
-        app, ["bench", "pii", "--data", str(INDEPENDENT), "--patterns-only", "--latency-samples", "0", "--json"]
+        app,
+        ["bench", "pii", "--data", str(INDEPENDENT), "--patterns-only", "--latency-samples", "0", "--json"],
     )
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)

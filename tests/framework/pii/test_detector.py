@@ -6,6 +6,7 @@ these tests are about the detector's bookkeeping; tests/framework/pii/test_pii_r
 
 from __future__ import annotations
 
+import itertools
 import re
 from types import SimpleNamespace
 from typing import Any
@@ -26,7 +27,7 @@ class WordStates:
 
     has_token_states = True
     manifest = SimpleNamespace(dims=1)
-    NAMES = {"Whitaker", "Lopez"}
+    NAMES = frozenset({"Whitaker", "Lopez"})
 
     def __init__(self) -> None:
         self.calls: list[int] = []
@@ -36,7 +37,9 @@ class WordStates:
         out = []
         for t in texts:
             words = list(re.finditer(r"\S+", t))
-            states = np.array([[1.0 if w.group().strip(",.?") in self.NAMES else 0.0] * 2 for w in words], np.float32)
+            states = np.array(
+                [[1.0 if w.group().strip(",.?") in self.NAMES else 0.0] * 2 for w in words], np.float32
+            )
             offsets = np.array([[w.start(), w.end()] for w in words]).reshape(-1, 2)
             out.append(TokenStates(states.reshape(-1, 2), offsets))
         return np.zeros((len(texts), 4), np.float32), out
@@ -50,7 +53,9 @@ class MarkHead:
 
     def spans(self, states: Any, offsets: Any, thresholds: dict[str, float]) -> list[HeadSpan]:
         return [
-            HeadSpan("person", int(o[0]), int(o[1]), 0.9) for s, o in zip(states, offsets, strict=True) if s[0] > 0.5
+            HeadSpan("person", int(o[0]), int(o[1]), 0.9)
+            for s, o in zip(states, offsets, strict=True)
+            if s[0] > 0.5
         ]
 
 
@@ -78,7 +83,7 @@ def test_long_text_windows_map_offsets_back_and_dedupe_overlaps() -> None:
     found = det.detect(text)
     names = [text[f.start : f.end] for f in found]
     assert names.count("Whitaker") == 60 and names[-1] == "Lopez"
-    assert all(a.end <= b.start for a, b in zip(found, found[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(found))
     assert max(emb.calls) <= 32  # windows go through the model in bounded groups
 
 

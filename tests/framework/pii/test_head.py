@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -57,7 +58,7 @@ def test_spans_decode_typed_entities_with_thresholds() -> None:
     assert head.spans(states, offsets, {}) == []
     for sp in every:
         assert sp.kind in HEAD_KINDS and 0 <= sp.start < sp.end <= 35 and 0 < sp.score <= 1
-    assert all(a.end <= b.start for a, b in zip(every, every[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(every))
 
 
 def test_numpy_forward_matches_the_torch_module_it_was_trained_as() -> None:
@@ -66,7 +67,9 @@ def test_numpy_forward_matches_the_torch_module_it_was_trained_as() -> None:
     x = np.random.default_rng(4).normal(size=(7, DIMS)).astype(np.float32)
     t = torch.from_numpy(x)[None]
     t = t * torch.rsqrt((t * t).mean(-1, keepdim=True) + 1e-6) * torch.from_numpy(w["norm_scale"])
-    h = torch.nn.functional.gelu(t @ torch.from_numpy(w["proj_w"]) + torch.from_numpy(w["proj_b"]), approximate="tanh")
+    h = torch.nn.functional.gelu(
+        t @ torch.from_numpy(w["proj_w"]) + torch.from_numpy(w["proj_b"]), approximate="tanh"
+    )
     conv = torch.nn.Conv1d(HIDDEN, HIDDEN, KERNEL, padding=KERNEL // 2)
     conv.weight.data = torch.from_numpy(np.transpose(w["conv_w"], (2, 1, 0)).copy())
     conv.bias.data = torch.from_numpy(w["conv_b"])

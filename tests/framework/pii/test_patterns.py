@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from edgeroute.framework.pii import PiiDetector
@@ -27,7 +29,11 @@ def kinds(text: str) -> list[tuple[str, str]]:
         ("NIE X1234567L", "es_nie", "X1234567L"),
         ("CF RSSMRA85T10A562S", "it_codice_fiscale", "RSSMRA85T10A562S"),
         ("CPF 390.533.447-05", "br_cpf", "390.533.447-05"),
-        ('TOKEN = "ghp_UI0hGB56FCnZIyFe5PMKDEOrMzZd5QWOVqFq"', "github_token", "ghp_UI0hGB56FCnZIyFe5PMKDEOrMzZd5QWOVqFq"),
+        (
+            'TOKEN = "ghp_UI0hGB56FCnZIyFe5PMKDEOrMzZd5QWOVqFq"',
+            "github_token",
+            "ghp_UI0hGB56FCnZIyFe5PMKDEOrMzZd5QWOVqFq",
+        ),
         ("npm_a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8", "npm_token", "npm_a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8"),
         ("export DB_PASSWORD=hU7kLp2Qz9xW3vB8", "generic_secret", "hU7kLp2Qz9xW3vB8"),
     ],
@@ -46,12 +52,12 @@ def test_structured_identifiers_and_secrets_are_found(text: str, kind: str, valu
         "Invoice totals for March were 4,310 pounds.",
         "version: 3.11.4-alpine",
         "sha256: a3dd1b0c51b3bbda0e73e6d3eb4a7a91fae7d662fcc5389ae540d8b4d4f467f8",
-        "request_id = \"0b6c2a2e-9d6f-4d0a-8b1e-2f3c4d5e6f70\"",
+        'request_id = "0b6c2a2e-9d6f-4d0a-8b1e-2f3c4d5e6f70"',
         "API_KEY=YOUR_API_KEY_HERE",
         "password: ${DB_PASSWORD}",
         "token: ${{ secrets.GITHUB_TOKEN }}",
         "const TOKEN_EXPIRY_SECONDS = 3600;",
-        "key_name = \"user_profile_settings\"",
+        'key_name = "user_profile_settings"',
         "Order 1234567 shipped in 3 boxes.",
         "Order 912345678 shipped in 3 boxes.",
     ],
@@ -68,7 +74,7 @@ def test_offsets_are_code_points_and_findings_never_overlap() -> None:
         "+33 1 91 38 90 90",
         "4111 1111 1111 1111",
     ]
-    assert all(a.end <= b.start for a, b in zip(found, found[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(found))
     assert all(f.score == 1.0 for f in found)
 
 

@@ -43,8 +43,12 @@ def edge() -> EdgeEmbedder:
     return e
 
 
-def test_the_clinic_note_and_the_query_never_reach_the_emulator(edge: EdgeEmbedder, emu: GeminiEmulator) -> None:
-    engine = HybridEngine(VectorStore.ephemeral(), "clinic", edge=edge, cloud=make_cloud(emu), audit=AuditLog(None))
+def test_the_clinic_note_and_the_query_never_reach_the_emulator(
+    edge: EdgeEmbedder, emu: GeminiEmulator
+) -> None:
+    engine = HybridEngine(
+        VectorStore.ephemeral(), "clinic", edge=edge, cloud=make_cloud(emu), audit=AuditLog(None)
+    )
     try:
         public = Document("pub-1", "Lung cancer staging: stage II tumours have not spread to distant organs.")
         engine.ingest([Document("note-1", CLINIC_NOTE), public])  # no label: internal, the cloud ceiling
@@ -54,7 +58,9 @@ def test_the_clinic_note_and_the_query_never_reach_the_emulator(edge: EdgeEmbedd
         assert "privacy.pii" in result.decision.codes
         reasons = " ".join(str(r) for r in result.decision.reasons)
         assert "person" in reasons and "Lopez" not in reasons and "Elm" not in reasons  # kinds, never text
-        engine.retrieve("how are lung tumours staged", k=2, stakes="high")  # a clean query may go to the cloud
+        engine.retrieve(
+            "how are lung tumours staged", k=2, stakes="high"
+        )  # a clean query may go to the cloud
         engine.sync()
     finally:
         engine.close()
