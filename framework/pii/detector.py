@@ -246,13 +246,17 @@ class PiiDetector:
     async def adetect_many(self, texts: Sequence[str]) -> list[tuple[PiiFinding, ...]]:
         """Findings for each text; texts share the model's batches. Runs in a worker thread."""
         items = _check(texts)
+        if self.embedder is not None and self.head is not None:
+            return await self.embedder.arun(self.detect_batch, items)  # queued with the embedding calls
         return await to_thread(self.detect_batch, items)
 
     async def aembed_query(
         self, text: str, *, dims: int | None = None
     ) -> tuple[Vectors, tuple[PiiFinding, ...]]:
         """:meth:`embed_query_batch` in a worker thread: vector and findings from one forward pass."""
-        return await to_thread(self.embed_query_batch, text, dims)
+        if self.embedder is None:
+            raise InputError("embedding a query needs a PiiDetector built with an edge embedder that has token states")
+        return await self.embedder.arun(self.embed_query_batch, text, dims)
 
     # -- sync wrappers ----------------------------------------------------------------------------------
 

@@ -5,15 +5,20 @@ a bug does not. Installed as ``CloudEmbedder(guard=...)``, it sees the final par
 included) of every request and raises :class:`PrivacyViolationError` (nothing is sent) when a
 part's sha256 is in the private set, a registered private text appears inside it, or on-device
 detection finds PII in it.
+
+The guard's own detection is the pattern layer (:meth:`PiiDetector.patterns`: library-validated
+identifiers, secret rules, the policy's terms and patterns), which runs in microseconds wherever the
+cloud call happens. Named entities (the model head) are found earlier, where the engine places a
+document or routes a query; what it keeps home is registered here by text or hash.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Iterable, Sequence
 
 from ...policies.config import PolicyConfig
+from ..digest import sha256_bytes, sha256_text
 from ..errors import PrivacyViolationError
 from ..parts import Part
 
@@ -23,14 +28,6 @@ _PREFIX_MARKERS = (" | query: ", " | text: ")
 # Shorter private texts are matched by hash only: a two-word private query must not block every
 # public text that happens to contain those words.
 MIN_SUBSTRING_CHARS = 24
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _candidates(text: str) -> set[str]:
@@ -57,7 +54,9 @@ class PrivacyGuard:
         self.config = config or PolicyConfig()
         self.check_pii = check_pii
         pii = self.config.pii
-        self._patterns = PiiDetector(pii.model_copy(update={"entities": pii.entities.model_copy(update={"enabled": False})}))
+        self._patterns = PiiDetector(
+            pii.model_copy(update={"entities": pii.entities.model_copy(update={"enabled": False})})
+        )
         self._hashes: set[str] = set()
         self._texts: set[str] = set()
         self._lock = threading.Lock()

@@ -44,6 +44,9 @@ class WordStates:
             out.append(TokenStates(states.reshape(-1, 2), offsets))
         return np.zeros((len(texts), 4), np.float32), out
 
+    async def arun(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
     def embed_queries(self, texts: list[str], dims: int | None = None) -> Any:
         return np.zeros((len(texts), 4), np.float32)
 
