@@ -90,6 +90,27 @@ def _resolve(spans: list[tuple[str, int, int, str, float]]) -> tuple[PiiFinding,
     return tuple(sorted(kept, key=lambda f: (f.start, f.end)))
 
 
+def _joined(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` belong to one word: both alphanumeric, neither from a script written
+    without spaces (CJK, kana), where every character boundary may be a word boundary."""
+    return a.isalnum() and b.isalnum() and ord(a) < 0x2E80 and ord(b) < 0x2E80
+
+
+def _plausible(text: str, kind: str, start: int, end: int) -> bool:
+    """Reject head spans that cannot be an entity whatever the model's score: a piece of a longer word
+    (the head reads subword tokens, so a span may stop inside ``sha256`` or a hex digest), a single
+    character, no letter or digit at all, or, for kinds that are numbers (ages, record numbers), no digit.
+    """
+    if end - start < 2:
+        return False
+    if (start > 0 and _joined(text[start - 1], text[start])) or (end < len(text) and _joined(text[end - 1], text[end])):
+        return False
+    span = text[start:end]
+    if not any(c.isalnum() for c in span):
+        return False
+    return not (kind in ("age", "id_number") and not any(c.isdigit() for c in span))
+
+
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     """Shrink a span to its visible characters and strip trailing punctuation a token carried along."""
     while start < end and (text[start].isspace() or text[start] in ",;:([\"'"):
@@ -177,7 +198,7 @@ class PiiDetector:
         # Entities after patterns: a validated phone or ID wins over the head's reading of the same digits.
         for kind, s, e, score in sorted(entities, key=lambda x: -x[3]):
             s, e = _trim(text, s, e)
-            if e > s:
+            if e > s and _plausible(text, kind, s, e):
                 spans.append((kind, s, e, name, min(1.0, max(0.0, score))))
         return _resolve(spans)
 
