@@ -126,3 +126,17 @@ def test_bad_input_is_refused_clearly() -> None:
         det.detect_many(["ok", 3])  # type: ignore[list-item]
     with pytest.raises(InputError, match="wrap one text"):
         det.detect_many("a string")
+
+
+def test_presidio_backend_without_the_extra_says_what_to_install() -> None:
+    pytest.importorskip("edgeroute.framework.pii.presidio_backend")
+    try:
+        import presidio_analyzer  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("presidio-analyzer is installed here")
+    from edgeroute.framework.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"edgeroute\[presidio\]"):
+        PiiDetector(PiiConfig(entities={"backend": "presidio"}))
