@@ -31,6 +31,40 @@ PII_DETECTORS: tuple[str, ...] = (
 """Every detector name :mod:`edgeroute.policies.pii` knows, in the order it runs them."""
 
 
+ENTITY_KINDS: tuple[str, ...] = (
+    "person",
+    "street_address",
+    "location",
+    "date",
+    "age",
+    "organization",
+    "id_number",
+    "health",
+)
+"""Named-entity kinds the on-device recogniser (``edgeroute.framework.pii``) can report."""
+
+DEFAULT_ENTITY_KINDS: tuple[str, ...] = ENTITY_KINDS[:-1]
+"""Kinds a policy acts on by default: every kind but ``health``, which a policy opts into."""
+
+DEFAULT_ENTITY_THRESHOLDS: dict[str, float] = {
+    "person": 0.5,
+    "street_address": 0.5,
+    "location": 0.5,
+    "date": 0.5,
+    "age": 0.5,
+    "organization": 0.5,
+    "id_number": 0.5,
+    "health": 0.5,
+}
+"""Minimum span score per kind (the head's mean probability over the span's tokens)."""
+
+DEFAULT_PHONE_REGIONS: tuple[str, ...] = (
+    "US", "GB", "DE", "FR", "ES", "IT", "NL", "CA", "AU", "IN", "MX", "BR", "JP", "CN", "RU", "CH", "AT", "BE",
+)  # fmt: skip
+"""Regions national-format phone numbers (no ``+``) are validated against, in order; ``+`` numbers are
+validated for every region by their country code."""
+
+
 class PolicyConfigError(ValueError):
     """A policy configuration is invalid; the message says which key and what is allowed."""
 
@@ -90,6 +124,47 @@ class UserPattern(_Frozen):
         return value
 
 
+class EntityConfig(_Frozen):
+    """Named-entity PII (names, addresses, dates, ...) recognised on the device by a model.
+
+    ``backend``: ``"head"`` (the token-classification head on the edge model's own token states; no
+    second model) or ``"presidio"`` (presidio-analyzer with spaCy pipelines, the ``presidio`` extra).
+    ``kinds``: which kinds the policy acts on; others are not reported. ``thresholds``: minimum score
+    per kind; a kind without one uses :data:`DEFAULT_ENTITY_THRESHOLDS`.
+    """
+
+    enabled: bool = True
+    backend: Literal["head", "presidio"] = "head"
+    kinds: tuple[str, ...] = DEFAULT_ENTITY_KINDS
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [k for k in value if k not in ENTITY_KINDS]
+        if unknown:
+            raise ValueError(f"unknown entity kind(s) {unknown}; allowed: {', '.join(ENTITY_KINDS)}")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("thresholds")
+    @classmethod
+    def _valid_thresholds(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = [k for k in value if k not in ENTITY_KINDS]
+        if unknown:
+            raise ValueError(f"thresholds for unknown kind(s) {unknown}; allowed: {', '.join(ENTITY_KINDS)}")
+        bad = {k: v for k, v in value.items() if not 0.0 < v <= 1.0}
+        if bad:
+            raise ValueError(f"thresholds must lie in (0, 1]; got {bad}")
+        return value
+
+    def threshold(self, kind: str) -> float:
+        return self.thresholds.get(kind, DEFAULT_ENTITY_THRESHOLDS[kind])
+
+    def active(self) -> dict[str, float]:
+        """The kinds acted on, each with its threshold (empty when disabled)."""
+        return {k: self.threshold(k) for k in self.kinds} if self.enabled else {}
+
+
 class PiiConfig(_Frozen):
     """On-device PII and secret detection settings."""
 
@@ -100,6 +175,16 @@ class PiiConfig(_Frozen):
     patterns: tuple[UserPattern, ...] = ()
     entropy_threshold: float = Field(default=3.7, ge=1.0, le=8.0, description="Shannon bits per character")
     entropy_min_length: int = Field(default=24, ge=8, le=4096)
+    phone_regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS
+    entities: EntityConfig = Field(default_factory=EntityConfig)
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _region_codes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [r for r in value if not re.fullmatch(r"[A-Z]{2}", r)]
+        if bad:
+            raise ValueError(f"phone regions must be ISO 3166 alpha-2 codes in capitals (US, DE); got {bad}")
+        return value
 
     @field_validator("detectors")
     @classmethod
@@ -227,9 +312,14 @@ def parse_policy_config(text: str, fmt: Literal["toml", "yaml"]) -> PolicyConfig
 
 
 __all__ = [
+    "DEFAULT_ENTITY_KINDS",
+    "DEFAULT_ENTITY_THRESHOLDS",
+    "DEFAULT_PHONE_REGIONS",
+    "ENTITY_KINDS",
     "PII_DETECTORS",
     "BudgetConfig",
     "ConfidenceConfig",
+    "EntityConfig",
     "HedgingConfig",
     "PiiConfig",
     "PolicyConfig",

@@ -16,11 +16,21 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import lru_cache
+from typing import NamedTuple
 
-from .config import PII_DETECTORS, PiiConfig, PolicyConfig
+from .config import PII_DETECTORS, PiiConfig, PolicyConfig, UserPattern
 from .signals import PiiFinding
 
 _Span = tuple[str, int, int]  # (kind, start, end)
+
+
+class _Settings(NamedTuple):
+    detectors: tuple[str, ...]
+    terms: tuple[str, ...]
+    terms_ignore_case: bool
+    patterns: tuple[UserPattern, ...]
+    entropy_threshold: float
+    entropy_min_length: int
 _Detector = Callable[[str], Iterator[_Span]]
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -337,8 +347,8 @@ def _user_terms(terms: tuple[str, ...], ignore_case: bool) -> _Detector:
     return detect
 
 
-def _user_patterns(config: PiiConfig) -> _Detector:
-    compiled = [(p.name, re.compile(p.regex, re.IGNORECASE if p.ignore_case else 0)) for p in config.patterns]
+def _user_patterns(patterns: tuple[UserPattern, ...]) -> _Detector:
+    compiled = [(p.name, re.compile(p.regex, re.IGNORECASE if p.ignore_case else 0)) for p in patterns]
 
     def detect(text: str) -> Iterator[_Span]:
         for name, rx in compiled:
@@ -378,8 +388,28 @@ _PRIORITY = (
 assert set(_PRIORITY) == set(PII_DETECTORS)
 
 
-@lru_cache(maxsize=64)
+# The pattern settings of a PiiConfig, hashable (the config itself holds dicts: entity thresholds).
+_Key = tuple[tuple[str, ...], tuple[str, ...], bool, tuple[UserPattern, ...], float, int]
+
+
+def _key(config: PiiConfig) -> _Key:
+    return (
+        config.detectors,
+        config.terms,
+        config.terms_ignore_case,
+        config.patterns,
+        config.entropy_threshold,
+        config.entropy_min_length,
+    )
+
+
 def _compile(config: PiiConfig) -> tuple[tuple[str, _Detector], ...]:
+    return _compile_key(_key(config))
+
+
+@lru_cache(maxsize=64)
+def _compile_key(key: _Key) -> tuple[tuple[str, _Detector], ...]:
+    config = _Settings(*key)
     enabled = set(config.detectors)
     out: list[tuple[str, _Detector]] = []
     for name in _PRIORITY:
@@ -392,7 +422,7 @@ def _compile(config: PiiConfig) -> tuple[tuple[str, _Detector], ...]:
         elif name == "user_terms" and config.terms:
             out.append((name, _user_terms(config.terms, config.terms_ignore_case)))
         elif name == "user_patterns" and config.patterns:
-            out.append((name, _user_patterns(config)))
+            out.append((name, _user_patterns(config.patterns)))
     return tuple(out)
 
 

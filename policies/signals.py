@@ -26,17 +26,23 @@ class PiiFinding:
     """One span of ``text[start:end]`` that a detector flagged.
 
     ``kind`` is the specific thing found (``"email"``, ``"us_ssn"``, ``"aws_access_key_id"``),
-    ``detector`` the detector that found it (``"email"``, ``"national_id"``, ``"api_key"``).
+    ``detector`` the detector that found it (``"email"``, ``"national_id"``, ``"api_key"``, ``"entities"``
+    for the on-device token-classification head). ``start``/``end`` are Python str code points. ``score``
+    is the detector's confidence in [0, 1]: 1.0 for patterns and checksums, the head's span probability
+    for named entities.
     """
 
     kind: str
     start: int
     end: int
     detector: str
+    score: float = 1.0
 
     def __post_init__(self) -> None:
         if self.start < 0 or self.end <= self.start:
             raise SignalError(f"PiiFinding span must satisfy 0 <= start < end, got {self.start}..{self.end}")
+        if not 0.0 <= self.score <= 1.0:
+            raise SignalError(f"PiiFinding score must lie in [0, 1], got {self.score}")
 
 
 def _check_sensitivity(level: str) -> None:

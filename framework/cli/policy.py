@@ -1,4 +1,4 @@
-"""``edgeroute policy fit|check`` and ``edgeroute bench pii``."""
+"""``edgeroute policy fit|check`` and ``edgeroute bench tools``."""
 
 from __future__ import annotations
 
@@ -77,42 +77,6 @@ def policy_check(path: Annotated[Path, typer.Argument(help="policy file (.toml, 
 
     config = load_policy_file(path)
     print(json.dumps(config.model_dump(mode="json"), indent=2))
-
-
-@bench_app.command("pii")
-def bench_pii(
-    path: Annotated[Path | None, typer.Option(help="labelled JSONL (default: the shipped set)")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Precision and recall of the on-device PII/secret detectors on a labelled set."""
-    from ..eval.bench_pii import BENCH_PII_CONFIG, measure_pii
-
-    result = measure_pii(path, BENCH_PII_CONFIG if path is None else None)
-    if as_json:
-        print(json.dumps(result, indent=2, default=str))
-        return
-    table = Table(title=f"PII detectors on {result.get('texts')} texts")
-    for col in ("detector", "precision", "recall", "tp", "fp", "fn"):
-        table.add_column(col)
-    for name, m in result["detectors"].items():
-        table.add_row(
-            name,
-            *(
-                f"{m.get(k, 0):.3f}" if k in ("precision", "recall") else str(m.get(k, ""))
-                for k in ("precision", "recall", "tp", "fp", "fn")
-            ),
-        )
-    o = result["overall"]
-    table.add_row(
-        "overall",
-        f"{o['precision']:.3f}",
-        f"{o['recall']:.3f}",
-        str(o.get("tp", "")),
-        str(o.get("fp", "")),
-        str(o.get("fn", "")),
-    )
-    _console.print(table)
-    _console.print(f"latency per text: {result['latency_ms']}")
 
 
 @bench_app.command("tools")

@@ -127,7 +127,8 @@ def index_command(
     listed; without --skip-bad nothing is written when any file is bad. Exit codes: 0 all done; 2 bad
     input; 3 indexed at the edge, cloud work queued or failed (`edgeroute sync` later).
     """
-    from ..router.placement import cloud_allowed
+    from ...policies.pii import detect_pii
+    from ..router.placement import cloud_allowed, pii_text
     from .sources import load_sources
 
     level = _check_sensitivity(sensitivity)
@@ -149,7 +150,9 @@ def index_command(
                 continue
             # Media only: the edge model reads text, so the cloud index is its one place.
             try:
-                allowed = cloud_allowed([doc], policy_config)[0]
+                # Media only: its title is its one text, checked by the pattern layer (no model here).
+                found = [detect_pii(pii_text(doc), policy_config)]
+                allowed = cloud_allowed([doc], policy_config, found)[0]
             except RoutingError:
                 allowed = False
             (docs if allowed else not_indexable).append(doc)

@@ -15,10 +15,10 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -29,8 +29,25 @@ from ..spaces import EmbeddingSpace
 from .model_dir import Manifest, ModelDirectory, check_dims, resolve_model_dir
 
 logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 PAD_ID = 0
+TOKEN_STATE_OUTPUTS = ("token_states", "token_states_mid")
+"""Graph outputs that carry per-token states (see :mod:`edgeroute.framework.edge.export.token_states`)."""
+
+
+@dataclass(frozen=True)
+class TokenStates:
+    """One text's token states from the same forward pass as its embedding, for the PII head.
+
+    ``states``: float32 ``(tokens, features)``, the graph's token-state outputs side by side (final layer,
+    then the middle layer). ``offsets``: int ``(tokens, 2)``, each token's ``[start, end)`` in the text as
+    given (Python str code points), the prompt and special tokens left out.
+    """
+
+    states: np.ndarray[Any, Any]
+    offsets: np.ndarray[Any, Any]
 
 
 @dataclass(frozen=True)
@@ -118,6 +135,8 @@ class EdgeEmbedder:
             providers=["CPUExecutionProvider"],
         )
         self._run_options = self._settings.run_options()
+        outputs = {o.name for o in self._session.get_outputs()}
+        self._state_outputs = [n for n in TOKEN_STATE_OUTPUTS if n in outputs]
         self._lock = threading.Lock()
         self._truncated = 0
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -181,6 +200,11 @@ class EdgeEmbedder:
         return self._truncated
 
     @property
+    def has_token_states(self) -> bool:
+        """True when the model graph also outputs token states (graph version 3 and later)."""
+        return bool(self._state_outputs)
+
+    @property
     def prompt_names(self) -> list[str]:
         return sorted(self.manifest.prompts)
 
@@ -217,6 +241,31 @@ class EdgeEmbedder:
     def embed(self, texts: Sequence[str], prompt_name: str | None, *, dims: int | None = None) -> Vectors:
         """Embed ``texts`` with any prompt of the manifest by name (None: the texts as given)."""
         return self._encode(*self._prompted(texts, prompt_name, dims))
+
+    def embed_with_token_states(
+        self, texts: Sequence[str], prompt_name: str | None = "query", *, dims: int | None = None
+    ) -> tuple[Vectors, list[TokenStates]]:
+        """Embed ``texts`` and return each one's token states from the same forward pass.
+
+        Raises :class:`ConfigurationError` when the model directory predates token-state outputs.
+        """
+        if not self._state_outputs:
+            raise ConfigurationError(
+                f"the model in {self.model_dir} has no token-state outputs (graph version < 3); upgrade it "
+                "with scripts/prepare-model (or `python -m edgeroute.framework.edge.export.token_states DIR`)."
+            )
+        items = _check_texts(texts)
+        formatted = [self.format_prompt(t, prompt_name) for t in items]
+        prefixes = [len(f) - len(t) for f, t in zip(formatted, items, strict=True)]
+        states: list[TokenStates | None] = [None] * len(items)
+        vecs = self._encode(formatted, check_dims(self.manifest, dims), states=states, prefixes=prefixes)
+        return vecs, [s for s in states if s is not None]
+
+    async def aembed_with_token_states(
+        self, texts: Sequence[str], prompt_name: str | None = "query", *, dims: int | None = None
+    ) -> tuple[Vectors, list[TokenStates]]:
+        """:meth:`embed_with_token_states` on the inference thread."""
+        return await self.arun(self.embed_with_token_states, texts, prompt_name, dims=dims)
 
     async def aembed_queries(
         self, texts: Sequence[str], *, dims: int | None = None, task: str | None = None
@@ -273,20 +322,34 @@ class EdgeEmbedder:
         ]
         return formatted, check_dims(self.manifest, dims)
 
-    async def _aencode(self, texts: list[str], dims: int) -> Vectors:
+    def _inference_executor(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._lock:
             if self._executor is None:
                 # One thread: ONNX Runtime already uses every core inside one run, so a second
                 # concurrent run would only contend; a queue in front of the session is the right shape.
                 self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="edgeroute-edge")
-            executor = self._executor
-        return await in_executor(executor, self._encode, texts, dims)
+            return self._executor
+
+    async def arun(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run blocking ``fn`` on this embedder's inference thread (for work that calls the model, such
+        as PII detection over token states), queued with the embedding calls."""
+        return await in_executor(self._inference_executor(), fn, *args, **kwargs)
+
+    async def _aencode(self, texts: list[str], dims: int) -> Vectors:
+        return await in_executor(self._inference_executor(), self._encode, texts, dims)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts after truncation, special tokens included."""
         return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
 
-    def _encode(self, texts: list[str], dims: int) -> Vectors:
+    def _encode(
+        self,
+        texts: list[str],
+        dims: int,
+        *,
+        states: list[TokenStates | None] | None = None,
+        prefixes: list[int] | None = None,
+    ) -> Vectors:
         full = self.manifest.dims
         if not texts:
             return np.zeros((0, dims), dtype=np.float32)
@@ -306,6 +369,7 @@ class EdgeEmbedder:
         order = np.argsort(-lengths, kind="stable")
         out = np.empty((len(texts), full), dtype=np.float32)
         output_name = self.manifest.output_name
+        names = [output_name, *(self._state_outputs if states is not None else [])]
         for idx in _batches(order, lengths, self._settings.batch_size, self._settings.max_batch_tokens):
             width = int(lengths[idx].max())
             ids = np.full((len(idx), width), PAD_ID, dtype=np.int64)
@@ -314,11 +378,24 @@ class EdgeEmbedder:
                 n = int(lengths[i])
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1
-            (vecs,) = self._session.run(
-                [output_name], {"input_ids": ids, "attention_mask": mask}, self._run_options
+            vecs, *per_token = self._session.run(
+                names, {"input_ids": ids, "attention_mask": mask}, self._run_options
             )
             out[idx] = vecs[:, :full]
+            if states is not None and prefixes is not None:
+                feats = np.concatenate(per_token, axis=-1) if len(per_token) > 1 else per_token[0]
+                for row, i in enumerate(idx):
+                    states[i] = _token_states(encodings[i], feats[row, : int(lengths[i])], prefixes[i])
         return l2_normalize(out) if dims == full else truncate_normalize(out, dims)
+
+
+def _token_states(encoding: Any, feats: np.ndarray[Any, Any], prefix: int) -> TokenStates:
+    """Keep the tokens of the text proper: not special, not inside the prompt; offsets made text-relative."""
+    offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+    special = np.asarray(encoding.special_tokens_mask, dtype=bool)
+    keep = ~special & (offsets[:, 1] > prefix) & (offsets[:, 1] > offsets[:, 0])
+    rel = np.maximum(offsets[keep] - prefix, 0)
+    return TokenStates(np.ascontiguousarray(feats[keep], dtype=np.float32), rel)
 
 
 def _batches(
@@ -366,4 +443,4 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
     return items
 
 
-__all__ = ["EdgeEmbedder", "SessionSettings"]
+__all__ = ["TOKEN_STATE_OUTPUTS", "EdgeEmbedder", "SessionSettings", "TokenStates"]

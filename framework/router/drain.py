@@ -21,7 +21,7 @@ from ..errors import ConfigurationError, InputError
 from ..parts import Part
 from ..store.chroma import Collection
 from .outbox import DEFAULT_LEASE_S, new_owner_id
-from .placement import cloud_allowed, cloud_parts, write_index
+from .placement import cloud_allowed, cloud_parts, pii_text, write_index
 from .reports import ProgressFn, SyncReport
 
 if TYPE_CHECKING:
@@ -65,7 +65,8 @@ async def drain(
                 break  # nothing left that another drainer is not already sending
             items = claim.items
             docs = [it.document for it in items]
-            allowed = cloud_allowed(docs, engine.policy)
+            found = await engine.pii.adetect_many([pii_text(d) for d in docs])
+            allowed = cloud_allowed(docs, engine.policy, found)
             guard = engine.guard
             blocked = {
                 d.id

@@ -28,9 +28,11 @@ from ...policies.signals import CloudState
 from ..aio import syncify, to_thread
 from ..cloud.embedder import CloudEmbedder
 from ..documents import Document, RetrievalResult
+from ..edge.embedder import EdgeEmbedder
 from ..embedder import Embedder
 from ..errors import CollectionNotFoundError, ConfigurationError
 from ..parts import Part
+from ..pii import PiiDetector
 from ..spaces import EmbeddingSpace
 from ..store.cache import CachedEmbedder, EmbeddingCache
 from ..store.chroma import Collection, VectorStore, index_collection_name, validate_logical_name
@@ -58,6 +60,8 @@ class HybridEngine:
     the cloud index. ``outbox_path`` (or an open ``outbox``) makes the queue of documents due for the
     cloud durable (in memory when None). ``budget_usd`` caps the estimated cloud spend of this engine; beyond it
     queries stay at the edge (flagged degraded). ``rrf_k``/``rrf_weights`` tune hybrid fusion.
+    ``pii_detector`` replaces the default :class:`~edgeroute.framework.pii.PiiDetector` (the policy's
+    detectors; named entities when ``edge`` is an :class:`EdgeEmbedder` with token-state outputs).
     The engine installs a :class:`~edgeroute.framework.router.guard.PrivacyGuard` on ``cloud``.
     """
 
@@ -79,6 +83,7 @@ class HybridEngine:
         budget_usd: float | None = None,
         rrf_k: int = DEFAULT_RRF_K,
         rrf_weights: Mapping[str, float] | None = None,
+        pii_detector: PiiDetector | None = None,
     ) -> None:
         self.store = store
         self.name = validate_logical_name(collection)
@@ -100,6 +105,10 @@ class HybridEngine:
         self.cloud_space: EmbeddingSpace | None = None
         self.semantic_routes = semantic_routes
         self.guard = PrivacyGuard(self.policy)
+        self.pii: PiiDetector = pii_detector or PiiDetector(
+            self.policy, embedder=edge if isinstance(edge, EdgeEmbedder) else None
+        )
+        """On-device PII detection (patterns, secrets, and named entities from the edge model's token states)."""
         self.audit = audit if audit is not None else AuditLog(None)
         self.cloud_calls: CloudCalls | None = None
         if cloud is not None:

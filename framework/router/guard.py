@@ -5,6 +5,11 @@ a bug does not. Installed as ``CloudEmbedder(guard=...)``, it sees the final par
 included) of every request and raises :class:`PrivacyViolationError` (nothing is sent) when a
 part's sha256 is in the private set, a registered private text appears inside it, or on-device
 detection finds PII in it.
+
+The guard's own detection is the pattern layer (:meth:`PiiDetector.patterns`: library-validated
+identifiers, secret rules, the policy's terms and patterns), which runs in microseconds wherever the
+cloud call happens. Named entities (the model head) are found earlier, where the engine places a
+document or routes a query; what it keeps home is registered here by text or hash.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from ...policies.config import PolicyConfig
-from ...policies.pii import detect_pii
 from ..digest import sha256_bytes, sha256_text
 from ..errors import PrivacyViolationError
 from ..parts import Part
@@ -45,8 +49,14 @@ class PrivacyGuard:
     """
 
     def __init__(self, config: PolicyConfig | None = None, *, check_pii: bool = True) -> None:
+        from ..pii import PiiDetector
+
         self.config = config or PolicyConfig()
         self.check_pii = check_pii
+        pii = self.config.pii
+        self._patterns = PiiDetector(
+            pii.model_copy(update={"entities": pii.entities.model_copy(update={"enabled": False})})
+        )
         self._hashes: set[str] = set()
         self._texts: set[str] = set()
         self._lock = threading.Lock()
@@ -100,9 +110,9 @@ class PrivacyGuard:
             if any(private in text for private in self._texts):
                 return "a text part contains a registered private text"
         if self.check_pii:
-            found = detect_pii(text, self.config)
+            found = self._patterns.patterns(text)
             if found:
-                kinds = ", ".join(sorted({f.kind for f in found}))
+                kinds = ", ".join(sorted({kind for kind, *_ in found}))
                 return f"PII/secrets detected in a text part ({kinds})"
         return None
 

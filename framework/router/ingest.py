@@ -15,7 +15,7 @@ from ...policies.sensitivity import above_ceiling
 from ..aio import to_thread
 from ..documents import Document
 from .drain import drain
-from .placement import check_documents, cloud_allowed, index_metadata, write_index
+from .placement import check_documents, cloud_allowed, index_metadata, pii_text, write_index
 from .reports import IngestReport, ProgressFn, SyncReport
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ async def ingest(
     engine: HybridEngine, documents: Sequence[Document], *, progress: ProgressFn | None = None
 ) -> IngestReport:
     docs = check_documents(documents)
-    to_cloud = cloud_allowed(docs, engine.policy)
+    found = await engine.pii.adetect_many([pii_text(d) for d in docs])
+    to_cloud = cloud_allowed(docs, engine.policy, found)
     for doc, ok in zip(docs, to_cloud, strict=True):
         if not ok:
             # A confidential document's title is private too; a chunk kept back only for PII in its

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ...policies.config import PolicyConfig
-from ...policies.pii import detect_pii
 from ...policies.rules import RoutingRefused, place_document
-from ...policies.signals import DocumentSignals, SignalError
+from ...policies.signals import DocumentSignals, PiiFinding, SignalError
 from ..aio import to_thread
 from ..cloud.media import validate_content
 from ..documents import Document, MetadataValue
@@ -76,11 +75,19 @@ def check_documents(documents: Sequence[Document]) -> list[Document]:
     return docs
 
 
-def cloud_allowed(docs: Sequence[Document], policy: PolicyConfig) -> list[bool]:
-    """For each document: may it go to the cloud index? Raises before anything is written."""
+def pii_text(doc: Document) -> str:
+    """What PII detection reads of a document: its title and its text."""
+    return "\n".join(filter(None, [doc.title, doc.text]))
+
+
+def cloud_allowed(
+    docs: Sequence[Document], policy: PolicyConfig, found: Sequence[tuple[PiiFinding, ...]]
+) -> list[bool]:
+    """For each document and its PII findings (``found[i]`` for ``docs[i]``, from the engine's
+    :class:`~edgeroute.framework.pii.PiiDetector` on :func:`pii_text`): may it go to the cloud index?
+    Raises before anything is written."""
     out = []
-    for doc in docs:
-        pii = detect_pii("\n".join(filter(None, [doc.title, doc.text])), policy)
+    for doc, pii in zip(docs, found, strict=True):
         modalities = frozenset(p.modality for p in cloud_parts(doc)) or frozenset({"text"})
         try:
             signals = DocumentSignals(doc.sensitivity, pii, modalities, EDGE_MODALITIES)
@@ -99,5 +106,6 @@ __all__ = [
     "cloud_allowed",
     "cloud_parts",
     "index_metadata",
+    "pii_text",
     "write_index",
 ]

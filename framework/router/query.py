@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from ...policies.config import PolicyConfig
 from ...policies.decision import Sensitivity, Stakes
-from ...policies.pii import detect_pii, redact
+from ...policies.pii import redact
 from ...policies.signals import PiiFinding, QuerySignals, SignalError
 from ..cloud.media import validate_content
 from ..errors import InputError
@@ -32,14 +31,20 @@ class ParsedQuery:
         """What the audit log hashes: the text, or the parts' content hashes for a media-only query."""
         return self.text or " ".join(p.content_hash() for p in self.parts)
 
-    def redacted(self, findings: Sequence[PiiFinding], policy: PolicyConfig) -> ParsedQuery:
-        """The query with PII replaced by placeholders in the joined text and in every text part."""
+    def text_parts(self) -> list[str]:
+        """The text of every text part, in order (what :meth:`redacted` needs findings for)."""
+        return [p.text_value for p in self.parts if p.is_text and p.text_value]
+
+    def redacted(
+        self, findings: Sequence[PiiFinding], part_findings: Sequence[tuple[PiiFinding, ...]]
+    ) -> ParsedQuery:
+        """The query with PII replaced by placeholders in the joined text and in every text part;
+        ``part_findings[i]`` are the findings of ``text_parts()[i]``."""
+        found = iter(part_findings)
         return ParsedQuery(
             redact(self.text, tuple(findings)),
             tuple(
-                Part.text(redact(p.text_value, detect_pii(p.text_value, policy)))
-                if p.is_text and p.text_value
-                else p
+                Part.text(redact(p.text_value, next(found))) if p.is_text and p.text_value else p
                 for p in self.parts
             ),
         )

@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ...policies.decision import Route, RouteDecision, Sensitivity, Stakes
 from ...policies.fallback import cloud_fallback, force_route, kept_private
-from ...policies.pii import detect_pii
 from ...policies.rules import RoutingRefused, decide, needs_confidence
-from ...policies.signals import QuerySignals
+from ...policies.signals import PiiFinding, QuerySignals
 from ..aio import to_thread
 from ..digest import sha256_text
 from ..documents import Hit, RetrievalResult
@@ -96,11 +95,17 @@ async def retrieve(
         deadline_ms = engine.policy.hedging.default_deadline_ms  # nothing interactive hangs on the cloud
     stages: dict[str, float] = {}
     edge_col = await _edge_index(engine)
-    pii = detect_pii(q.text, engine.policy) if q.text else ()
+    pii: tuple[PiiFinding, ...] = ()
     vec = None
     if q.text:
         t = time.perf_counter()
-        vec = (await engine.edge_embedder.aembed_queries([q.text], dims=engine.edge_dims))[0]
+        if engine.pii.embedder is not None and engine.edge_embedder is engine.pii.embedder:
+            # One forward pass: the query's vector and the token states the PII head reads.
+            vecs, pii = await engine.pii.aembed_query(q.text, dims=engine.edge_dims)
+            vec = vecs[0]
+        else:
+            pii = await engine.pii.adetect(q.text)
+            vec = (await engine.edge_embedder.aembed_queries([q.text], dims=engine.edge_dims))[0]
         stages["edge_embed"] = elapsed_ms(t)
     signals = QuerySignals(
         q.modalities,
@@ -117,7 +122,9 @@ async def retrieve(
     if kept_private(decision) and q.text:
         # Whatever happens next, the guard now refuses this exact text.
         engine.guard.add_hashes([sha256_text(q.text)])
-    cloud_q = q.redacted(pii, engine.policy) if decision.redact and q.text else q
+    cloud_q = q
+    if decision.redact and q.text:
+        cloud_q = q.redacted(pii, await engine.pii.adetect_many(q.text_parts()))
     cloud: _CloudSide | None = None
     try:
         if decision.uses_cloud:

@@ -34,6 +34,7 @@ from ..model_dir import (
     write_manifest,
 )
 from .quantize import RECIPES, quantize_onnx
+from .token_states import add_token_states_to_file
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,9 @@ _EXPORT_EXTRA = "pip install 'edgeroute[export]'"
 OPSET = 18
 # Bumped whenever the exported graph changes for the same checkpoint and recipe, so scripts/prepare-model
 # re-exports cached models. 2: attention/rotary fused, q/k/v and gate/up merged, 1/127 folded into scales.
-GRAPH_VERSION = 2
+# 3: token-state outputs (final and middle layer) for the PII head; a version-2 directory is upgraded in
+# place by edgeroute.framework.edge.export.token_states (seconds, no re-export).
+GRAPH_VERSION = 3
 
 # Built-in parity sample: short queries, a document past 512 tokens, non-English text.
 _LONG = " ".join(
@@ -223,6 +226,7 @@ def export_model(
         fusion = quantize_onnx(
             fp32_file, final / MODEL_FILE, quantize, fuse=fuse, max_positions=int(model.max_seq_length)
         )
+        token_states = add_token_states_to_file(final / MODEL_FILE) if fuse else None
         shutil.copy2(tokenizer_src, final / TOKENIZER_FILE)
         manifest = write_manifest(
             final,
@@ -243,6 +247,7 @@ def export_model(
                     "quantization_recipe": RECIPES[quantize].description if quantize != "none" else "fp32",
                     "graph_fusion": fusion,
                     "graph_version": GRAPH_VERSION if fuse else 0,
+                    **({"token_states": token_states} if token_states else {}),
                     "torch": _version("torch"),
                     "sentence_transformers": _version("sentence_transformers"),
                     "onnxruntime": _version("onnxruntime"),

@@ -1,0 +1,310 @@
+"""One detector API for PII on the device: patterns, secret rules and named entities, as findings.
+
+:class:`PiiDetector` combines the pattern layer (:mod:`.patterns`) with a named-entity backend: the
+token-classification head on the edge model's own token states (default), or presidio (optional). It
+returns :class:`~edgeroute.policies.signals.PiiFinding` tuples, sorted and non-overlapping, which reach
+the pure policies as signals.
+
+For a query the engine already runs the edge model, so :meth:`PiiDetector.aembed_query` returns the
+query's vector and its findings from one forward pass. Documents at ingest and texts in ``pii scan``
+get a pass of their own (:meth:`adetect_many`), batched, and long texts are cut into overlapping windows
+whose offsets are mapped back.
+
+Async first (the engine's core is async); the sync methods are ``run_sync`` wrappers.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ...policies.config import PiiConfig, PolicyConfig
+from ...policies.signals import PiiFinding
+from ..aio import run_sync, to_thread
+from ..embedder import Vectors
+from ..errors import InputError
+from .head import PiiHead
+from .patterns import Span, pattern_spans
+
+if TYPE_CHECKING:
+    from ..edge.embedder import EdgeEmbedder, TokenStates
+
+logger = logging.getLogger(__name__)
+
+WINDOW_CHARS = 2000
+"""Long texts go through the edge model in windows of this many characters (about 500 tokens)..."""
+WINDOW_OVERLAP = 200
+"""...overlapping by this many, so an entity cut by one window's edge is whole in the next."""
+GROUP_WINDOWS = 32
+"""Windows per model call in :meth:`PiiDetector.adetect_many`."""
+ENTITY_PROMPT = "query"
+"""The head was trained on token states of texts under the query prompt; detection uses it for every text."""
+
+
+class EntityBackend(Protocol):
+    """A named-entity recogniser other than the head (e.g. presidio): ``(kind, start, end, score)`` spans."""
+
+    name: str
+
+    def entities(self, text: str, thresholds: dict[str, float]) -> list[tuple[str, int, int, float]]: ...
+
+
+def _windows(text: str) -> list[tuple[int, str]]:
+    """``(offset, piece)`` windows over ``text``, cut at whitespace where possible."""
+    if len(text) <= WINDOW_CHARS:
+        return [(0, text)]
+    out: list[tuple[int, str]] = []
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + WINDOW_CHARS)
+        if end < len(text):
+            cut = text.rfind(" ", start + WINDOW_CHARS // 2, end)
+            end = cut if cut > start else end
+        piece = text[start:end]
+        if piece.strip():
+            out.append((start, piece))
+        if end >= len(text):
+            break
+        start = max(end - WINDOW_OVERLAP, start + 1)
+    return out
+
+
+def _resolve(spans: list[tuple[str, int, int, str, float]]) -> tuple[PiiFinding, ...]:
+    """Non-overlapping findings, earlier spans in ``spans`` winning (patterns come first)."""
+    starts: list[int] = []
+    ends: list[int] = []
+    kept: list[PiiFinding] = []
+    seen: set[tuple[int, int]] = set()
+    for kind, start, end, detector, score in spans:
+        if end <= start or (start, end) in seen:
+            continue
+        j = bisect.bisect_left(starts, start)
+        if (j and ends[j - 1] > start) or (j < len(starts) and starts[j] < end):
+            continue
+        starts.insert(j, start)
+        ends.insert(j, end)
+        seen.add((start, end))
+        kept.append(PiiFinding(kind=kind, start=start, end=end, detector=detector, score=score))
+    return tuple(sorted(kept, key=lambda f: (f.start, f.end)))
+
+
+def _joined(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` belong to one word: both alphanumeric, neither from a script written
+    without spaces (CJK, kana), where every character boundary may be a word boundary."""
+    return a.isalnum() and b.isalnum() and ord(a) < 0x2E80 and ord(b) < 0x2E80
+
+
+def _plausible(text: str, kind: str, start: int, end: int) -> bool:
+    """Reject head spans that cannot be an entity whatever the model's score: a piece of a longer word
+    (the head reads subword tokens, so a span may stop inside ``sha256`` or a hex digest), a single
+    character, no letter or digit at all, or, for kinds that are numbers (ages, record numbers), no digit.
+    """
+    if end - start < 2:
+        return False
+    if (start > 0 and _joined(text[start - 1], text[start])) or (end < len(text) and _joined(text[end - 1], text[end])):
+        return False
+    span = text[start:end]
+    if not any(c.isalnum() for c in span):
+        return False
+    return not (kind in ("age", "id_number") and not any(c.isdigit() for c in span))
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    """Shrink a span to its visible characters and strip trailing punctuation a token carried along."""
+    while start < end and (text[start].isspace() or text[start] in ",;:([\"'"):
+        start += 1
+    while end > start and (text[end - 1].isspace() or text[end - 1] in ",;:.)]\"'?!"):
+        end -= 1
+    return start, end
+
+
+class PiiDetector:
+    """On-device PII detection with the policy's detectors, kinds and thresholds.
+
+    ``embedder``: the edge embedder whose token states feed the head; without one (or with a model
+    that has no token-state outputs) only the pattern layer runs and :attr:`entities_available` is
+    False. ``head``: the head weights (default: those shipped in the package).
+    """
+
+    def __init__(
+        self,
+        config: PolicyConfig | PiiConfig | None = None,
+        *,
+        embedder: EdgeEmbedder | None = None,
+        head: PiiHead | None = None,
+        backend: EntityBackend | None = None,
+    ) -> None:
+        self.config = config.pii if isinstance(config, PolicyConfig) else (config or PiiConfig())
+        ent = self.config.entities
+        self._thresholds = ent.active() if self.config.enabled else {}
+        self.embedder = embedder if embedder is not None and embedder.has_token_states else None
+        self.backend = backend
+        self.head: PiiHead | None = None
+        if self._thresholds and backend is None and ent.backend == "presidio":
+            from .presidio_backend import PresidioBackend
+
+            self.backend = PresidioBackend()
+        if self._thresholds and self.backend is None and self.embedder is not None:
+            self.head = head or PiiHead.load()
+            if self.head.dims != _feature_dims(self.embedder):
+                logger.warning(
+                    "PII head expects %d-dim token states but the edge model gives %d; named entities are off",
+                    self.head.dims,
+                    _feature_dims(self.embedder),
+                )
+                self.head = None
+        if self._thresholds and self.head is None and self.backend is None:
+            logger.warning(
+                "named-entity PII detection is unavailable (%s); only patterns and secret rules run",
+                "no edge model with token-state outputs"
+                if embedder is None or self.embedder is None
+                else "the head could not be loaded",
+            )
+
+    # -- identity -----------------------------------------------------------------------------------
+
+    @property
+    def entities_available(self) -> bool:
+        """True when named entities are recognised (head with token states, or another backend)."""
+        return bool(self._thresholds) and (self.head is not None or self.backend is not None)
+
+    @property
+    def detectors(self) -> list[str]:
+        """Names of the detectors that run, for reports."""
+        names = list(self.config.detectors) if self.config.enabled else []
+        if self.config.enabled:
+            names.append("secrets")
+        if self.entities_available:
+            names.append("entities" if self.head is not None else f"entities:{self.backend.name}")  # type: ignore[union-attr]
+        return names
+
+    # -- patterns -------------------------------------------------------------------------------------
+
+    def patterns(self, text: str) -> list[Span]:
+        """Pattern-layer spans only (no model)."""
+        if not self.config.enabled or not text:
+            return []
+        return pattern_spans(text, self.config, self.config.phone_regions)
+
+    def _combine(
+        self, text: str, pattern: list[Span], entities: list[tuple[str, int, int, float]]
+    ) -> tuple[PiiFinding, ...]:
+        spans: list[tuple[str, int, int, str, float]] = [(k, s, e, d, 1.0) for k, s, e, d in pattern]
+        name = (
+            "entities" if self.head is not None or self.backend is None else f"entities:{self.backend.name}"
+        )
+        # Entities after patterns: a validated phone or ID wins over the head's reading of the same digits.
+        for kind, s, e, score in sorted(entities, key=lambda x: -x[3]):
+            s, e = _trim(text, s, e)
+            if e > s and _plausible(text, kind, s, e):
+                spans.append((kind, s, e, name, min(1.0, max(0.0, score))))
+        return _resolve(spans)
+
+    def _entities_from_states(
+        self, states: TokenStates, offset: int = 0
+    ) -> list[tuple[str, int, int, float]]:
+        assert self.head is not None
+        return [
+            (sp.kind, sp.start + offset, sp.end + offset, sp.score)
+            for sp in self.head.spans(states.states, states.offsets, self._thresholds)
+        ]
+
+    # -- the work (blocking: numpy, regexes and ONNX inference) ----------------------------------------
+
+    def detect_batch(self, texts: Sequence[str]) -> list[tuple[PiiFinding, ...]]:
+        """Findings for each text, computed in this thread (it blocks: model inference).
+
+        For code that is already off the event loop, such as the privacy guard; elsewhere use
+        :meth:`adetect_many` or the sync wrappers.
+        """
+        items = _check(texts)
+        if not self.config.enabled:
+            return [() for _ in items]
+        patterns = [self.patterns(t) for t in items]
+        entities: list[list[tuple[str, int, int, float]]] = [[] for _ in items]
+        if self.backend is not None and self._thresholds:
+            entities = [self.backend.entities(t, self._thresholds) for t in items]
+        elif self.head is not None and self.embedder is not None:
+            pieces: list[tuple[int, int, str]] = [
+                (i, off, piece) for i, t in enumerate(items) if t.strip() for off, piece in _windows(t)
+            ]
+            # Token states are ~6 KB per token: decode them group by group so a 1 MB text never holds
+            # more than one group's states at once.
+            for g in range(0, len(pieces), GROUP_WINDOWS):
+                group = pieces[g : g + GROUP_WINDOWS]
+                _, states = self.embedder.embed_with_token_states([p for _, _, p in group], ENTITY_PROMPT)
+                for (i, off, _), st in zip(group, states, strict=True):
+                    entities[i].extend(self._entities_from_states(st, off))
+        return [self._combine(t, p, e) for t, p, e in zip(items, patterns, entities, strict=True)]
+
+    def embed_query_batch(self, text: str, dims: int | None = None) -> tuple[Vectors, tuple[PiiFinding, ...]]:
+        """The query's edge vector ``(1, dims)`` and its findings from ONE forward pass (blocking).
+
+        A text longer than one window gets its findings from :meth:`detect_batch` (windowed).
+        """
+        if self.embedder is None:
+            raise InputError(
+                "embedding a query needs a PiiDetector built with an edge embedder that has token states"
+            )
+        if self.head is None or len(text) > WINDOW_CHARS or not self.config.enabled:
+            return self.embedder.embed_queries([text], dims=dims), self.detect_batch([text])[0]
+        vecs, states = self.embedder.embed_with_token_states([text], "query", dims=dims)
+        return vecs, self._combine(text, self.patterns(text), self._entities_from_states(states[0]))
+
+    def findings_from_states(self, text: str, states: TokenStates) -> tuple[PiiFinding, ...]:
+        """Findings for ``text`` given token states the caller already has (same pass as its embedding)."""
+        entities = self._entities_from_states(states) if self.head is not None else []
+        return self._combine(text, self.patterns(text), entities)
+
+    # -- async API ----------------------------------------------------------------------------------------
+
+    async def adetect(self, text: str) -> tuple[PiiFinding, ...]:
+        """Findings in ``text`` (sorted by position, non-overlapping)."""
+        return (await self.adetect_many([text]))[0]
+
+    async def adetect_many(self, texts: Sequence[str]) -> list[tuple[PiiFinding, ...]]:
+        """Findings for each text; texts share the model's batches. Runs in a worker thread."""
+        items = _check(texts)
+        if self.embedder is not None and self.head is not None:
+            return await self.embedder.arun(self.detect_batch, items)  # queued with the embedding calls
+        return await to_thread(self.detect_batch, items)
+
+    async def aembed_query(
+        self, text: str, *, dims: int | None = None
+    ) -> tuple[Vectors, tuple[PiiFinding, ...]]:
+        """:meth:`embed_query_batch` in a worker thread: vector and findings from one forward pass."""
+        if self.embedder is None:
+            raise InputError("embedding a query needs a PiiDetector built with an edge embedder that has token states")
+        return await self.embedder.arun(self.embed_query_batch, text, dims)
+
+    # -- sync wrappers ----------------------------------------------------------------------------------
+
+    def detect(self, text: str) -> tuple[PiiFinding, ...]:
+        return run_sync(self.adetect(text))
+
+    def detect_many(self, texts: Sequence[str]) -> list[tuple[PiiFinding, ...]]:
+        return run_sync(self.adetect_many(texts))
+
+    def embed_query(self, text: str, *, dims: int | None = None) -> tuple[Vectors, tuple[PiiFinding, ...]]:
+        return run_sync(self.aembed_query(text, dims=dims))
+
+
+def _feature_dims(embedder: Any) -> int:
+    return int(embedder.manifest.dims) * 2
+
+
+def _check(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
+        raise InputError(
+            f"texts must be a list of strings, got {type(texts).__name__}; wrap one text as [text]"
+        )
+    items = list(texts)
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise InputError(f"texts[{i}] is {type(t).__name__}, not str; PII detection reads text only")
+    return items
+
+
+__all__ = ["ENTITY_PROMPT", "WINDOW_CHARS", "WINDOW_OVERLAP", "EntityBackend", "PiiDetector"]

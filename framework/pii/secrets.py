@@ -1,0 +1,106 @@
+"""Secret-scanning rules: provider tokens with distinctive prefixes, private keys, and keyword assignments.
+
+The rule regexes are adapted from gitleaks' default rule set (``config/gitleaks.toml``,
+https://github.com/gitleaks/gitleaks, commit b58d3f1, MIT License, Copyright (c) 2019 Zachary Rice;
+see NOTICE). Adaptations: Go's mid-pattern ``(?i)`` became scoped ``(?i:...)`` groups, and the trailing
+delimiter became a lookahead so the span is the secret alone. Only rules anchored on a fixed prefix are
+taken, plus gitleaks' ``generic-api-key`` (keyword, assignment, value) with its entropy floor of 3.5
+bits per character, which catches ``password = "..."`` style secrets of any provider.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+
+_END = r"(?=[\x60'\"\s;,)\]}>]|\\[nr]|$)"
+
+# (kind, regex) - kind is the finding's kind, named after the gitleaks rule id.
+_RULES: tuple[tuple[str, str], ...] = (
+    ("aws_access_key_id", r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b"),
+    ("github_token", r"\b(?:ghp|gho|ghu|ghs|ghr)_[0-9a-zA-Z]{36}\b"),
+    ("github_token", r"\bgithub_pat_\w{82}\b"),
+    ("gitlab_token", r"\bglpat-[\w-]{20}\b"),
+    ("gitlab_token", r"\b(?:glrt|gldt|glft|glsoat)-[0-9a-zA-Z_\-]{20}\b"),
+    ("google_api_key", r"\bAIza[\w-]{35}" + _END),
+    ("slack_token", r"\bxox[bpaores]-[0-9A-Za-z-]{10,250}"),
+    ("slack_token", r"(?i:xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)"),
+    (
+        "slack_webhook",
+        r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{43,56}",
+    ),
+    ("stripe_key", r"\b(?:sk|rk|pk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99}" + _END),
+    ("openai_api_key", r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}" + _END),
+    ("openai_api_key", r"\bsk-[a-zA-Z0-9]{20}T3BlbkFJ[a-zA-Z0-9]{20}\b"),
+    ("anthropic_api_key", r"\bsk-ant-(?:api03|admin01)-[a-zA-Z0-9_\-]{80,100}" + _END),
+    ("npm_token", r"\b(?i:npm_[a-z0-9]{36})" + _END),
+    ("pypi_token", r"pypi-AgEIcHlwaS5vcmc[\w-]{50,1000}"),
+    ("huggingface_token", r"\bhf_[a-zA-Z]{34}" + _END),
+    ("sendgrid_api_key", r"\bSG\.[a-zA-Z0-9=_\-\.]{66}" + _END),
+    ("twilio_api_key", r"\bSK[0-9a-fA-F]{32}\b"),
+    ("shopify_token", r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b"),
+    ("digitalocean_token", r"\bdo[opr]_v1_[a-f0-9]{64}" + _END),
+    ("databricks_token", r"\bdapi[a-f0-9]{32}(?:-\d)?" + _END),
+    ("doppler_token", r"\bdp\.pt\.[a-zA-Z0-9]{43}"),
+    ("dynatrace_token", r"\bdt0c01\.[a-zA-Z0-9]{24}\.[a-zA-Z0-9]{64}"),
+    ("linear_api_key", r"\blin_api_[a-zA-Z0-9]{40}"),
+    ("postman_api_key", r"\bPMAK-[a-fA-F0-9]{24}-[a-fA-F0-9]{34}" + _END),
+    ("pulumi_token", r"\bpul-[a-f0-9]{40}" + _END),
+    ("square_token", r"\b(?:EAAA|sq0atp-)[\w-]{22,60}" + _END),
+    ("grafana_token", r"\b(?:glc_[A-Za-z0-9+/]{32,400}={0,3}|glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8})" + _END),
+    ("vault_token", r"\bhvs\.[\w-]{90,120}" + _END),
+    ("age_secret_key", r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
+    ("azure_ad_client_secret", r"(?<![\w~.])[a-zA-Z0-9_~.]{3}\dQ~[a-zA-Z0-9_~.-]{31,34}(?![\w~.-])"),
+    ("mailgun_key", r"\bkey-[a-f0-9]{32}\b"),
+    ("atlassian_token", r"\bATATT3[A-Za-z0-9_\-=]{186}" + _END),
+    ("jwt", r"\bey[a-zA-Z0-9]{17,}\.ey[a-zA-Z0-9/\\_-]{17,}\.(?:[a-zA-Z0-9/\\_-]{10,}={0,2})?" + _END),
+    (
+        "private_key",
+        r"(?i:-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----)[\s\S-]{64,}?(?:KEY(?: BLOCK)?-----|\Z)",
+    ),
+    (
+        "url_credentials",
+        r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]{1,64}:[^\s:/@]{3,128}@[\w.-]+",
+    ),
+)
+
+# gitleaks generic-api-key: a secret-ish keyword, an assignment, a value; the value's entropy decides.
+_GENERIC = re.compile(
+    r"(?i:[\w.-]{0,50}?(?:access|auth|(?-i:[Aa]pi|API)|credential|creds|key|passw(?:or)?d|secret|token)"
+    r"(?:[ \t\w.-]{0,20})[\s'\"]{0,3}(?:=|>|:{1,3}=|\|\||:|=>|\?=|,)[\x60'\"\s=]{0,5})"
+    r"((?i:[\w.=-]{10,150}|[a-z0-9][a-z0-9+/]{11,}={0,3}))" + _END
+)
+_GENERIC_ENTROPY = 3.5
+_STOPWORDS = re.compile(r"(?i)^(?:true|false|null|none|undefined|example|changeme|password|secret|token)")
+
+_COMPILED = tuple((kind, re.compile(rx)) for kind, rx in _RULES)
+
+
+def shannon_entropy(s: str) -> float:
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values()) if n else 0.0
+
+
+def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
+    """Yield ``(kind, start, end)`` for every rule match in ``text`` (overlaps resolved by the caller)."""
+    for kind, rx in _COMPILED:
+        for m in rx.finditer(text):
+            yield kind, m.start(), m.end()
+    for m in _GENERIC.finditer(text):
+        value = m.group(1)
+        if _STOPWORDS.match(value) or shannon_entropy(value) < _GENERIC_ENTROPY:
+            continue
+        # A value made of plain words ("user-profile-settings") is configuration, not a secret.
+        if (
+            not any(c.isdigit() for c in value)
+            and value.replace("-", "").replace("_", "").replace(".", "").isalpha()
+        ):
+            continue
+        yield "generic_secret", m.start(1), m.end(1)
+
+
+RULE_COUNT = len(_RULES) + 1
+
+__all__ = ["RULE_COUNT", "find_secrets", "shannon_entropy"]

@@ -1,0 +1,142 @@
+"""PiiDetector: windows over long texts map offsets back, batches stay bounded, bad input is refused.
+
+The edge model is replaced by a word-level stand-in here (its token states mark capitalised words), so
+these tests are about the detector's bookkeeping; tests/framework/pii/test_pii_real.py runs the real model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgeroute.framework.edge.embedder import TokenStates
+from edgeroute.framework.errors import InputError
+from edgeroute.framework.pii import PiiDetector
+from edgeroute.framework.pii.detector import WINDOW_CHARS, _windows
+from edgeroute.framework.pii.head import HeadSpan
+from edgeroute.policies.config import PiiConfig
+
+
+class WordStates:
+    """Stands in for EdgeEmbedder: one 'token' per word; the state is 1.0 for a word in NAMES."""
+
+    has_token_states = True
+    manifest = SimpleNamespace(dims=1)
+    NAMES = frozenset({"Whitaker", "Lopez"})
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def embed_with_token_states(self, texts: list[str], prompt: str | None, dims: int | None = None) -> Any:
+        self.calls.append(len(texts))
+        out = []
+        for t in texts:
+            words = list(re.finditer(r"\S+", t))
+            states = np.array(
+                [[1.0 if w.group().strip(",.?") in self.NAMES else 0.0] * 2 for w in words], np.float32
+            )
+            offsets = np.array([[w.start(), w.end()] for w in words]).reshape(-1, 2)
+            out.append(TokenStates(states.reshape(-1, 2), offsets))
+        return np.zeros((len(texts), 4), np.float32), out
+
+    async def arun(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    def embed_queries(self, texts: list[str], dims: int | None = None) -> Any:
+        return np.zeros((len(texts), 4), np.float32)
+
+
+class MarkHead:
+    dims = 2
+
+    def spans(self, states: Any, offsets: Any, thresholds: dict[str, float]) -> list[HeadSpan]:
+        return [
+            HeadSpan("person", int(o[0]), int(o[1]), 0.9)
+            for s, o in zip(states, offsets, strict=True)
+            if s[0] > 0.5
+        ]
+
+
+def make() -> tuple[PiiDetector, WordStates]:
+    emb = WordStates()
+    return PiiDetector(PiiConfig(), embedder=emb, head=MarkHead()), emb  # type: ignore[arg-type]
+
+
+def test_entities_and_patterns_merge_with_scores_and_detectors() -> None:
+    det, _ = make()
+    text = "Patient John Whitaker, mail j.w@example.org"
+    found = det.detect(text)
+    assert [(text[f.start : f.end], f.kind, f.detector) for f in found] == [
+        ("Whitaker", "person", "entities"),
+        ("j.w@example.org", "email", "email"),
+    ]
+    assert found[0].score == 0.9 and found[1].score == 1.0
+
+
+def test_long_text_windows_map_offsets_back_and_dedupe_overlaps() -> None:
+    det, emb = make()
+    filler = "lorem ipsum dolor sit amet " * 40
+    text = (filler + "Whitaker ") * 60 + "Lopez"
+    assert len(text) > 30 * WINDOW_CHARS
+    found = det.detect(text)
+    names = [text[f.start : f.end] for f in found]
+    assert names.count("Whitaker") == 60 and names[-1] == "Lopez"
+    assert all(a.end <= b.start for a, b in itertools.pairwise(found))
+    assert max(emb.calls) <= 32  # windows go through the model in bounded groups
+
+
+def test_windows_cover_the_text_with_overlap() -> None:
+    text = "word " * 2000
+    wins = _windows(text)
+    assert wins[0][0] == 0
+    covered = set()
+    for off, piece in wins:
+        assert text[off : off + len(piece)] == piece
+        covered.update(range(off, off + len(piece)))
+    assert covered == set(range(len(text)))
+
+
+def test_one_forward_pass_gives_vector_and_findings() -> None:
+    det, emb = make()
+    vec, found = det.embed_query("what is the prognosis for Maria Lopez?")
+    assert vec.shape == (1, 4) and [f.kind for f in found] == ["person"]
+    assert emb.calls == [1]
+
+
+def test_kinds_not_acted_on_are_not_reported() -> None:
+    emb = WordStates()
+    det = PiiDetector(PiiConfig(entities={"kinds": ["date"]}), embedder=emb, head=MarkHead())  # type: ignore[arg-type]
+    assert det._thresholds == {"date": 0.5} or set(det._thresholds) == {"date"}
+
+
+def test_without_token_states_only_patterns_run() -> None:
+    det = PiiDetector(PiiConfig(), embedder=None)
+    assert not det.entities_available
+    assert [f.kind for f in det.detect("Patient John Whitaker, mail j.w@example.org")] == ["email"]
+
+
+def test_bad_input_is_refused_clearly() -> None:
+    det, _ = make()
+    with pytest.raises(InputError, match="not str"):
+        det.detect_many(["ok", 3])  # type: ignore[list-item]
+    with pytest.raises(InputError, match="wrap one text"):
+        det.detect_many("a string")
+
+
+def test_presidio_backend_without_the_extra_says_what_to_install() -> None:
+    pytest.importorskip("edgeroute.framework.pii.presidio_backend")
+    try:
+        import presidio_analyzer  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("presidio-analyzer is installed here")
+    from edgeroute.framework.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"edgeroute\[presidio\]"):
+        PiiDetector(PiiConfig(entities={"backend": "presidio"}))

@@ -1,0 +1,84 @@
+"""The PII head on the real EmbeddingGemma model: the issue's examples, one forward pass, no drift.
+
+Slow (real model). The model directory must have token-state outputs (graph version 3: run
+scripts/prepare-model, which upgrades an older export in place).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeroute.framework.edge.embedder import EdgeEmbedder
+from edgeroute.framework.edge.model_dir import default_model_cache
+from edgeroute.framework.pii import PiiDetector
+from edgeroute.policies.config import PolicyConfig
+
+pytestmark = pytest.mark.slow
+
+CLINIC_NOTE = (
+    "Patient John Whitaker, 58, of 221 Baker Road, Apt 4B, Columbus, Ohio 43215 was seen for follow-up. "
+    "Diagnosis: stage II non-small-cell lung cancer"
+)
+QUERY = "Patient Maria Lopez, born 12/03/1961, lives at 14 Elm Street, Springfield — what is her prognosis?"
+
+
+@pytest.fixture(scope="module")
+def edge() -> EdgeEmbedder:
+    path = Path(os.environ.get("EDGEROUTE_EDGE_MODEL") or default_model_cache())
+    if not path.is_dir():
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"model directory {path} is missing under CI; run scripts/prepare-model first")
+        pytest.skip(f"model directory {path} absent (run scripts/prepare-model)")
+    e = EdgeEmbedder.load(path)
+    if not e.has_token_states:
+        pytest.fail(f"{path} has no token-state outputs; run scripts/prepare-model to upgrade it")
+    return e
+
+
+@pytest.fixture(scope="module")
+def detector(edge: EdgeEmbedder) -> PiiDetector:
+    return PiiDetector(PolicyConfig(), embedder=edge)
+
+
+def _kinds(text: str, found: tuple) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for f in found:
+        out.setdefault(f.kind, []).append(text[f.start : f.end])
+    return out
+
+
+def test_the_issue_examples_are_found(detector: PiiDetector) -> None:
+    note = _kinds(CLINIC_NOTE, detector.detect(CLINIC_NOTE))
+    assert any("Whitaker" in v for v in note.get("person", [])), note
+    assert any("Baker Road" in v for v in note.get("street_address", [])), note
+    query = _kinds(QUERY, detector.detect(QUERY))
+    assert any("Lopez" in v for v in query.get("person", [])), query
+    assert any("Elm Street" in v for v in query.get("street_address", [])), query
+    assert any("1961" in v for v in query.get("date", [])), query
+
+
+def test_query_vector_and_findings_come_from_one_pass_and_match_plain_embedding(
+    edge: EdgeEmbedder, detector: PiiDetector
+) -> None:
+    vec, found = detector.embed_query(QUERY)
+    assert np.allclose(vec, edge.embed_queries([QUERY]), atol=1e-6)  # the extra outputs change nothing
+    assert {"person", "street_address"} <= {f.kind for f in found}
+
+
+def test_plain_questions_stay_clean(detector: PiiDetector) -> None:
+    for text in (
+        "what are the side effects of metformin?",
+        "¿Cuál es la capital de Australia?",
+        "how do glaciers store fresh water",
+    ):
+        assert detector.detect(text) == (), text
+
+
+def test_spanish_clinical_note_is_found(detector: PiiDetector) -> None:
+    text = "Paciente Carmen Ruiz Ortega, de 67 años, con domicilio en Calle Mayor 12, Zaragoza. Diagnóstico: EPOC."
+    kinds = _kinds(text, detector.detect(text))
+    assert "person" in kinds, kinds
