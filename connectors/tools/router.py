@@ -1,9 +1,9 @@
 """Agent tool routing: pick the tool(s) for a request on-device, or say "no tool / ask the user".
 
 A :class:`ToolRouter` embeds each registered tool's description and example requests with the edge
-embedder (EmbeddingGemma's classification prompt) and fits a calibrated linear head on those frozen
-vectors (:mod:`.fitting`); "no tool" examples are one more class. A request's decision is one query
-embedding and one small matrix product. When the best tool's probability is below the fitted
+embedder (EmbeddingGemma's classification prompt) and scores a request by its nearest examples per
+tool, "no tool" examples competing (:mod:`.fitting`; a calibrated linear head is the measured
+alternative). A request's decision is one query embedding and one small matrix product. When the best tool's probability is below the fitted
 threshold the edge is unsure, and the routing policy decides, exactly as for a retrieval, whether
 the request may be escalated to the cloud embedder: never when it contains PII, is marked above the
 cloud ceiling, or looks like a request for a tool whose domain is above the ceiling (a private
@@ -38,15 +38,7 @@ from ...policies.rules import decide
 from ...policies.signals import CloudState, QuerySignals, sensitivity_rank
 from .clauses import split_clauses
 from .encoding import DEFAULT_PROMPT, TextEncoder
-from .fitting import (
-    F32,
-    NO_TOOL,
-    LinearHead,
-    OpenSetRule,
-    choose_threshold,
-    fit_head,
-    softmax,
-)
+from .fitting import F32, METHODS, NO_TOOL, OpenSetRule, Scorer, choose_threshold, fit_scorer, held_out_scores
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +46,9 @@ __all__ = ["AuditSink", "ToolDecision", "ToolFit", "ToolRouter", "ToolSpec", "se
 
 DEFAULT_DIMS = 768
 """Matryoshka dims of the routing vectors; chosen by measurement (docs/tool-routing.md)."""
+
+DEFAULT_METHOD = "nearest"
+"""How tools are scored: ``nearest`` examples or a linear ``head``; chosen by measurement."""
 
 
 class AuditSink(Protocol):
@@ -122,12 +117,11 @@ class ToolFit:
 
 @dataclass(frozen=True, slots=True)
 class _Model:
-    """A fitted head over one embedding side (edge or cloud), for the tools it may score."""
+    """A fitted scorer over one embedding side (edge or cloud), for the tools it may score."""
 
-    head: LinearHead
+    scorer: Scorer
     threshold: float
     version: int
-    tools: tuple[str, ...]
 
     def rule(self) -> OpenSetRule:
         return OpenSetRule(self.threshold)
@@ -168,9 +162,10 @@ class ToolRouter:
         cache: EmbeddingCache | None = None,
         prompt: str | None = DEFAULT_PROMPT,
         dims: int | None = DEFAULT_DIMS,
+        method: str = DEFAULT_METHOD,
         threshold: float | None = None,
         min_margin: float = 0.0,
-        spread: float = 0.1,
+        spread: float = 0.05,
         multi_tool: bool = True,
     ) -> None:
         if not isinstance(embedder, Embedder):
@@ -179,10 +174,12 @@ class ToolRouter:
             )
         if cloud is not None and not isinstance(cloud, Embedder):
             raise ConfigurationError(f"cloud must be an edgeroute Embedder, got {type(cloud).__name__}")
-        if threshold is not None and not 0.0 <= threshold <= 1.0:
-            raise InputError(f"threshold is a probability between 0 and 1, got {threshold}")
-        if not 0.0 <= min_margin <= 1.0:
-            raise InputError(f"min_margin is a probability difference between 0 and 1, got {min_margin}")
+        if method not in METHODS:
+            raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+        if threshold is not None and not -1.0 <= threshold <= 1.0:
+            raise InputError(f"threshold is a score between -1 and 1, got {threshold}")
+        if not 0.0 <= min_margin <= 2.0:
+            raise InputError(f"min_margin must be between 0 and 2, got {min_margin}")
         if spread < 0:
             raise InputError(f"spread must be >= 0, got {spread}")
         full = embedder.space_for(None).dims
@@ -195,6 +192,7 @@ class ToolRouter:
             embedder, prompt=prompt, dims=min(dims, full) if dims else None, cache=self.cache
         )
         self.cloud_encoder = TextEncoder(cloud, prompt=None, cache=self.cache) if cloud is not None else None
+        self.method = method
         self.fixed_threshold = threshold
         self.threshold = threshold if threshold is not None else 0.5
         self.cloud_threshold = self.threshold
@@ -262,7 +260,7 @@ class ToolRouter:
         return spec
 
     def add_no_tool_examples(self, examples: Sequence[str]) -> None:
-        """Requests that should get no tool (small talk, out-of-scope asks): the head learns them as a class."""
+        """Requests that should get no tool (small talk, out-of-scope asks); they compete with the tools."""
         if isinstance(examples, str) or any(not isinstance(e, str) or not e.strip() for e in examples):
             raise InputError("no-tool examples must be a list of non-empty strings")
         self._no_tool.extend(examples)
@@ -275,17 +273,21 @@ class ToolRouter:
 
     # -- fitting ---------------------------------------------------------------------------
 
-    def _training_set(self, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    def _training_set(self, names: Sequence[str]) -> tuple[list[str], list[str], list[bool]]:
+        """Texts, their tool (or NO_TOOL), and which are descriptions (never held out in folds)."""
         texts: list[str] = []
         labels: list[str] = []
+        is_description: list[bool] = []
         for n in names:
             spec = self._tools[n]
-            for t in (spec.description, *spec.examples):
+            for i, t in enumerate((spec.description, *spec.examples)):
                 texts.append(t)
                 labels.append(n)
+                is_description.append(i == 0)
         texts.extend(self._no_tool)
         labels.extend([NO_TOOL] * len(self._no_tool))
-        return texts, labels
+        is_description.extend([False] * len(self._no_tool))
+        return texts, labels, is_description
 
     def _cloud_names(self) -> list[str]:
         # A tool whose domain is above the cloud ceiling never has its examples sent to the cloud.
@@ -316,37 +318,39 @@ class ToolRouter:
         labelled: tuple[list[str], list[str | None]],
         fixed: float | None,
     ) -> tuple[_Model, float, float]:
-        """Fit one side's head; returns it with its decision accuracy and top-1 accuracy."""
+        """Fit one side's scorer and threshold; returns it with its decision and top-1 accuracy."""
         version = self._version
-        texts, labels = self._training_set(names)
+        texts, labels, is_description = self._training_set(names)
         req_texts, req_labels = labelled
         # One embedding call for the examples and the labelled requests (misses only; the rest is cached).
         vecs = await encoder.aencode([*texts, *req_texts])
-        head, held = fit_head(vecs[: len(texts)], labels)
+        ex_vecs, req_vecs = vecs[: len(texts)], vecs[len(texts) :]
+        truth: list[str | None]
         if req_texts:
-            probs = head.probabilities(vecs[len(texts) :])
+            # Labelled requests are held out from the examples: they calibrate and choose the threshold.
             truth = [lab if lab in names else None for lab in req_labels]
-        elif held is not None:
-            probs = softmax(held / head.temperature)
-            truth = [None if lab == NO_TOOL else lab for lab in labels]
+            cal = [NO_TOOL if t is None else t for t in truth]
+            scorer = fit_scorer(self.method, ex_vecs, labels, calibration=(req_vecs, cal))
+            tool_scores, no_tool = scorer.scores(req_vecs)
+            tools = scorer.tools
         else:
-            probs, truth = (
-                head.probabilities(vecs[: len(texts)]),
-                [None if lab == NO_TOOL else lab for lab in labels],
-            )
-        _, conf = OpenSetRule(0.0).accept(probs, head.classes)
-        best = _best_tools(probs, head.classes)
-        right = np.array([b == t for b, t in zip(best, truth, strict=True)])
+            scorer = fit_scorer(self.method, ex_vecs, labels)
+            tool_scores, no_tool, held = held_out_scores(self.method, ex_vecs, labels, is_description)
+            tools = tuple(dict.fromkeys(lab for lab in labels if lab != NO_TOOL))
+            truth = [None if lab == NO_TOOL else lab for lab in held]
+        best, conf = OpenSetRule(-np.inf).accept(tool_scores, no_tool)
+        conf = np.where(best < 0, np.float32(-2.0), conf)  # the no-tool examples won: never sure
+        said_best = [tools[i] if i >= 0 else None for i in best]
+        right = np.array([b == t for b, t in zip(said_best, truth, strict=True)])
         in_scope = np.array([t is not None for t in truth])
         threshold = fixed if fixed is not None else choose_threshold(conf, right, in_scope)
-        chosen, _ = OpenSetRule(threshold).accept(probs, head.classes)
-        said = [head.classes[c] if c >= 0 else None for c in chosen]
-        accuracy = float(np.mean([s == t for s, t in zip(said, truth, strict=True)]))
+        sure = conf >= threshold
+        accuracy = float(np.mean(np.where(sure, right, ~in_scope)))
         top1 = float(right[in_scope].mean()) if in_scope.any() else 0.0
-        return _Model(head, threshold, version, tuple(names)), accuracy, top1
+        return _Model(scorer, threshold, version), accuracy, top1
 
     async def afit(self, labelled: Sequence[tuple[str, str | None]] | None = None) -> ToolFit:
-        """Fit the head on the registered examples and choose the "no tool" threshold.
+        """Fit the scorer on the registered examples and choose the "no tool" threshold.
 
         ``labelled``: optional ``(request, tool name or None)`` pairs held out from the examples; the
         threshold is chosen on them (maximising in-scope accuracy + no-tool recall). Without them it
@@ -381,7 +385,7 @@ class ToolRouter:
             requests=len(texts),
             cloud_threshold=cloud_t,
             cloud_min_margin=self.min_margin if cloud_t is not None else None,
-            temperature=model.head.temperature,
+            temperature=getattr(model.scorer, "temperature", 1.0),
             examples=sum(len(s.examples) + 1 for s in self._tools.values()) + len(self._no_tool),
             seconds=time.perf_counter() - t0,
         )
@@ -451,27 +455,29 @@ class ToolRouter:
 
     def _read(self, model: _Model, whole: F32, clauses: F32 | None, k: int) -> _Choice:
         """The tools ``model`` offers for one request (``whole``), per clause when it has several."""
-        probs = model.head.probabilities(
-            np.vstack([whole[None, :], clauses]) if clauses is not None else whole[None, :]
-        )
-        tool_cols = [i for i, c in enumerate(model.head.classes) if c != NO_TOOL]
-        row = probs[0]
-        ranked = sorted(((model.head.classes[i], float(row[i])) for i in tool_cols), key=lambda x: -x[1])
-        top = ranked[0][1] if ranked else 0.0
-        no_tool = float(row[model.head.classes.index(NO_TOOL)]) if NO_TOOL in model.head.classes else 0.0
-        second = max(ranked[1][1] if len(ranked) > 1 else 0.0, no_tool)
-        margin = max(0.0, top - second)
+        rows = np.vstack([whole[None, :], clauses]) if clauses is not None else whole[None, :]
+        tool_scores, no_tool = model.scorer.scores(rows)
+        names = model.scorer.tools
+        row = tool_scores[0]
+        order = np.argsort(-row, kind="stable")
+        ranked = [(names[i], float(row[i])) for i in order]
+        top = ranked[0][1]
+        negative = float(no_tool[0]) if no_tool is not None else -np.inf
+        second = max(ranked[1][1] if len(ranked) > 1 else -np.inf, negative)
+        margin = max(0.0, top - second) if np.isfinite(second) else 1.0
         chosen: list[tuple[str, float]] = []
-        if top >= model.threshold and margin >= self.min_margin and top > no_tool:
+        if top >= model.threshold and margin >= self.min_margin and top > negative:
+            # Runners-up are offered too only when nearly as good as the best: a near tie, not a long tail.
             chosen = [(n, p) for n, p in ranked[:k] if p >= model.threshold and top - p <= self.spread]
         if clauses is not None and len(clauses) > 1:
-            per_clause, conf = model.rule().accept(probs[1:], model.head.classes)
-            names = [model.head.classes[c] for c in per_clause if c >= 0]
-            if len(names) == len(clauses) and len(set(names)) > 1:
+            per_clause, conf = model.rule().accept(
+                tool_scores[1:], no_tool[1:] if no_tool is not None else None
+            )
+            if all(c >= 0 for c in per_clause) and len({int(c) for c in per_clause}) > 1:
                 # Every clause confidently asks for a tool, and not all the same one: one per clause.
                 seen: dict[str, float] = {}
                 for c, p in zip(per_clause, conf, strict=True):
-                    seen.setdefault(model.head.classes[c], float(p))
+                    seen.setdefault(names[c], float(p))
                 chosen = list(seen.items())[: max(k, 2)]
                 top, margin = min(seen.values()), max(margin, self.min_margin)
         return _Choice(chosen, ranked, top, margin)
@@ -486,14 +492,14 @@ class ToolRouter:
             pii=detect_pii(request, self.policy),
             sensitivity=level,
             stakes=stakes,
-            edge_top1=edge.top if edge.tools else min(edge.top, self.threshold - 1e-6),
+            edge_top1=max(-1.0, edge.top if edge.tools else min(edge.top, self.threshold - 1e-6)),
             edge_margin=edge.margin,
             cloud_state=self._cloud_state(),
         )
         config = self.policy.model_copy(
             update={
                 "confidence": ConfidenceConfig(
-                    min_top1=max(0.0, min(1.0, self.threshold)), min_margin=self.min_margin
+                    min_top1=max(-1.0, min(1.0, self.threshold)), min_margin=self.min_margin
                 )
             }
         )

@@ -21,6 +21,7 @@ from edgeroute.connectors.tools.clauses import split_clauses
 from edgeroute.connectors.tools.data import load_tool_set
 from edgeroute.connectors.tools.fitting import (
     NO_TOOL,
+    NearestExamples,
     OpenSetRule,
     choose_threshold,
     fit_head,
@@ -81,11 +82,11 @@ def test_import_paths() -> None:
 
 
 def test_clear_requests_route_and_nonsense_is_unsure() -> None:
-    r = _router(threshold=0.5)
+    r = _router(threshold=0.3)
     d = r.route("will it rain in Paris tomorrow")
     assert d.top == "weather" and not d.unsure and d.served_by == "edge"
     assert d.decision.route.value == "edge" and d.latency_ms > 0
-    assert 0.5 <= d.tools[0][1] <= 1.0
+    assert 0.3 <= d.tools[0][1] <= 1.0
     assert r.route("I want a refund for these shoes").top == "refund"
     nonsense = r.route("zxqv blorp")
     assert nonsense.unsure and nonsense.tools == [] and nonsense.top is None
@@ -105,7 +106,7 @@ def test_fit_chooses_threshold_on_labelled_requests() -> None:
     ]
     fit = r.fit(labelled)
     assert fit.requests == 7 and 0.0 <= fit.accuracy <= 1.0 and fit.examples == 15
-    assert 0.0 <= fit.threshold <= 1.0 and r.threshold == fit.threshold and fit.temperature > 0
+    assert -1.0 <= fit.threshold <= 1.0 and r.threshold == fit.threshold
     assert r.fit().requests == 0  # without labelled requests: chosen on held-out folds of the examples
     with pytest.raises(InputError, match="name no registered tool"):
         r.fit([("x", "nope")])
@@ -139,12 +140,12 @@ def test_registration_errors_are_clear() -> None:
         r.route_many("one string")
     with pytest.raises(ConfigurationError, match="Embedder protocol"):
         ToolRouter(object())  # type: ignore[arg-type]
-    with pytest.raises(InputError, match="probability"):
+    with pytest.raises(InputError, match="between -1 and 1"):
         ToolRouter(HashingEmbedder(), threshold=1.5)
 
 
 def test_single_tool_router_works() -> None:
-    r = ToolRouter(HashingEmbedder(), threshold=0.5)
+    r = ToolRouter(HashingEmbedder(), threshold=0.3)
     r.register("weather", "Weather forecast", ["will it rain", "forecast for Paris"])
     assert r.route("will it rain in Paris").top == "weather"
 
@@ -185,7 +186,7 @@ def test_cloud_failure_degrades_to_edge(emulator: GeminiEmulator) -> None:
 
 
 async def test_aroute_matches_route() -> None:
-    r = _router(threshold=0.5)
+    r = _router(threshold=0.3)
     a = await r.aroute("will it rain in Paris tomorrow")
     s = r.route("will it rain in Paris tomorrow")
     assert a.top == s.top == "weather" and a.tools[0][1] == pytest.approx(s.tools[0][1])
@@ -197,7 +198,7 @@ async def test_aroute_matches_route() -> None:
 
 async def test_concurrent_first_requests_embed_the_examples_once() -> None:
     emb = CountingEmbedder()
-    r = _router(emb, threshold=0.5)
+    r = _router(emb, threshold=0.3)
     requests = [f"will it rain in city number {i}" for i in range(8)]
     decisions = await asyncio.gather(*(r.aroute(q) for q in requests))
     assert all(d.top == "weather" for d in decisions)
@@ -207,7 +208,7 @@ async def test_concurrent_first_requests_embed_the_examples_once() -> None:
 
 async def test_route_many_embeds_one_batch_and_repeats_come_from_the_cache() -> None:
     emb = CountingEmbedder()
-    r = _router(emb, threshold=0.5)
+    r = _router(emb, threshold=0.3)
     await r.afit()
     emb.batches.clear()
     requests = ["will it rain in Oslo", "I want my money back", "hello there friend"]
@@ -219,7 +220,7 @@ async def test_route_many_embeds_one_batch_and_repeats_come_from_the_cache() -> 
 
 
 async def test_last_decision_is_per_task() -> None:
-    r = _router(threshold=0.5)
+    r = _router(threshold=0.3)
     await r.afit()
 
     async def ask(q: str) -> tuple[str | None, str | None]:
@@ -233,14 +234,14 @@ async def test_last_decision_is_per_task() -> None:
 
 
 def test_multi_tool_request_gets_one_tool_per_clause() -> None:
-    r = _router(threshold=0.4)
+    r = _router(threshold=0.3)
     d = r.route("will it rain in Paris tomorrow and I want a refund for my last order")
     assert [n for n, _ in d.tools] == ["weather", "refund"]
     single = r.route("will it rain in Paris and in Rome")  # both clauses ask for the same tool
     assert [n for n, _ in single.tools] == ["weather"]
     assert [
         n
-        for n, _ in _router(threshold=0.4, multi_tool=False)
+        for n, _ in _router(threshold=0.3, multi_tool=False)
         .route("will it rain in Paris tomorrow and I want a refund for my last order")
         .tools
     ] != ["weather", "refund"]
@@ -268,17 +269,20 @@ def test_logistic_head_separates_and_calibrates() -> None:
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     w, b = train_logistic(x, y, 4)
     assert ((x @ w + b).argmax(axis=1) == y).mean() == 1.0
-    head, held = fit_head(x, [str(c) for c in y])
-    assert held is not None and held.shape == (40, 4) and 0.05 <= head.temperature <= 20
-    probs = head.probabilities(x)
-    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    head = fit_head(x[::2], [str(c) for c in y[::2]], calibration=(x[1::2], [str(c) for c in y[1::2]]))
+    assert 0.05 <= head.temperature <= 20 and head.tools == ("0", "1", "2", "3")
+    probs, no_tool = head.scores(x)
+    assert no_tool is None and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    nearest = NearestExamples.build(x, [str(c) for c in y[:-1]] + [NO_TOOL])
+    scores, negative = nearest.scores(x[:3])
+    assert scores.shape == (3, 4) and negative is not None and (scores.argmax(axis=1) == 0).all()
     t = fit_temperature(np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0]], dtype=np.float32), np.array([0, 1, 1]))
     assert t > 1.0  # one confident mistake: soften
 
 
 def test_open_set_rule_and_threshold_choice() -> None:
-    probs = np.array([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4], [0.45, 0.1, 0.45]], dtype=np.float32)
-    chosen, conf = OpenSetRule(0.5).accept(probs, ["a", "b", NO_TOOL])
+    scores = np.array([[0.7, 0.2], [0.3, 0.3], [0.6, 0.1]], dtype=np.float32)
+    chosen, conf = OpenSetRule(0.5).accept(scores, np.array([0.1, 0.4, 0.65], dtype=np.float32))
     assert chosen.tolist() == [0, -1, -1] and conf[0] == pytest.approx(0.7)
     conf = np.array([0.9, 0.8, 0.3, 0.2], dtype=np.float32)
     right = np.array([True, True, False, False])
@@ -313,7 +317,7 @@ def test_langchain_select_tools() -> None:
         """Refund or return a purchase."""
         return f"refunded {order_id}"
 
-    r = _router(threshold=0.5)
+    r = _router(threshold=0.3)
     assert [t.name for t in select_tools(r, [weather, refund], "will it rain in Paris tomorrow", k=1)] == [
         "weather"
     ]
@@ -339,7 +343,7 @@ async def test_llamaindex_object_retriever() -> None:
         return order_id
 
     tools = [FunctionTool.from_defaults(fn=weather), FunctionTool.from_defaults(fn=refund)]
-    r = _router(threshold=0.5)
+    r = _router(threshold=0.3)
     retriever = tool_object_retriever(r, tools, k=1)
     assert [t.metadata.name for t in retriever.retrieve("I want a refund for these shoes")] == ["refund"]
     assert retriever.retrieve("zxqv blorp") == []
