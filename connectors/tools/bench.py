@@ -42,7 +42,7 @@ def _p(values: Sequence[float], q: int) -> float:
 def build_router(tool_set: ToolSet, embedder: Embedder, cache: EmbeddingCache | None = None) -> ToolRouter:
     router = ToolRouter(embedder, cache=cache)
     for t in tool_set.tools:
-        router.register(t.name, t.description, t.examples, sensitivity=t.sensitivity)  # type: ignore[arg-type]
+        router.register(t.name, t.description, t.examples, sensitivity=t.sensitivity)
     if tool_set.no_tool_examples:
         router.add_no_tool_examples(tool_set.no_tool_examples)
     return router

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ...framework.errors import ConfigurationError, InputError
+from ...policies.decision import SENSITIVITY_LEVELS, Sensitivity
 
 SHIPPED_DATA = Path(__file__).resolve().parent.parent / "data"
 """The labelled set that ships with the package (14 tools; see its README.md)."""
@@ -35,7 +36,7 @@ class ToolSpecRow:
     name: str
     description: str
     examples: tuple[str, ...]
-    sensitivity: str = "internal"
+    sensitivity: Sensitivity = "internal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,8 @@ def load_tool_set(path: str | Path | None = None, *, shots: int | None = None, s
             raise InputError(f'{tools_file}:{n} needs a non-empty "name" and "description"')
         if name in specs:
             raise InputError(f"{tools_file}:{n}: tool {name!r} is defined twice")
+        if row.get("sensitivity", "internal") not in SENSITIVITY_LEVELS:
+            raise InputError(f"{tools_file}:{n}: sensitivity must be one of {', '.join(SENSITIVITY_LEVELS)}")
         specs[name] = row
     names = set(specs)
     requests = [_request(r, names, requests_file, n) for n, r in enumerate(_jsonl(requests_file), 1)]

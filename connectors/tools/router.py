@@ -651,12 +651,6 @@ class ToolRouter:
         return run_sync(self.aroute_many(requests, k, sensitivity=sensitivity, stakes=stakes))
 
 
-def _best_tools(probs: F32, classes: Sequence[str]) -> list[str | None]:
-    """The best tool per row (ignoring the no-tool class), or None where the no-tool class beats it."""
-    chosen, _ = OpenSetRule(0.0).accept(probs, classes)
-    return [classes[c] if c >= 0 else None for c in chosen]
-
-
 _T = TypeVar("_T")
 
 

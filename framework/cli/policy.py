@@ -156,7 +156,9 @@ def bench_tools(
     finally:
         if store is not None:
             store.close()
-    table = Table(title=f"tool routing on {figures['data']} (fit on the fit split, measured on the test split)")
+    table = Table(
+        title=f"tool routing on {figures['data']} (fit on the fit split, measured on the test split)"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in figures.items():
