@@ -352,8 +352,10 @@ async def test_llamaindex_object_retriever() -> None:
 
 def test_shipped_set_layout() -> None:
     s = load_tool_set()
-    assert len(s.tools) == 14 and len(s.fit) == 160 and len(s.test) == 160
-    assert sum(r.tool is None for r in s.test) == 20 and len(s.no_tool_examples) == 6
+    single = [r for r in s.test if not r.multi]
+    assert len(s.tools) == 14 and len(s.fit) == 160 and len(single) == 160
+    assert sum(r.tool is None for r in single) == 20 and len(s.no_tool_examples) == 6
+    assert sum(r.multi for r in s.test) == 40
     assert {t.sensitivity for t in s.tools} >= {"public", "confidential", "restricted"}
     assert len(load_tool_set(shots=2).tools[0].examples) == 2
 
