@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ...framework.errors import ConfigurationError, InputError
-from ...policies.decision import SENSITIVITY_LEVELS, Sensitivity
+from ...policies.sensitivity import SENSITIVITY_LEVELS, Sensitivity
 
 SHIPPED_DATA = Path(__file__).resolve().parent.parent / "data"
 """The labelled set that ships with the package (14 tools; see its README.md)."""

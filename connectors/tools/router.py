@@ -27,15 +27,22 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from ...framework.aio import run_sync
+from ...framework.digest import sha256_text
 from ...framework.embedder import Embedder
 from ...framework.errors import CloudError, ConfigurationError, InputError
-from ...framework.router.audit import text_sha256
 from ...framework.store.cache import EmbeddingCache
 from ...policies.config import ConfidenceConfig, PolicyConfig
-from ...policies.decision import SENSITIVITY_LEVELS, Reason, Route, RouteDecision, Sensitivity, Stakes
+from ...policies.decision import Reason, Route, RouteDecision, Stakes
 from ...policies.pii import detect_pii
 from ...policies.rules import decide
-from ...policies.signals import CloudState, QuerySignals, sensitivity_rank
+from ...policies.sensitivity import (
+    Sensitivity,
+    SensitivityError,
+    above_ceiling,
+    check_sensitivity,
+    sensitivity_rank,
+)
+from ...policies.signals import CloudState, QuerySignals
 from .clauses import split_clauses
 from .encoding import DEFAULT_PROMPT, TextEncoder
 from .fitting import F32, METHODS, NO_TOOL, OpenSetRule, Scorer, choose_threshold, fit_scorer, held_out_scores
@@ -250,10 +257,7 @@ class ToolRouter:
                 f"tool {name!r} needs at least one example request, each a non-empty string "
                 "(for example ['refund my last order'])"
             )
-        if sensitivity not in SENSITIVITY_LEVELS:
-            raise InputError(
-                f"unknown sensitivity {sensitivity!r}; use one of {', '.join(SENSITIVITY_LEVELS)}"
-            )
+        _check_sensitivity(sensitivity)
         spec = ToolSpec(name, description, items, sensitivity)
         self._tools[name] = spec
         self._changed()
@@ -291,8 +295,8 @@ class ToolRouter:
 
     def _cloud_names(self) -> list[str]:
         # A tool whose domain is above the cloud ceiling never has its examples sent to the cloud.
-        ceiling = sensitivity_rank(self.policy.cloud_ceiling)
-        return [n for n, s in self._tools.items() if sensitivity_rank(s.sensitivity) <= ceiling]
+        ceiling = self.policy.cloud_ceiling
+        return [n for n, s in self._tools.items() if not above_ceiling(s.sensitivity, ceiling)]
 
     def _check_labelled(
         self, labelled: Sequence[tuple[str, str | None]] | None
@@ -400,7 +404,7 @@ class ToolRouter:
             return False
         if label is None:
             return True
-        return sensitivity_rank(self._tools[label].sensitivity) <= sensitivity_rank(self.policy.cloud_ceiling)
+        return not above_ceiling(self._tools[label].sensitivity, self.policy.cloud_ceiling)
 
     def _require_tools(self) -> None:
         if not self._tools:
@@ -515,10 +519,7 @@ class ToolRouter:
                 raise InputError("the request must be a non-empty string")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InputError(f"k must be a positive integer, got {k!r}")
-        if sensitivity not in SENSITIVITY_LEVELS:
-            raise InputError(
-                f"unknown sensitivity {sensitivity!r}; use one of {', '.join(SENSITIVITY_LEVELS)}"
-            )
+        _check_sensitivity(sensitivity)
         if stakes not in ("normal", "high"):
             raise InputError(f"unknown stakes {stakes!r}; use 'normal' or 'high'")
 
@@ -585,7 +586,7 @@ class ToolRouter:
         record: dict[str, Any] = {
             "type": "query",
             "kind": "tool_routing",
-            "query_sha256": text_sha256(request),
+            "query_sha256": sha256_text(request),
             "route": decision.route.value,
             "reasons": list(decision.codes),
             "degraded": decision.degraded,
@@ -649,6 +650,13 @@ class ToolRouter:
     ) -> list[ToolDecision]:
         """:meth:`aroute_many` for sync callers."""
         return run_sync(self.aroute_many(requests, k, sensitivity=sensitivity, stakes=stakes))
+
+
+def _check_sensitivity(level: str) -> None:
+    try:
+        check_sensitivity(level)
+    except SensitivityError as exc:
+        raise InputError(str(exc)) from exc
 
 
 _T = TypeVar("_T")
