@@ -67,7 +67,7 @@ def test_collections(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_eval_with_the_real_edge_model(tmp_path: Path) -> None:
     """EmbeddingGemma (resolved as usual) on 30 XQuAD paragraphs and their questions."""
-    src = Path(__file__).resolve().parents[3] / "shared" / "data" / "xquad" / "en"
+    src = Path(__file__).resolve().parents[4] / "shared" / "data" / "xquad" / "en"
     root = tmp_path / "xquad-30"
     (root / "qrels").mkdir(parents=True)
     docs = (src / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:30]
