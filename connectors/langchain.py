@@ -283,6 +283,7 @@ def select_tools(
     """The LangChain tools to bind for ``request``, best first; ``[]`` when the router is unsure.
 
     ``llm.bind_tools(select_tools(router, tools, "refund my order"))``. Each tool must be registered
-    with the router under its ``name``. The decision is in ``router.last_decision``.
+    with the router under its ``name``. The decision is ``router.last_decision`` in the calling
+    thread (a context variable: concurrent callers never see each other's).
     """
     return _tools.select_tools(router, tools, request, k=k)

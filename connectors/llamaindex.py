@@ -8,6 +8,7 @@ carries the routing facts (``route``, ``reasons``, ``index``, ``space``, ``score
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -244,8 +245,9 @@ class GeminiEmbedding(_EdgeRouteEmbedding):
 class ToolRouterRetriever(BaseRetriever):
     """Retrieves tool nodes chosen by a :class:`~edgeroute.connectors.tools.ToolRouter`.
 
-    An unsure decision yields no nodes ("no tool / ask the user"). ``last_decision`` keeps the
-    most recent :class:`~edgeroute.connectors.tools.ToolDecision`.
+    An unsure decision yields no nodes ("no tool / ask the user"). ``last_decision`` is the
+    :class:`~edgeroute.connectors.tools.ToolDecision` of the last retrieval *in this thread or asyncio
+    task* (a context variable), so concurrent retrievals never read each other's decision.
     """
 
     def __init__(self, router: ToolRouter, tools: Sequence[BaseTool], *, k: int = 3) -> None:
@@ -260,11 +262,17 @@ class ToolRouterRetriever(BaseRetriever):
                 "router.register(name, description, examples) first"
             )
         self._k = k
-        self.last_decision: ToolDecision | None = None
+        self._last: contextvars.ContextVar[ToolDecision | None] = contextvars.ContextVar(
+            f"edgeroute_tool_retrieval_{id(self)}", default=None
+        )
         super().__init__()
 
+    @property
+    def last_decision(self) -> ToolDecision | None:
+        return self._last.get()
+
     def _nodes_for(self, decision: ToolDecision) -> list[NodeWithScore]:
-        self.last_decision = decision
+        self._last.set(decision)
         return [
             NodeWithScore(node=self._nodes[name], score=score)
             for name, score in decision.tools

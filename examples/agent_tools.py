@@ -8,13 +8,14 @@ from __future__ import annotations
 from _common import cloud_embedder, edge_embedder, parser
 from langchain_core.tools import tool
 
-from edgeroute.connectors.bench_tools import load_tool_data
 from edgeroute.connectors.langchain import select_tools
 from edgeroute.connectors.tools import ToolRouter
+from edgeroute.connectors.tools.data import load_tool_set
 from edgeroute.framework.router.audit import AuditLog
 
 REQUESTS = [
     "will it rain in Lisbon tomorrow?",
+    "book a flight to Rome on Friday and then put it in my calendar",
     "I was charged twice, please refund one",
     "show my latest payslip",
     "refund the order for jane.doe@example.com",
@@ -38,19 +39,17 @@ def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("request", nargs="*", help="requests to route (default: a built-in mix)")
     args = p.parse_args()
-    spec, rows = load_tool_data()
+    data = load_tool_set()  # the shipped 14-tool set (edgeroute/connectors/data)
     audit = AuditLog(None)
     with cloud_embedder(args.emulator) as (cloud, _emu):
         router = ToolRouter(edge_embedder(args.edge, args.model_dir), cloud=cloud, audit=audit)
-        for t in spec["tools"]:
-            router.register(t["name"], t["description"], t["examples"], sensitivity=t["sensitivity"])
-        router.add_no_tool_examples(spec["no_tool_examples"])
-        fit = router.fit([(r["request"], r["tool"]) for r in rows if r["split"] == "fit"])
-        print(
-            f"fitted threshold {fit.threshold:.3f}, margin {fit.min_margin:.3f} (fit accuracy {fit.accuracy:.2f})"
-        )
-        for request in args.request or REQUESTS:
-            d = router.route(request, k=2)
+        for t in data.tools:
+            router.register(t.name, t.description, t.examples, sensitivity=t.sensitivity)
+        router.add_no_tool_examples(data.no_tool_examples)
+        fit = router.fit([(r.text, r.tool) for r in data.fit])
+        print(f"fitted threshold {fit.threshold:.3f} (fit accuracy {fit.accuracy:.2f}, {fit.seconds:.1f} s)")
+        decisions = router.route_many(args.request or REQUESTS, k=2)  # one embedding call for all
+        for request, d in zip(args.request or REQUESTS, decisions, strict=True):
             answer = ", ".join(f"{n} ({s:.2f})" for n, s in d.tools) or "no tool: ask the user to clarify"
             print(
                 f"\n{request!r}\n  -> {answer}\n  served by {d.served_by}; route {d.decision.route.value} "

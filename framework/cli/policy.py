@@ -81,23 +81,48 @@ def policy_check(path: Annotated[Path, typer.Argument(help="policy file (.toml, 
 
 @bench_app.command("tools")
 def bench_tools(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="folder with tools.jsonl and requests.jsonl (default: the shipped 14-tool set)"),
+    ] = None,
+    shots: Annotated[
+        int | None, typer.Option(help="registration examples per tool (default: all the folder has)")
+    ] = None,
     model: Annotated[
         Path | None, typer.Option(help="on-device model directory (default: resolved as usual)")
     ] = None,
     embedder: Annotated[str, typer.Option(help="'edge' (EmbeddingGemma), 'tiny' or 'hashing'")] = "edge",
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads")] = None,
-    repeats: Annotated[int, typer.Option(help="timed passes over the test requests")] = 1,
+    cache: Annotated[
+        Path | None, typer.Option(help="SQLite embedding cache to reuse across runs (default: in memory)")
+    ] = None,
+    timed: Annotated[int, typer.Option(help="requests timed one at a time for the latency figures")] = 100,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Agent tool routing on the shipped labelled set: top-1 accuracy, accuracy at the unsure threshold, p50."""
+    """Agent tool routing: in-scope accuracy, out-of-scope recall, multi-tool precision/recall, p50, fit time."""
     # The CLI is the composition root, so it alone may reach into connectors (lazily, at call time).
-    from edgeroute.connectors.bench_tools import make_embedder, measure_tool_routing
+    from edgeroute.connectors.bench_tools import make_embedder
+    from edgeroute.connectors.tools.bench import measure_tool_routing
 
-    figures = measure_tool_routing(make_embedder(embedder, model, threads), repeats=repeats)
-    if as_json:
-        print(json.dumps(figures, indent=2))
-        return
-    table = Table(title="tool routing (fit on half, measured on the other half)")
+    from ..store.cache import EmbeddingCache
+
+    if shots is not None and shots < 1:
+        raise typer.BadParameter(f"--shots must be at least 1, got {shots}")
+    edge = make_embedder(embedder, model, threads)
+    store = EmbeddingCache(cache) if cache is not None else None
+    try:
+        if as_json:
+            figures = measure_tool_routing(edge, data_dir=data, shots=shots, cache=store, timed=timed)
+            print(json.dumps(figures, indent=2))
+            return
+        with _console.status("fitting and routing the test requests", spinner="dots"):
+            figures = measure_tool_routing(edge, data_dir=data, shots=shots, cache=store, timed=timed)
+    finally:
+        if store is not None:
+            store.close()
+    table = Table(
+        title=f"tool routing on {figures['data']} (fit on the fit split, measured on the test split)"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in figures.items():

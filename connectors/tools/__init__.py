@@ -1,0 +1,13 @@
+"""Agent tool routing: pick the tool(s) for a request on-device, or say "no tool / ask the user".
+
+``ToolRouter`` (:mod:`.router`) registers tools, fits a calibrated linear head on EmbeddingGemma
+vectors of their examples (:mod:`.fitting`), and routes requests under the routing policy's privacy
+rules; :mod:`.encoding` turns texts into cached vectors; :mod:`.clauses` splits multi-tool requests;
+:mod:`.data` reads tool-routing data sets and :mod:`.bench` measures them (``edgeroute bench tools``).
+"""
+
+from __future__ import annotations
+
+from .router import AuditSink, ToolDecision, ToolFit, ToolRouter, ToolSpec, select_tools
+
+__all__ = ["AuditSink", "ToolDecision", "ToolFit", "ToolRouter", "ToolSpec", "select_tools"]

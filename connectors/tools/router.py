@@ -1,0 +1,679 @@
+"""Agent tool routing: pick the tool(s) for a request on-device, or say "no tool / ask the user".
+
+A :class:`ToolRouter` embeds each registered tool's description and example requests with the edge
+embedder (EmbeddingGemma's classification prompt) and scores a request by its nearest examples per
+tool, "no tool" examples competing (:mod:`.fitting`; a calibrated linear head is the measured
+alternative). A request's decision is one query embedding and one small matrix product. When the best tool's probability is below the fitted
+threshold the edge is unsure, and the routing policy decides, exactly as for a retrieval, whether
+the request may be escalated to the cloud embedder: never when it contains PII, is marked above the
+cloud ceiling, or looks like a request for a tool whose domain is above the ceiling (a private
+tool's examples never reach the cloud either). Requests with several clauses ("book a flight and add
+it to my calendar") get one tool per clause. Every decision is audited.
+
+The core is async (:meth:`ToolRouter.aroute`, :meth:`ToolRouter.aroute_many`, :meth:`ToolRouter.afit`);
+the sync methods run it through :func:`edgeroute.framework.aio.run_sync`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from ...framework.aio import run_sync
+from ...framework.digest import sha256_text
+from ...framework.embedder import Embedder
+from ...framework.errors import CloudError, ConfigurationError, InputError
+from ...framework.store.cache import EmbeddingCache
+from ...policies.config import ConfidenceConfig, PolicyConfig
+from ...policies.decision import Reason, Route, RouteDecision, Stakes
+from ...policies.pii import detect_pii
+from ...policies.rules import decide
+from ...policies.sensitivity import (
+    Sensitivity,
+    SensitivityError,
+    above_ceiling,
+    check_sensitivity,
+    sensitivity_rank,
+)
+from ...policies.signals import CloudState, QuerySignals
+from .clauses import split_clauses
+from .encoding import DEFAULT_PROMPT, TextEncoder
+from .fitting import F32, METHODS, NO_TOOL, OpenSetRule, Scorer, choose_threshold, fit_scorer, held_out_scores
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AuditSink", "ToolDecision", "ToolFit", "ToolRouter", "ToolSpec", "select_tools"]
+
+DEFAULT_DIMS = 768
+"""Matryoshka dims of the routing vectors; chosen by measurement (docs/tool-routing.md)."""
+
+DEFAULT_METHOD = "nearest"
+"""How tools are scored: ``nearest`` examples or a linear ``head``; chosen by measurement."""
+
+
+class AuditSink(Protocol):
+    """Anything with ``write(record)``, such as :class:`edgeroute.framework.router.audit.AuditLog`."""
+
+    def write(self, record: Mapping[str, Any]) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """One registered tool: what it does, how users ask for it, and how sensitive its domain is."""
+
+    name: str
+    description: str
+    examples: tuple[str, ...]
+    sensitivity: Sensitivity = "internal"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDecision:
+    """The answer for one request.
+
+    ``tools`` are the tools to offer, best first, as ``(name, probability)``; empty exactly when
+    ``unsure`` (then ask the user). A request of several clauses gets one tool per clause, in the
+    order asked. ``candidates`` ranks every tool for the whole request whatever the outcome.
+    ``served_by`` is ``"edge"`` or ``"cloud"`` (escalated); ``decision`` is the policy's
+    :class:`~edgeroute.policies.decision.RouteDecision`; ``audit`` is the record written to the log.
+    """
+
+    tools: list[tuple[str, float]]
+    unsure: bool
+    decision: RouteDecision
+    latency_ms: float
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+    served_by: str = "edge"
+    audit: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def top(self) -> str | None:
+        """The chosen tool's name, or None for "no tool / ask the user"."""
+        return self.tools[0][0] if self.tools else None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFit:
+    """What :meth:`ToolRouter.fit` chose, and the figures it reaches on the requests it was chosen on.
+
+    ``threshold``: the best tool's probability below which the answer is "no tool". ``accuracy``:
+    decisions right (the tool when sure, "unsure" for no-tool labels) over the labelled requests, or
+    over held-out folds of the examples when none were given; ``top1_accuracy`` the best tool right
+    over those with a tool. ``temperature`` calibrates the head's probabilities; ``seconds`` is the
+    fit's wall time, embedding included.
+    """
+
+    threshold: float
+    min_margin: float
+    accuracy: float
+    top1_accuracy: float
+    requests: int
+    cloud_threshold: float | None = None
+    cloud_min_margin: float | None = None
+    temperature: float = 1.0
+    examples: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    """A fitted scorer over one embedding side (edge or cloud), for the tools it may score."""
+
+    scorer: Scorer
+    threshold: float
+    version: int
+
+    def rule(self) -> OpenSetRule:
+        return OpenSetRule(self.threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    """One side's reading of a request: the tools it would offer, and its confidence."""
+
+    tools: list[tuple[str, float]]
+    candidates: list[tuple[str, float]]
+    top: float
+    margin: float
+
+
+class ToolRouter:
+    """Routes requests to registered tools on-device; escalates ambiguous ones when the policy allows.
+
+    ``embedder`` is the edge embedder (EmbeddingGemma, or ``HashingEmbedder`` in tests); ``cloud``
+    an optional second embedder (``CloudEmbedder``) for escalation; ``policy`` the routing policy
+    (its privacy rules apply; its confidence thresholds are replaced by the router's); ``audit`` an
+    :class:`~edgeroute.framework.router.audit.AuditLog` (or anything with ``write``); ``cache`` an
+    :class:`~edgeroute.framework.store.cache.EmbeddingCache` for example and request vectors (default:
+    a private in-memory one). ``prompt`` and ``dims`` choose the routing vectors (defaults measured).
+    ``threshold`` fixes the probability below which the router is unsure (default: fitted);
+    ``min_margin`` the lead the best tool needs over the runner-up; ``spread`` how far below the best
+    tool's probability a runner-up may be and still be offered with it (up to ``k``);
+    ``multi_tool`` whether requests of several clauses get one tool per clause.
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        policy: PolicyConfig | None = None,
+        cloud: Embedder | None = None,
+        audit: AuditSink | None = None,
+        cache: EmbeddingCache | None = None,
+        prompt: str | None = DEFAULT_PROMPT,
+        dims: int | None = DEFAULT_DIMS,
+        method: str = DEFAULT_METHOD,
+        threshold: float | None = None,
+        min_margin: float = 0.0,
+        spread: float = 0.05,
+        multi_tool: bool = True,
+    ) -> None:
+        if not isinstance(embedder, Embedder):
+            raise ConfigurationError(
+                f"embedder must implement edgeroute's Embedder protocol, got {type(embedder).__name__}"
+            )
+        if cloud is not None and not isinstance(cloud, Embedder):
+            raise ConfigurationError(f"cloud must be an edgeroute Embedder, got {type(cloud).__name__}")
+        if method not in METHODS:
+            raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+        if threshold is not None and not -1.0 <= threshold <= 1.0:
+            raise InputError(f"threshold is a score between -1 and 1, got {threshold}")
+        if not 0.0 <= min_margin <= 2.0:
+            raise InputError(f"min_margin must be between 0 and 2, got {min_margin}")
+        if spread < 0:
+            raise InputError(f"spread must be >= 0, got {spread}")
+        full = embedder.space_for(None).dims
+        self.embedder = embedder
+        self.cloud = cloud
+        self.policy = policy or PolicyConfig()
+        self.audit = audit
+        self.cache = cache if cache is not None else EmbeddingCache(None, 32 * 1024**2)
+        self.encoder = TextEncoder(
+            embedder, prompt=prompt, dims=min(dims, full) if dims else None, cache=self.cache
+        )
+        self.cloud_encoder = TextEncoder(cloud, prompt=None, cache=self.cache) if cloud is not None else None
+        self.method = method
+        self.fixed_threshold = threshold
+        self.threshold = threshold if threshold is not None else 0.5
+        self.cloud_threshold = self.threshold
+        self.min_margin = min_margin
+        self.cloud_min_margin = min_margin
+        self.spread = spread
+        self.multi_tool = multi_tool
+        self.fitted: ToolFit | None = None
+        self._tools: dict[str, ToolSpec] = {}
+        self._no_tool: list[str] = []
+        self._version = 0
+        self._edge: _Model | None = None
+        self._cloud: _Model | None = None
+        # One in-flight fit per side and event loop: concurrent first requests share it.
+        self._pending: dict[tuple[str, int], asyncio.Task[_Model | None]] = {}
+        self._last: contextvars.ContextVar[ToolDecision | None] = contextvars.ContextVar(
+            f"edgeroute_tool_decision_{id(self)}", default=None
+        )
+
+    # -- registration ----------------------------------------------------------------------
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        return tuple(self._tools)
+
+    @property
+    def tools(self) -> tuple[ToolSpec, ...]:
+        return tuple(self._tools.values())
+
+    @property
+    def last_decision(self) -> ToolDecision | None:
+        """The last decision made *in this thread or asyncio task* (None before any).
+
+        Kept for callers of :func:`select_tools`, which returns tools, not the decision. It lives in a
+        context variable, so concurrent requests never see each other's decision; prefer the
+        :class:`ToolDecision` that :meth:`route` returns.
+        """
+        return self._last.get()
+
+    def register(
+        self, name: str, description: str, examples: Sequence[str], *, sensitivity: Sensitivity = "internal"
+    ) -> ToolSpec:
+        """Add a tool. ``examples`` are requests users would make for it (at least one; 10 is better)."""
+        if not isinstance(name, str) or not name.strip():
+            raise InputError("a tool needs a non-empty name")
+        if name in self._tools:
+            raise InputError(f"tool {name!r} is already registered; tool names must be unique")
+        if not isinstance(description, str) or not description.strip():
+            raise InputError(f"tool {name!r} needs a non-empty description of what it does")
+        if isinstance(examples, str):
+            raise InputError(f"examples of tool {name!r} must be a list of requests, not one string")
+        items = tuple(examples)
+        if not items or any(not isinstance(e, str) or not e.strip() for e in items):
+            raise InputError(
+                f"tool {name!r} needs at least one example request, each a non-empty string "
+                "(for example ['refund my last order'])"
+            )
+        _check_sensitivity(sensitivity)
+        spec = ToolSpec(name, description, items, sensitivity)
+        self._tools[name] = spec
+        self._changed()
+        return spec
+
+    def add_no_tool_examples(self, examples: Sequence[str]) -> None:
+        """Requests that should get no tool (small talk, out-of-scope asks); they compete with the tools."""
+        if isinstance(examples, str) or any(not isinstance(e, str) or not e.strip() for e in examples):
+            raise InputError("no-tool examples must be a list of non-empty strings")
+        self._no_tool.extend(examples)
+        self._changed()
+
+    def _changed(self) -> None:
+        self._version += 1
+        self._edge = self._cloud = None
+        self.fitted = None
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def _training_set(self, names: Sequence[str]) -> tuple[list[str], list[str], list[bool]]:
+        """Texts, their tool (or NO_TOOL), and which are descriptions (never held out in folds)."""
+        texts: list[str] = []
+        labels: list[str] = []
+        is_description: list[bool] = []
+        for n in names:
+            spec = self._tools[n]
+            for i, t in enumerate((spec.description, *spec.examples)):
+                texts.append(t)
+                labels.append(n)
+                is_description.append(i == 0)
+        texts.extend(self._no_tool)
+        labels.extend([NO_TOOL] * len(self._no_tool))
+        is_description.extend([False] * len(self._no_tool))
+        return texts, labels, is_description
+
+    def _cloud_names(self) -> list[str]:
+        # A tool whose domain is above the cloud ceiling never has its examples sent to the cloud.
+        ceiling = self.policy.cloud_ceiling
+        return [n for n, s in self._tools.items() if not above_ceiling(s.sensitivity, ceiling)]
+
+    def _check_labelled(
+        self, labelled: Sequence[tuple[str, str | None]] | None
+    ) -> tuple[list[str], list[str | None]]:
+        if labelled is None:
+            return [], []
+        if isinstance(labelled, str) or not all(
+            isinstance(r, tuple | list) and len(r) == 2 and isinstance(r[0], str) and r[0].strip()
+            for r in labelled
+        ):
+            raise InputError("labelled requests must be a list of (request, tool name or None) pairs")
+        texts = [r for r, _ in labelled]
+        labels = [t for _, t in labelled]
+        unknown = sorted({t for t in labels if t is not None and t not in self._tools})
+        if unknown:
+            raise InputError(f"labels {unknown} name no registered tool; registered: {list(self._tools)}")
+        return texts, labels
+
+    async def _afit_side(
+        self,
+        encoder: TextEncoder,
+        names: Sequence[str],
+        labelled: tuple[list[str], list[str | None]],
+        fixed: float | None,
+    ) -> tuple[_Model, float, float]:
+        """Fit one side's scorer and threshold; returns it with its decision and top-1 accuracy."""
+        version = self._version
+        texts, labels, is_description = self._training_set(names)
+        req_texts, req_labels = labelled
+        # One embedding call for the examples and the labelled requests (misses only; the rest is cached).
+        vecs = await encoder.aencode([*texts, *req_texts])
+        ex_vecs, req_vecs = vecs[: len(texts)], vecs[len(texts) :]
+        truth: list[str | None]
+        if req_texts:
+            # Labelled requests are held out from the examples: they calibrate and choose the threshold.
+            truth = [lab if lab in names else None for lab in req_labels]
+            cal = [NO_TOOL if t is None else t for t in truth]
+            scorer = fit_scorer(self.method, ex_vecs, labels, calibration=(req_vecs, cal))
+            tool_scores, no_tool = scorer.scores(req_vecs)
+            tools = scorer.tools
+        else:
+            scorer = fit_scorer(self.method, ex_vecs, labels)
+            tool_scores, no_tool, held = held_out_scores(self.method, ex_vecs, labels, is_description)
+            tools = tuple(dict.fromkeys(lab for lab in labels if lab != NO_TOOL))
+            truth = [None if lab == NO_TOOL else lab for lab in held]
+        best, conf = OpenSetRule(-np.inf).accept(tool_scores, no_tool)
+        conf = np.where(best < 0, np.float32(-2.0), conf)  # the no-tool examples won: never sure
+        said_best = [tools[i] if i >= 0 else None for i in best]
+        right = np.array([b == t for b, t in zip(said_best, truth, strict=True)])
+        in_scope = np.array([t is not None for t in truth])
+        threshold = fixed if fixed is not None else choose_threshold(conf, right, in_scope)
+        sure = conf >= threshold
+        accuracy = float(np.mean(np.where(sure, right, ~in_scope)))
+        top1 = float(right[in_scope].mean()) if in_scope.any() else 0.0
+        return _Model(scorer, threshold, version), accuracy, top1
+
+    async def afit(self, labelled: Sequence[tuple[str, str | None]] | None = None) -> ToolFit:
+        """Fit the scorer on the registered examples and choose the "no tool" threshold.
+
+        ``labelled``: optional ``(request, tool name or None)`` pairs held out from the examples; the
+        threshold is chosen on them (maximising in-scope accuracy + no-tool recall). Without them it
+        is chosen on held-out folds of the examples (and the no-tool examples). A threshold given to
+        the constructor is kept. With a cloud embedder the cloud side is fitted too, on the tools and
+        requests the policy lets leave the device.
+        """
+        self._require_tools()
+        t0 = time.perf_counter()
+        texts, labels = self._check_labelled(labelled)
+        model, accuracy, top1 = await self._afit_side(
+            self.encoder, list(self._tools), (texts, labels), self.fixed_threshold
+        )
+        self._edge = model
+        self.threshold = model.threshold
+        cloud_t: float | None = None
+        if self.cloud_encoder is not None and self._cloud_names():
+            allowed = [i for i, t in enumerate(texts) if self._may_leave(t, labels[i])]
+            cloud, _, _ = await self._afit_side(
+                self.cloud_encoder,
+                self._cloud_names(),
+                ([texts[i] for i in allowed], [labels[i] for i in allowed]),
+                self.fixed_threshold,
+            )
+            self._cloud = cloud
+            self.cloud_threshold = cloud_t = cloud.threshold
+        self.fitted = ToolFit(
+            threshold=model.threshold,
+            min_margin=self.min_margin,
+            accuracy=accuracy,
+            top1_accuracy=top1,
+            requests=len(texts),
+            cloud_threshold=cloud_t,
+            cloud_min_margin=self.min_margin if cloud_t is not None else None,
+            temperature=getattr(model.scorer, "temperature", 1.0),
+            examples=sum(len(s.examples) + 1 for s in self._tools.values()) + len(self._no_tool),
+            seconds=time.perf_counter() - t0,
+        )
+        return self.fitted
+
+    def fit(self, labelled: Sequence[tuple[str, str | None]] | None = None) -> ToolFit:
+        """:meth:`afit` for sync callers."""
+        return run_sync(self.afit(labelled))
+
+    def _may_leave(self, text: str, label: str | None) -> bool:
+        if detect_pii(text, self.policy):
+            return False
+        if label is None:
+            return True
+        return not above_ceiling(self._tools[label].sensitivity, self.policy.cloud_ceiling)
+
+    def _require_tools(self) -> None:
+        if not self._tools:
+            raise ConfigurationError("no tools registered; call router.register(name, description, examples)")
+
+    async def _amodel(self, side: str) -> _Model | None:
+        """The fitted model of ``side``, fitting it (without labelled requests) on first use, once."""
+        current = self._edge if side == "edge" else self._cloud
+        if current is not None and current.version == self._version:
+            return current
+        loop = asyncio.get_running_loop()
+        key = (side, id(loop))
+        task = self._pending.get(key)
+        if task is None or task.done():
+            task = loop.create_task(self._afit_lazily(side))
+            self._pending[key] = task
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done() and self._pending.get(key) is task:
+                del self._pending[key]
+
+    async def _afit_lazily(self, side: str) -> _Model | None:
+        self._require_tools()
+        if side == "edge":
+            model, _, _ = await self._afit_side(
+                self.encoder, list(self._tools), ([], []), self.fixed_threshold
+            )
+            self._edge = model
+            if self.fixed_threshold is None:
+                self.threshold = model.threshold
+            return model
+        names = self._cloud_names()
+        if self.cloud_encoder is None or not names:
+            return None
+        model, _, _ = await self._afit_side(self.cloud_encoder, names, ([], []), self.fixed_threshold)
+        self._cloud = model
+        self.cloud_threshold = model.threshold
+        return model
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _cloud_state(self) -> CloudState:
+        if self.cloud is None:
+            return "absent"
+        if getattr(self.cloud, "offline", False):
+            return "offline"
+        state = getattr(self.cloud, "breaker_state", "closed")
+        if state == "open":
+            return "open"
+        return "half_open" if state == "half_open" else "closed"
+
+    def _read(self, model: _Model, whole: F32, clauses: F32 | None, k: int) -> _Choice:
+        """The tools ``model`` offers for one request (``whole``), per clause when it has several."""
+        rows = np.vstack([whole[None, :], clauses]) if clauses is not None else whole[None, :]
+        tool_scores, no_tool = model.scorer.scores(rows)
+        names = model.scorer.tools
+        row = tool_scores[0]
+        order = np.argsort(-row, kind="stable")
+        ranked = [(names[i], float(row[i])) for i in order]
+        top = ranked[0][1]
+        negative = float(no_tool[0]) if no_tool is not None else -np.inf
+        second = max(ranked[1][1] if len(ranked) > 1 else -np.inf, negative)
+        margin = max(0.0, top - second) if np.isfinite(second) else 1.0
+        chosen: list[tuple[str, float]] = []
+        if top >= model.threshold and margin >= self.min_margin and top > negative:
+            # Runners-up are offered too only when nearly as good as the best: a near tie, not a long tail.
+            chosen = [(n, p) for n, p in ranked[:k] if p >= model.threshold and top - p <= self.spread]
+        if clauses is not None and len(clauses) > 1:
+            per_clause, conf = model.rule().accept(
+                tool_scores[1:], no_tool[1:] if no_tool is not None else None
+            )
+            if all(c >= 0 for c in per_clause) and len({int(c) for c in per_clause}) > 1:
+                # Every clause confidently asks for a tool, and not all the same one: one per clause.
+                seen: dict[str, float] = {}
+                for c, p in zip(per_clause, conf, strict=True):
+                    seen.setdefault(names[c], float(p))
+                chosen = list(seen.items())[: max(k, 2)]
+                top, margin = min(seen.values()), max(margin, self.min_margin)
+        return _Choice(chosen, ranked, top, margin)
+
+    def _plan(self, request: str, edge: _Choice, sensitivity: Sensitivity, stakes: Stakes) -> RouteDecision:
+        # A request that looks like one for a private tool is as private as that tool's domain:
+        # the best candidate, and any other that would be offered with it.
+        near = {n for n, _ in edge.candidates[:1]} | {n for n, _ in edge.tools}
+        level = max([sensitivity, *(self._tools[n].sensitivity for n in near)], key=sensitivity_rank)
+        signals = QuerySignals(
+            modalities=frozenset({"text"}),
+            pii=detect_pii(request, self.policy),
+            sensitivity=level,
+            stakes=stakes,
+            edge_top1=max(-1.0, edge.top if edge.tools else min(edge.top, self.threshold - 1e-6)),
+            edge_margin=edge.margin,
+            cloud_state=self._cloud_state(),
+        )
+        config = self.policy.model_copy(
+            update={
+                "confidence": ConfidenceConfig(
+                    min_top1=max(-1.0, min(1.0, self.threshold)), min_margin=self.min_margin
+                )
+            }
+        )
+        decision = decide(signals, config)
+        if decision.redact:
+            # Tool routing never redacts-and-sends: a PII request is routed at the edge only.
+            return RouteDecision(Route.EDGE, (*decision.reasons,), degraded=False)
+        return decision
+
+    def _check(self, requests: Sequence[str], k: int, sensitivity: str, stakes: str) -> None:
+        for request in requests:
+            if not isinstance(request, str) or not request.strip():
+                raise InputError("the request must be a non-empty string")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be a positive integer, got {k!r}")
+        _check_sensitivity(sensitivity)
+        if stakes not in ("normal", "high"):
+            raise InputError(f"unknown stakes {stakes!r}; use 'normal' or 'high'")
+
+    async def _aread_all(
+        self, model: _Model, encoder: TextEncoder, requests: Sequence[str], k: int
+    ) -> list[_Choice]:
+        """Each request's choice; every text (requests and their clauses) embedded in one call."""
+        parts = [split_clauses(r) if self.multi_tool else [r] for r in requests]
+        texts = list(dict.fromkeys([*requests, *(c for p in parts if len(p) > 1 for c in p)]))
+        vecs = await encoder.aencode(texts)
+        at = {t: i for i, t in enumerate(texts)}
+        return [
+            self._read(model, vecs[at[r]], vecs[[at[c] for c in p]] if len(p) > 1 else None, k)
+            for r, p in zip(requests, parts, strict=True)
+        ]
+
+    async def _aroute(
+        self, requests: Sequence[str], k: int, sensitivity: Sensitivity, stakes: Stakes
+    ) -> list[ToolDecision]:
+        self._check(requests, k, sensitivity, stakes)
+        self._require_tools()
+        t0 = time.perf_counter()
+        model = await self._amodel("edge")
+        assert model is not None
+        edge = await self._aread_all(model, self.encoder, requests, k)
+        plans = [self._plan(r, e, sensitivity, stakes) for r, e in zip(requests, edge, strict=True)]
+        cloud: list[_Choice | None] = [None] * len(requests)
+        errors: list[str | None] = [None] * len(requests)
+        wanted = [i for i, d in enumerate(plans) if d.uses_cloud and self.cloud_encoder is not None]
+        if wanted and self.cloud_encoder is not None:
+            try:
+                cloud_model = await self._amodel("cloud")
+                if cloud_model is not None:
+                    read = await self._aread_all(
+                        cloud_model, self.cloud_encoder, [requests[i] for i in wanted], k
+                    )
+                    for i, c in zip(wanted, read, strict=True):
+                        cloud[i] = c
+            except CloudError as exc:
+                for i in wanted:
+                    errors[i] = f"the cloud embedder failed ({type(exc).__name__})"
+        latency = (time.perf_counter() - t0) * 1000
+        return [
+            self._finish(requests[i], latency, edge[i], plans[i], cloud[i], errors[i])
+            for i in range(len(requests))
+        ]
+
+    def _finish(
+        self,
+        request: str,
+        latency: float,
+        edge: _Choice,
+        decision: RouteDecision,
+        cloud: _Choice | None,
+        cloud_error: str | None,
+    ) -> ToolDecision:
+        chosen, served = (cloud, "cloud") if cloud is not None else (edge, "edge")
+        if cloud_error is not None:
+            decision = RouteDecision(
+                Route.EDGE,
+                (*decision.reasons, Reason("cloud.unavailable", f"{cloud_error}; answered at the edge")),
+                degraded=True,
+            )
+        record: dict[str, Any] = {
+            "type": "query",
+            "kind": "tool_routing",
+            "query_sha256": sha256_text(request),
+            "route": decision.route.value,
+            "reasons": list(decision.codes),
+            "degraded": decision.degraded,
+            "served_by": served,
+            "tools": [n for n, _ in chosen.tools],
+            "unsure": not chosen.tools,
+            "top_score": chosen.candidates[0][1] if chosen.candidates else None,
+            "latency_ms": {"total": round(latency, 3)},
+        }
+        if self.audit is not None:
+            query_fields: Callable[[str], dict[str, Any]] | None = getattr(self.audit, "query_fields", None)
+            if query_fields is not None:
+                record.update(query_fields(request))
+            self.audit.write(record)
+        return ToolDecision(
+            tools=chosen.tools,
+            unsure=not chosen.tools,
+            decision=decision,
+            latency_ms=latency,
+            candidates=chosen.candidates,
+            served_by=served,
+            audit=record,
+        )
+
+    async def aroute(
+        self, request: str, k: int = 3, *, sensitivity: Sensitivity = "internal", stakes: Stakes = "normal"
+    ) -> ToolDecision:
+        """The tool(s) for ``request``, or an unsure decision with no tools ("ask the user")."""
+        (decision,) = await self._aroute([request], k, sensitivity, stakes)
+        self._last.set(decision)
+        return decision
+
+    async def aroute_many(
+        self,
+        requests: Sequence[str],
+        k: int = 3,
+        *,
+        sensitivity: Sensitivity = "internal",
+        stakes: Stakes = "normal",
+    ) -> list[ToolDecision]:
+        """Route several requests: one embedding call for all of them (and one cloud call for the escalated)."""
+        if isinstance(requests, str):
+            raise InputError("requests must be a list of strings, not one string; use aroute for one")
+        return await self._aroute(list(requests), k, sensitivity, stakes) if requests else []
+
+    def route(
+        self, request: str, k: int = 3, *, sensitivity: Sensitivity = "internal", stakes: Stakes = "normal"
+    ) -> ToolDecision:
+        """:meth:`aroute` for sync callers (also sets :attr:`last_decision` in the calling thread)."""
+        decision = run_sync(self.aroute(request, k, sensitivity=sensitivity, stakes=stakes))
+        self._last.set(decision)
+        return decision
+
+    def route_many(
+        self,
+        requests: Sequence[str],
+        k: int = 3,
+        *,
+        sensitivity: Sensitivity = "internal",
+        stakes: Stakes = "normal",
+    ) -> list[ToolDecision]:
+        """:meth:`aroute_many` for sync callers."""
+        return run_sync(self.aroute_many(requests, k, sensitivity=sensitivity, stakes=stakes))
+
+
+def _check_sensitivity(level: str) -> None:
+    try:
+        check_sensitivity(level)
+    except SensitivityError as exc:
+        raise InputError(str(exc)) from exc
+
+
+_T = TypeVar("_T")
+
+
+def select_tools(router: ToolRouter, tools: Sequence[_T], request: str, *, k: int = 3) -> list[_T]:
+    """The subset of ``tools`` (LangChain ``BaseTool``s, or anything with a ``name``) to bind for ``request``.
+
+    Returns ``[]`` when the router is unsure: ask the user instead of guessing a tool. The decision
+    is ``router.last_decision`` in the calling thread. ``llm.bind_tools(select_tools(router, tools, request))``.
+    """
+    by_name = {str(getattr(t, "name", "")): t for t in tools}
+    missing = sorted(set(by_name) - set(router.tool_names))
+    if missing:
+        raise InputError(
+            f"tools {missing} are not registered with the router; "
+            "register each with router.register(tool.name, tool.description, examples)"
+        )
+    decision = router.route(request, k=k)
+    return [by_name[n] for n, _ in decision.tools if n in by_name]
