@@ -7,7 +7,7 @@ import sys
 from rich.console import Console
 
 from ..errors import EdgeRouteError
-from . import cloud, edge, policy, router, store  # noqa: F401  (they register commands)
+from . import cloud, edge, policy, router, serve, store  # noqa: F401  (they register commands)
 from .app import app
 
 
