@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -144,6 +146,8 @@ def serve_command(
             lifespan="on",
         )
     )
+    # uvicorn re-raises SIGTERM after its graceful shutdown; a clean stop on request should exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.run()
 
 
