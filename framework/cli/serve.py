@@ -18,7 +18,9 @@ from rich.table import Table
 from ..errors import InputError
 from .app import app
 
-keys_app = typer.Typer(help="Create, list and revoke API keys of `edgeroute serve` tenants.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Create, list and revoke API keys of `edgeroute serve` tenants.", no_args_is_help=True
+)
 app.add_typer(keys_app, name="keys")
 
 _err = Console(stderr=True)
@@ -51,27 +53,48 @@ def _is_loopback(host: str) -> bool:
 
 @app.command("serve")
 def serve_command(
-    store: Annotated[Path | None, typer.Option("--store", help="Embedded store directory [env EDGEROUTE_STORE]")] = None,
+    store: Annotated[
+        Path | None, typer.Option("--store", help="Embedded store directory [env EDGEROUTE_STORE]")
+    ] = None,
     chroma_url: Annotated[
-        str | None, typer.Option("--chroma-url", help="A `chroma run` server (http://HOST:PORT) shared by replicas")
+        str | None,
+        typer.Option("--chroma-url", help="A `chroma run` server (http://HOST:PORT) shared by replicas"),
     ] = None,
     state_dir: Annotated[
         Path | None,
-        typer.Option("--state-dir", help="Outbox, audit log and circuit state (default: --store, or ~/.edgeroute/serve)"),
+        typer.Option(
+            "--state-dir",
+            help="Outbox, audit log and circuit state (default: --store, or ~/.edgeroute/serve)",
+        ),
     ] = None,
     outbox: Annotated[
-        Path | None, typer.Option("--outbox", help="Outbox file; replicas on one host may share it [env EDGEROUTE_OUTBOX]")
+        Path | None,
+        typer.Option(
+            "--outbox", help="Outbox file; replicas on one host may share it [env EDGEROUTE_OUTBOX]"
+        ),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind")] = 8080,
     keys: KeysOpt = None,
-    edge: Annotated[str | None, typer.Option("--edge", help="'model' (EmbeddingGemma) or 'hashing' [env EDGEROUTE_EDGE]")] = None,
-    model: Annotated[Path | None, typer.Option("--model", help="On-device model directory [env EDGEROUTE_EDGE_MODEL]")] = None,
-    policy: Annotated[Path | None, typer.Option("--policy", help="Policy TOML/YAML file [env EDGEROUTE_POLICY]")] = None,
-    tools: Annotated[Path | None, typer.Option("--tools", help="Default tools for /v1/tools/route (JSON or YAML)")] = None,
+    edge: Annotated[
+        str | None, typer.Option("--edge", help="'model' (EmbeddingGemma) or 'hashing' [env EDGEROUTE_EDGE]")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="On-device model directory [env EDGEROUTE_EDGE_MODEL]")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Policy TOML/YAML file [env EDGEROUTE_POLICY]")
+    ] = None,
+    tools: Annotated[
+        Path | None, typer.Option("--tools", help="Default tools for /v1/tools/route (JSON or YAML)")
+    ] = None,
     max_batch: Annotated[int, typer.Option(help="Most texts per micro-batched model call")] = 32,
-    max_wait_ms: Annotated[float, typer.Option(help="Longest a request waits for others to batch with")] = 2.0,
-    batching: Annotated[bool, typer.Option("--batching/--no-batching", help="Micro-batch edge embedding")] = True,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="Longest a request waits for others to batch with")
+    ] = 2.0,
+    batching: Annotated[
+        bool, typer.Option("--batching/--no-batching", help="Micro-batch edge embedding")
+    ] = True,
     offline: Annotated[bool, typer.Option("--offline", help="Never call the cloud; queue documents")] = False,
     drain_interval: Annotated[float, typer.Option(help="Seconds between background outbox drains")] = 5.0,
     allow_remote: Annotated[
@@ -103,7 +126,9 @@ def serve_command(
             "and put a TLS proxy in front of it (see docs/deployment.md)"
         )
     if chroma_url is None and state_dir is not None:
-        raise InputError("--state-dir goes with --chroma-url; with --store the state lives in the store directory")
+        raise InputError(
+            "--state-dir goes with --chroma-url; with --store the state lives in the store directory"
+        )
     settings = resolve_settings(
         store=(state_dir or Path("~/.edgeroute/serve")) if chroma_url else store,
         edge=edge,
@@ -161,8 +186,12 @@ def keys_create(
     ] = None,
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", help="Cloud budget in USD")] = None,
     rate: Annotated[float | None, typer.Option("--rate", help="Requests per second (per replica)")] = None,
-    burst: Annotated[int | None, typer.Option("--burst", help="Requests allowed at once above the rate")] = None,
-    no_cloud: Annotated[bool, typer.Option("--no-cloud", help="This tenant may not use the cloud model")] = False,
+    burst: Annotated[
+        int | None, typer.Option("--burst", help="Requests allowed at once above the rate")
+    ] = None,
+    no_cloud: Annotated[
+        bool, typer.Option("--no-cloud", help="This tenant may not use the cloud model")
+    ] = False,
 ) -> None:
     """Create an API key for TENANT (the tenant is created, or its limits updated). The key is the last line."""
     from ..serve.keys import KeyStore
@@ -200,10 +229,18 @@ def keys_list(
             json.dumps(
                 {
                     "keys": [
-                        {"id": r.id, "tenant": r.tenant, "label": r.label, "created": r.created, "revoked": r.revoked}
+                        {
+                            "id": r.id,
+                            "tenant": r.tenant,
+                            "label": r.label,
+                            "created": r.created,
+                            "revoked": r.revoked,
+                        }
                         for r in recs
                     ],
-                    "tenants": {n: {k: getattr(t, k) for k in t.__slots__ if k != "name"} for n, t in tenants.items()},
+                    "tenants": {
+                        n: {k: getattr(t, k) for k in t.__slots__ if k != "name"} for n, t in tenants.items()
+                    },
                 },
                 indent=2,
             )
@@ -230,4 +267,3 @@ def keys_revoke(
 
 
 __all__ = ["keys_app", "serve_command"]
-

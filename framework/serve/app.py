@@ -149,16 +149,23 @@ def _install_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = "not_found" if exc.status_code == 404 else "invalid_request"
         return JSONResponse(
-            error_body(exc.status_code, code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+            error_body(exc.status_code, code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=exc.headers,
         )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The type and the frames, not the message: a library's message may quote the input.
         logger.error(
-            "unexpected %s on %s\n%s", type(exc).__name__, request.url.path, "".join(traceback.format_tb(exc.__traceback__))
+            "unexpected %s on %s\n%s",
+            type(exc).__name__,
+            request.url.path,
+            "".join(traceback.format_tb(exc.__traceback__)),
         )
-        return JSONResponse(error_body(500, "internal", f"internal error ({type(exc).__name__})"), status_code=500)
+        return JSONResponse(
+            error_body(500, "internal", f"internal error ({type(exc).__name__})"), status_code=500
+        )
 
 
 def create_app(service: Service, *, tool_defaults: list[Any] | None = None) -> FastAPI:

@@ -116,7 +116,9 @@ class MicroBatcher:
     ) -> Vectors:
         return await self._submit(("document", dims, None), list(texts), list(titles) if titles else None)
 
-    async def aembed(self, texts: Sequence[str], prompt_name: str | None, *, dims: int | None = None) -> Vectors:
+    async def aembed(
+        self, texts: Sequence[str], prompt_name: str | None, *, dims: int | None = None
+    ) -> Vectors:
         return await self._submit(("prompt", dims, prompt_name), list(texts), None)
 
     # -- batching ---------------------------------------------------------------------------------------
@@ -151,7 +153,9 @@ class MicroBatcher:
                     "'query' or 'document'"
                 )
             if key[2] not in names:
-                raise InputError(f"unknown input_type {key[2]!r}; this model's prompts are: {', '.join(names)}")
+                raise InputError(
+                    f"unknown input_type {key[2]!r}; this model's prompts are: {', '.join(names)}"
+                )
 
     async def _submit(self, key: _Key, texts: list[str], titles: list[str | None] | None) -> Vectors:
         loop = asyncio.get_running_loop()

@@ -36,7 +36,9 @@ _CLOUD_DIMS = [128, 256, 512, 768, 1536, 3072]
 def _texts(raw: Any) -> list[str]:
     items = [raw] if isinstance(raw, str) else list(raw)
     if not items:
-        raise ApiError(400, "invalid_request", "input is empty; send a string or a list of strings", param="input")
+        raise ApiError(
+            400, "invalid_request", "input is empty; send a string or a list of strings", param="input"
+        )
     if not all(isinstance(t, str) for t in items):
         raise ApiError(
             400,
@@ -46,13 +48,26 @@ def _texts(raw: Any) -> list[str]:
             param="input",
         )
     if len(items) > MAX_INPUTS:
-        raise ApiError(400, "invalid_request", f"{len(items)} inputs; send at most {MAX_INPUTS} per request", param="input")
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"{len(items)} inputs; send at most {MAX_INPUTS} per request",
+            param="input",
+        )
     for i, t in enumerate(items):
         if not t.strip():
-            raise ApiError(400, "invalid_request", f"input[{i}] is empty; every input must be non-empty text", param="input")
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"input[{i}] is empty; every input must be non-empty text",
+                param="input",
+            )
         if len(t) > MAX_TEXT_CHARS:
             raise ApiError(
-                400, "invalid_request", f"input[{i}] has {len(t)} characters; the limit is {MAX_TEXT_CHARS}", param="input"
+                400,
+                "invalid_request",
+                f"input[{i}] has {len(t)} characters; the limit is {MAX_TEXT_CHARS}",
+                param="input",
             )
     return items
 
@@ -86,7 +101,12 @@ async def _embed_cloud(service: Service, tenant: Tenant, req: EmbeddingRequest, 
     if req.input_type == "document":
         return await cloud.aembed_documents(texts, dims=req.dimensions)
     if req.input_type != "query":
-        raise ApiError(400, "invalid_request", "the cloud model takes input_type 'query' or 'document'", param="input_type")
+        raise ApiError(
+            400,
+            "invalid_request",
+            "the cloud model takes input_type 'query' or 'document'",
+            param="input_type",
+        )
     return await cloud.aembed_queries(texts, dims=req.dimensions)
 
 
@@ -141,16 +161,29 @@ async def create_embeddings(
         model = service.cloud_model or req.model
         tokens = sum(estimate_tokens(t) for t in texts)
     data = [EmbeddingItem(index=i, embedding=_encode(v, req.encoding_format)) for i, v in enumerate(vecs)]
-    return EmbeddingResponse(data=data, model=model, usage=Usage(prompt_tokens=tokens, total_tokens=tokens), routing=routing)
+    return EmbeddingResponse(
+        data=data, model=model, usage=Usage(prompt_tokens=tokens, total_tokens=tokens), routing=routing
+    )
 
 
 @router.get("/v1/models", response_model=ModelList)
 async def list_models(service: ServiceDep, tenant: TenantDep) -> ModelList:
     """The edge and cloud models this key may use."""
-    edge_dims = sorted({service.edge.space_for(None).dims, *getattr(getattr(service.raw_edge, "manifest", None), "matryoshka_dims", ())})
-    cards = [ModelCard(id=service.edge_model, owned_by="edgeroute (on this host)", side="edge", dimensions=edge_dims)]
+    edge_dims = sorted(
+        {
+            service.edge.space_for(None).dims,
+            *getattr(getattr(service.raw_edge, "manifest", None), "matryoshka_dims", ()),
+        }
+    )
+    cards = [
+        ModelCard(
+            id=service.edge_model, owned_by="edgeroute (on this host)", side="edge", dimensions=edge_dims
+        )
+    ]
     if service.may_use_cloud(tenant) and service.cloud_model:
-        cards.append(ModelCard(id=service.cloud_model, owned_by="google", side="cloud", dimensions=_CLOUD_DIMS))
+        cards.append(
+            ModelCard(id=service.cloud_model, owned_by="google", side="cloud", dimensions=_CLOUD_DIMS)
+        )
     return ModelList(data=cards)
 
 

@@ -133,7 +133,9 @@ class KeyStore:
     def _save(self) -> None:
         body = {
             "version": 1,
-            "tenants": {n: {k: v for k, v in asdict(t).items() if k != "name"} for n, t in self._data.tenants.items()},
+            "tenants": {
+                n: {k: v for k, v in asdict(t).items() if k != "name"} for n, t in self._data.tenants.items()
+            },
             "keys": [asdict(k) for k in self._data.keys.values()],
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +176,9 @@ class KeyStore:
             data.tenants[tenant.name] = tenant
         return tenant
 
-    def create(self, tenant: str, *, label: str = "", limits: dict[str, Any] | None = None) -> tuple[str, KeyRecord]:
+    def create(
+        self, tenant: str, *, label: str = "", limits: dict[str, Any] | None = None
+    ) -> tuple[str, KeyRecord]:
         """A new key for ``tenant`` (created with ``limits`` if new; ``limits`` update it otherwise)."""
         validate_tenant_name(tenant)
         with self._editing() as data:
@@ -196,7 +200,9 @@ class KeyStore:
         with self._editing() as data:
             rec = data.keys.get(kid)
             if rec is None:
-                raise InputError(f"no key with id {kid!r} in {self.path}; `edgeroute keys list` shows the ids")
+                raise InputError(
+                    f"no key with id {kid!r} in {self.path}; `edgeroute keys list` shows the ids"
+                )
             rec = replace(rec, revoked=rec.revoked or time.time())
             data.keys[kid] = rec
         return rec

@@ -44,9 +44,15 @@ class _Live(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snap = self._read()
-        calls = CounterMetricFamily("edgeroute_cloud_calls", "Cloud embedding calls that returned vectors", labels=["tenant"])
-        inputs = CounterMetricFamily("edgeroute_cloud_inputs", "Inputs embedded by the cloud", labels=["tenant"])
-        spend = GaugeMetricFamily("edgeroute_cloud_spend_usd", "Estimated cloud spend in USD", labels=["tenant"])
+        calls = CounterMetricFamily(
+            "edgeroute_cloud_calls", "Cloud embedding calls that returned vectors", labels=["tenant"]
+        )
+        inputs = CounterMetricFamily(
+            "edgeroute_cloud_inputs", "Inputs embedded by the cloud", labels=["tenant"]
+        )
+        spend = GaugeMetricFamily(
+            "edgeroute_cloud_spend_usd", "Estimated cloud spend in USD", labels=["tenant"]
+        )
         for tenant, usage in sorted(snap.get("cloud", {}).items()):
             calls.add_metric([tenant], usage.get("calls", 0))
             inputs.add_metric([tenant], usage.get("requests", 0))
@@ -57,7 +63,9 @@ class _Live(Collector):
         depth = GaugeMetricFamily("edgeroute_outbox_depth", "Documents queued for the cloud index")
         depth.add_metric([], snap.get("outbox_depth", 0))
         yield depth
-        breaker = GaugeMetricFamily("edgeroute_breaker_state", "1 for the cloud circuit's current state", labels=["state"])
+        breaker = GaugeMetricFamily(
+            "edgeroute_breaker_state", "1 for the cloud circuit's current state", labels=["state"]
+        )
         current = snap.get("breaker", "absent")
         for state in BREAKER_STATES:
             breaker.add_metric([state], 1.0 if state == current else 0.0)
@@ -66,10 +74,14 @@ class _Live(Collector):
         batches = CounterMetricFamily("edgeroute_edge_batches", "Edge model calls made by the micro-batcher")
         batches.add_metric([], batch.get("batches", 0))
         yield batches
-        texts = CounterMetricFamily("edgeroute_edge_batched_texts", "Texts embedded through the micro-batcher")
+        texts = CounterMetricFamily(
+            "edgeroute_edge_batched_texts", "Texts embedded through the micro-batcher"
+        )
         texts.add_metric([], batch.get("texts", 0))
         yield texts
-        dropped = CounterMetricFamily("edgeroute_edge_dropped_requests", "Requests dropped before their batch ran (client gone)")
+        dropped = CounterMetricFamily(
+            "edgeroute_edge_dropped_requests", "Requests dropped before their batch ran (client gone)"
+        )
         dropped.add_metric([], batch.get("dropped", 0))
         yield dropped
 

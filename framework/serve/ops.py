@@ -27,7 +27,9 @@ async def readyz(service: ServiceDep) -> Response:
     ok, checks = await service.readiness()
     if ok:
         return JSONResponse({"status": "ready", **checks})
-    body = error_body(503, "not_ready", "not ready: " + ("shutting down" if service.closing else f"store {checks['store']}"))
+    body = error_body(
+        503, "not_ready", "not ready: " + ("shutting down" if service.closing else f"store {checks['store']}")
+    )
     return JSONResponse({**body, "status": "not_ready", **checks}, status_code=503)
 
 

@@ -21,15 +21,21 @@ router = APIRouter(tags=["retrieval"])
 def _part(i: int, p: PartIn) -> Part:
     if p.text is not None:
         if p.data is not None or p.uri is not None:
-            raise ApiError(400, "invalid_request", f"query part {i} has text and media; give one", param="query")
+            raise ApiError(
+                400, "invalid_request", f"query part {i} has text and media; give one", param="query"
+            )
         return Part.text(p.text)
     if not p.mime_type:
-        raise ApiError(400, "invalid_request", f"query part {i} needs a mime_type for its data or uri", param="query")
+        raise ApiError(
+            400, "invalid_request", f"query part {i} needs a mime_type for its data or uri", param="query"
+        )
     if p.data is not None:
         try:
             data = base64.b64decode(p.data, validate=True)
         except (binascii.Error, ValueError):
-            raise ApiError(400, "invalid_request", f"query part {i}: data is not valid base64", param="query") from None
+            raise ApiError(
+                400, "invalid_request", f"query part {i}: data is not valid base64", param="query"
+            ) from None
         return Part(data=data, mime_type=p.mime_type)
     if p.uri is not None:
         return Part.reference(p.uri, p.mime_type)
@@ -42,16 +48,25 @@ def _public_audit(audit: dict[str, Any], collection: str) -> dict[str, Any]:
 
 
 @router.post("/v1/retrieve", response_model=RetrieveResponse)
-async def retrieve(req: RetrieveRequest, request: Request, service: ServiceDep, tenant: TenantDep) -> dict[str, Any]:
+async def retrieve(
+    req: RetrieveRequest, request: Request, service: ServiceDep, tenant: TenantDep
+) -> dict[str, Any]:
     """Route a query and answer from the edge index, the cloud index, or both fused.
 
     The body is what ``edgeroute query --json`` prints: the decision actually served, the hits
     (each says which index served it) and the audit record (hashes, not text).
     """
     engine = await service.engine(tenant, req.collection, create=False)
-    query: str | list[Part] = req.query if isinstance(req.query, str) else [_part(i, p) for i, p in enumerate(req.query)]
+    query: str | list[Part] = (
+        req.query if isinstance(req.query, str) else [_part(i, p) for i, p in enumerate(req.query)]
+    )
     result = await engine.aretrieve(
-        query, req.k, sensitivity=req.sensitivity, stakes=req.stakes, deadline_ms=req.deadline_ms, where=req.where
+        query,
+        req.k,
+        sensitivity=req.sensitivity,
+        stakes=req.stakes,
+        deadline_ms=req.deadline_ms,
+        where=req.where,
     )
     request.state.route = result.decision.route.value
     return {

@@ -34,7 +34,9 @@ class EmbeddingRequest(BaseModel):
         "(LangChain: OpenAIEmbeddings(check_embedding_ctx_length=False))."
     )
     model: str = Field(description="The edge or cloud model name from GET /v1/models (or 'edge' / 'cloud').")
-    dimensions: int | None = Field(default=None, ge=1, description="Matryoshka size; the model's default if unset")
+    dimensions: int | None = Field(
+        default=None, ge=1, description="Matryoshka size; the model's default if unset"
+    )
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
     input_type: str = Field(

@@ -20,14 +20,21 @@ def free_port(host: str = "127.0.0.1") -> int:
 class BackgroundServer:
     """``with BackgroundServer(app) as srv: httpx.get(srv.url + "/healthz")``; stops (gracefully) on exit."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int | None = None, log_level: str = "warning") -> None:
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int | None = None, log_level: str = "warning"
+    ) -> None:
         import uvicorn
 
         self.host = host
         self.port = port or free_port(host)
         self._server = uvicorn.Server(
             uvicorn.Config(
-                app, host=host, port=self.port, log_level=log_level, access_log=False, lifespan="on",
+                app,
+                host=host,
+                port=self.port,
+                log_level=log_level,
+                access_log=False,
+                lifespan="on",
                 timeout_graceful_shutdown=10,
             )
         )

@@ -60,7 +60,9 @@ class ServeConfig:
 def parse_chroma_url(url: str) -> tuple[str, int]:
     parsed = urlparse(url if "://" in url else f"http://{url}")
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ConfigurationError(f"--chroma-url {url!r} is not an http URL; use for example http://127.0.0.1:8000")
+        raise ConfigurationError(
+            f"--chroma-url {url!r} is not an http URL; use for example http://127.0.0.1:8000"
+        )
     return parsed.hostname, parsed.port or 8000
 
 

@@ -59,7 +59,9 @@ class ToolRouters:
         self._routers: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
 
     def _entry(self, tenant: Tenant, tools: list[ToolIn]) -> _Entry:
-        digest = hashlib.sha256(json.dumps([t.model_dump() for t in tools], sort_keys=True).encode()).hexdigest()
+        digest = hashlib.sha256(
+            json.dumps([t.model_dump() for t in tools], sort_keys=True).encode()
+        ).hexdigest()
         key = (tenant.name, digest)
         entry = self._routers.get(key)
         if entry is None:
@@ -98,7 +100,9 @@ class ToolRouters:
 
 
 @router.post("/v1/tools/route", response_model=ToolRouteResponse)
-async def route_tools(req: ToolRouteRequest, request: Request, service: ServiceDep, tenant: TenantDep) -> dict[str, Any]:
+async def route_tools(
+    req: ToolRouteRequest, request: Request, service: ServiceDep, tenant: TenantDep
+) -> dict[str, Any]:
     """The tool(s) for a request, best first; ``unsure`` (no tools) means: ask the user."""
     routers: ToolRouters = request.app.state.tool_routers
     d = await routers.route(tenant, req)

@@ -49,7 +49,9 @@ ServiceFactory = Callable[..., Service]
 def make_service(tmp_path: Path, emu: GeminiEmulator) -> Iterator[ServiceFactory]:
     made: list[Service] = []
 
-    def factory(*, edge: Any = None, limits: dict[str, dict[str, Any]] | None = None, **config: Any) -> Service:
+    def factory(
+        *, edge: Any = None, limits: dict[str, dict[str, Any]] | None = None, **config: Any
+    ) -> Service:
         state = tmp_path / f"state{len(made)}"
         settings = resolve_settings(
             store=state,
@@ -67,7 +69,9 @@ def make_service(tmp_path: Path, emu: GeminiEmulator) -> Iterator[ServiceFactory
             keystore.create("acme")
         config.setdefault("drain_interval_s", 0.2)
         cfg = ServeConfig(settings=settings, keys_path=tmp_path / "keys.json", **config)
-        service = Service(cfg, edge=edge or HashingEmbedder(128), store=VectorStore.ephemeral(), keys=keystore)
+        service = Service(
+            cfg, edge=edge or HashingEmbedder(128), store=VectorStore.ephemeral(), keys=keystore
+        )
         made.append(service)
         return service
 
@@ -75,7 +79,9 @@ def make_service(tmp_path: Path, emu: GeminiEmulator) -> Iterator[ServiceFactory
 
 
 @pytest.fixture
-def serve(make_service: ServiceFactory, emu: GeminiEmulator, tmp_path: Path) -> Iterator[Callable[..., Served]]:
+def serve(
+    make_service: ServiceFactory, emu: GeminiEmulator, tmp_path: Path
+) -> Iterator[Callable[..., Served]]:
     servers: list[BackgroundServer] = []
 
     def start(*, tenants: dict[str, dict[str, Any]] | None = None, **kw: Any) -> Served:

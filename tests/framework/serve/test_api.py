@@ -40,7 +40,9 @@ def test_health_ready_and_openapi(serve: Start) -> None:
     assert ready["status"] == "ready" and ready["store"] == "ok" and ready["model_loaded"]
     assert ready["breaker"] == "closed" and ready["outbox_depth"] == 0
     spec = httpx.get(s.url + "/openapi.json").json()
-    assert {"/v1/embeddings", "/v1/retrieve", "/v1/documents", "/v1/tools/route", "/v1/models"} <= set(spec["paths"])
+    assert {"/v1/embeddings", "/v1/retrieve", "/v1/documents", "/v1/tools/route", "/v1/models"} <= set(
+        spec["paths"]
+    )
     assert httpx.get(s.url + "/docs").status_code == 200
 
 
@@ -50,7 +52,9 @@ def test_missing_or_unknown_key_is_401(serve: Start) -> None:
     r = httpx.post(s.url + "/v1/embeddings", json=body)
     assert r.status_code == 401 and error_code(r) == "unauthorized"
     assert r.headers["www-authenticate"] == "Bearer"
-    r = httpx.post(s.url + "/v1/embeddings", json=body, headers={"Authorization": "Bearer er-000000000000-" + "x" * 43})
+    r = httpx.post(
+        s.url + "/v1/embeddings", json=body, headers={"Authorization": "Bearer er-000000000000-" + "x" * 43}
+    )
     assert r.status_code == 401
     wrong_secret = s.keys["acme"][:-4] + "AAAA"
     r = httpx.post(s.url + "/v1/embeddings", json=body, headers={"Authorization": f"Bearer {wrong_secret}"})
@@ -77,7 +81,11 @@ def test_edge_embeddings_match_the_embedder_and_encode_base64(serve: Start) -> N
     got = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
     want = HashingEmbedder(128).embed_documents(texts)
     np.testing.assert_allclose(got, want, atol=1e-6)
-    r = post(s, "/v1/embeddings", {"input": texts[0], "model": "edge", "encoding_format": "base64", "input_type": "query"})
+    r = post(
+        s,
+        "/v1/embeddings",
+        {"input": texts[0], "model": "edge", "encoding_format": "base64", "input_type": "query"},
+    )
     vec = np.frombuffer(base64.b64decode(r.json()["data"][0]["embedding"]), dtype="<f4")
     np.testing.assert_allclose(vec, HashingEmbedder(128).embed_queries(texts[:1])[0], atol=1e-6)
     r = post(s, "/v1/embeddings", {"input": texts, "model": "edge", "dimensions": 64})
@@ -96,7 +104,9 @@ def test_edge_embeddings_match_the_embedder_and_encode_base64(serve: Start) -> N
         ({"model": "edge"}, 400, "invalid_request"),
     ],
 )
-def test_bad_embedding_requests_get_one_error_shape(serve: Start, body: dict[str, Any], status: int, code: str) -> None:
+def test_bad_embedding_requests_get_one_error_shape(
+    serve: Start, body: dict[str, Any], status: int, code: str
+) -> None:
     s = serve()
     r = post(s, "/v1/embeddings", body)
     assert r.status_code == status, r.text
@@ -160,17 +170,25 @@ def test_ingest_then_retrieve_answers_like_query_json(serve: Start) -> None:
     assert body["decision"]["route"] in ("edge", "cloud", "hybrid")
     assert body["audit"]["collection"] == "notes" and "query_sha256" in body["audit"]
     # Re-sending the same documents writes nothing: a client may retry after a replica died.
-    again = post(s, "/v1/documents", {"collection": "notes", "documents": DOCS, "sensitivity": "public"}).json()
+    again = post(
+        s, "/v1/documents", {"collection": "notes", "documents": DOCS, "sensitivity": "public"}
+    ).json()
     assert again["edge_written"] == 0 and again["edge_unchanged"] == 3
 
 
 def test_high_stakes_retrieval_uses_the_cloud_and_pii_query_stays_home(serve: Start) -> None:
     s = serve()
     post(s, "/v1/documents", {"collection": "notes", "documents": DOCS, "sensitivity": "public"})
-    r = post(s, "/v1/retrieve", {"collection": "notes", "query": "bikes for rocky descents", "stakes": "high"})
+    r = post(
+        s, "/v1/retrieve", {"collection": "notes", "query": "bikes for rocky descents", "stakes": "high"}
+    )
     assert r.json()["decision"]["route"] == "hybrid"
     before = s.emu.request_count
-    r = post(s, "/v1/retrieve", {"collection": "notes", "query": "shoes for jane.roe@example.org", "stakes": "high"})
+    r = post(
+        s,
+        "/v1/retrieve",
+        {"collection": "notes", "query": "shoes for jane.roe@example.org", "stakes": "high"},
+    )
     d = r.json()["decision"]
     assert d["route"] == "edge" and "privacy.pii" in [x["code"] for x in d["reasons"]]
     assert s.emu.request_count == before
@@ -223,7 +241,9 @@ def test_tenant_ceiling_and_budget(serve: Start) -> None:
 def test_delete_is_501_until_the_engine_can_delete(serve: Start) -> None:
     s = serve()
     post(s, "/v1/documents", {"collection": "notes", "documents": DOCS})
-    r = httpx.request("DELETE", s.url + "/v1/documents", json={"collection": "notes", "ids": ["shoes"]}, headers=s.headers())
+    r = httpx.request(
+        "DELETE", s.url + "/v1/documents", json={"collection": "notes", "ids": ["shoes"]}, headers=s.headers()
+    )
     if hasattr(s.service, "_engines") and all(hasattr(e, "adelete") for e in s.service._engines.values()):
         assert r.status_code == 200, r.text
     else:
@@ -233,8 +253,16 @@ def test_delete_is_501_until_the_engine_can_delete(serve: Start) -> None:
 def test_tool_routing(serve: Start) -> None:
     s = serve()
     tools = [
-        {"name": "refund", "description": "Refund an order", "examples": ["refund my order", "I want my money back"]},
-        {"name": "weather", "description": "Weather forecast", "examples": ["weather tomorrow", "will it rain"]},
+        {
+            "name": "refund",
+            "description": "Refund an order",
+            "examples": ["refund my order", "I want my money back"],
+        },
+        {
+            "name": "weather",
+            "description": "Weather forecast",
+            "examples": ["weather tomorrow", "will it rain"],
+        },
     ]
     r = post(s, "/v1/tools/route", {"request": "please refund my order", "tools": tools})
     assert r.status_code == 200, r.text
@@ -277,7 +305,13 @@ def test_no_raw_text_reaches_any_log(serve: Start, caplog: pytest.LogCaptureFixt
     post(s, "/v1/embeddings", {"input": [f"{marker} jane.roe@example.org"], "model": "cloud"})
     post(s, "/v1/embeddings", {"input": [f"{marker}", ""], "model": "edge"})
     post(s, "/v1/retrieve", {"collection": "notes", "query": {"bad": marker}})
-    post(s, "/v1/tools/route", {"request": f"{marker} refund", "tools": [{"name": "t", "description": "d", "examples": ["x"]}]})
+    post(
+        s,
+        "/v1/tools/route",
+        {"request": f"{marker} refund", "tools": [{"name": "t", "description": "d", "examples": ["x"]}]},
+    )
     assert any("/v1/retrieve" in r.getMessage() for r in caplog.records)  # the access log is there
-    leaked = [r.getMessage() for r in caplog.records if marker in r.getMessage() or "jane.roe" in r.getMessage()]
+    leaked = [
+        r.getMessage() for r in caplog.records if marker in r.getMessage() or "jane.roe" in r.getMessage()
+    ]
     assert leaked == []

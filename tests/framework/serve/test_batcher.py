@@ -114,7 +114,9 @@ async def test_a_model_failure_reaches_every_request_in_the_batch() -> None:
     b = MicroBatcher(Broken(), max_batch=64, max_wait_ms=20)
     results = await asyncio.gather(*(b.aembed_queries([f"q{i}"]) for i in range(3)), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)
-    assert (await asyncio.gather(b.aembed_queries(["next"]), return_exceptions=True))[0].__class__ is RuntimeError
+    assert (await asyncio.gather(b.aembed_queries(["next"]), return_exceptions=True))[
+        0
+    ].__class__ is RuntimeError
     await b.aclose()
 
 
@@ -134,5 +136,7 @@ def test_a_client_that_disconnects_is_cancelled(serve: Callable[..., Served]) ->
     metrics = httpx.get(s.url + "/metrics").text
     assert 'edgeroute_requests_total{endpoint="/v1/embeddings",route="edge",status="499"} 1.0' in metrics
     # and the server carries on
-    r = httpx.post(s.url + "/v1/embeddings", json={"input": "next", "model": "edge"}, headers=s.headers(), timeout=5)
+    r = httpx.post(
+        s.url + "/v1/embeddings", json={"input": "next", "model": "edge"}, headers=s.headers(), timeout=5
+    )
     assert r.status_code == 200 and inner.seen == [["next"]]

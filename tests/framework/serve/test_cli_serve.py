@@ -39,7 +39,12 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     store = KeyStore(path)
     tenant = store.authenticate(key)
-    assert tenant is not None and tenant.name == "acme" and tenant.rate_per_s == 5 and tenant.cloud_ceiling == "public"
+    assert (
+        tenant is not None
+        and tenant.name == "acme"
+        and tenant.rate_per_s == 5
+        and tenant.cloud_ceiling == "public"
+    )
     listed = json.loads(runner.invoke(app, ["keys", "list", "--keys", str(path), "--json"]).stdout)
     assert [k["tenant"] for k in listed["keys"]] == ["acme"] and key not in json.dumps(listed)
     key_id = listed["keys"][0]["id"]
@@ -49,7 +54,12 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
 
 def test_keys_refuse_bad_tenant_names_and_limits(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
-    for args in (["--tenant", "Acme"], ["--tenant", "a__b"], ["--tenant", "ok", "--ceiling", "secret"], ["--tenant", "ok", "--rate", "0"]):
+    for args in (
+        ["--tenant", "Acme"],
+        ["--tenant", "a__b"],
+        ["--tenant", "ok", "--ceiling", "secret"],
+        ["--tenant", "ok", "--rate", "0"],
+    ):
         with pytest.raises(InputError):
             runner.invoke(app, ["keys", "create", "--keys", str(path), *args], catch_exceptions=False)
     with pytest.raises(InputError, match="no key with id"):
@@ -67,14 +77,35 @@ def test_serve_fails_fast_and_binds_loopback_only(tmp_path: Path, monkeypatch: p
         runner.invoke(app, [*args, "--host", "0.0.0.0"], catch_exceptions=False)
     with pytest.raises(StoreError, match="Chroma server"):
         runner.invoke(
-            app, ["serve", "--chroma-url", f"http://127.0.0.1:{free_port()}", "--state-dir", str(store), "--edge", "hashing"],
+            app,
+            [
+                "serve",
+                "--chroma-url",
+                f"http://127.0.0.1:{free_port()}",
+                "--state-dir",
+                str(store),
+                "--edge",
+                "hashing",
+            ],
             catch_exceptions=False,
         )
     with pytest.raises(ModelNotFoundError):
         runner.invoke(app, [*args[:-2], "--model", str(tmp_path / "no-model")], catch_exceptions=False)
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match="is a file"):
-        runner.invoke(app, ["serve", "--store", str(tmp_path / "file"), "--keys", str(store / "keys.json"), "--edge", "hashing"], catch_exceptions=False)
+        runner.invoke(
+            app,
+            [
+                "serve",
+                "--store",
+                str(tmp_path / "file"),
+                "--keys",
+                str(store / "keys.json"),
+                "--edge",
+                "hashing",
+            ],
+            catch_exceptions=False,
+        )
 
 
 def start_server(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -82,7 +113,9 @@ def start_server(args: list[str], env: dict[str, str], log: Path) -> tuple[subpr
     fh = log.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeroute.framework.cli", "serve", "--port", str(port), *args],
-        stdout=fh, stderr=subprocess.STDOUT, env=env,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -105,12 +138,18 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     env.pop("GEMINI_API_KEY", None)
     env.pop("GOOGLE_API_KEY", None)
     # A lone request waits the whole max-wait for company: in flight when SIGTERM arrives.
-    proc, url = start_server(["--store", str(store), "--max-wait-ms", "800", "--max-batch", "64"], env, tmp_path / "log")
+    proc, url = start_server(
+        ["--store", str(store), "--max-wait-ms", "800", "--max-batch", "64"], env, tmp_path / "log"
+    )
     out: dict[str, httpx.Response] = {}
 
     def call() -> None:
-        out["r"] = httpx.post(url + "/v1/embeddings", json={"input": "in flight", "model": "edge"},
-                              headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        out["r"] = httpx.post(
+            url + "/v1/embeddings",
+            json={"input": "in flight", "model": "edge"},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
 
     t = threading.Thread(target=call)
     t.start()
