@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import InputError
-from .app import app
+from .app import app, bench_app
 
 keys_app = typer.Typer(
     help="Create, list and revoke API keys of `edgeroute serve` tenants.", no_args_is_help=True
@@ -267,3 +267,62 @@ def keys_revoke(
 
 
 __all__ = ["keys_app", "serve_command"]
+
+
+@bench_app.command("serve")
+def bench_serve_command(
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once")] = 32,
+    duration: Annotated[float, typer.Option(help="Seconds of load per server")] = 30.0,
+    url: Annotated[
+        str | None, typer.Option(help="Measure a running loopback server instead of starting two")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="API key for --url")] = None,
+    collection: Annotated[str, typer.Option(help="Collection the bench indexes and queries")] = "bench",
+    endpoint: Annotated[str, typer.Option(help="'retrieve' or 'embeddings'")] = "retrieve",
+    edge: Annotated[str, typer.Option(help="'model' (EmbeddingGemma) or 'hashing'")] = "model",
+    model: Annotated[Path | None, typer.Option(help="On-device model directory")] = None,
+    compare: Annotated[
+        bool, typer.Option("--compare/--no-compare", help="Also measure the server with batching off")
+    ] = True,
+    max_batch: Annotated[int, typer.Option(help="Micro-batch size of the servers started")] = 32,
+    max_wait_ms: Annotated[float, typer.Option(help="Micro-batch wait of the servers started")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Requests/s, p50/p95/p99 and errors of `edgeroute serve` on loopback, micro-batching on vs off."""
+    from ..eval.bench_serve import run_serve_bench
+
+    def say(msg: str) -> None:
+        if not as_json:
+            _err.print(f"[dim]{msg}[/]")
+
+    result = run_serve_bench(
+        concurrency,
+        duration,
+        url=url,
+        key=key,
+        collection=collection,
+        endpoint=endpoint,
+        edge=edge,
+        model=model,
+        compare=compare,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        progress=say,
+    )
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    table = Table("server", "requests/s", "p50 ms", "p95 ms", "p99 ms", "errors", "mean batch")
+    for r in (result.batched, result.unbatched):
+        if r is None:
+            continue
+        table.add_row(
+            r.label, f"{r.requests_per_s:.1f}", f"{r.p50_ms:.1f}", f"{r.p95_ms:.1f}", f"{r.p99_ms:.1f}",
+            str(r.errors), "-" if r.mean_batch is None else f"{r.mean_batch:.1f}",
+        )  # fmt: skip
+    Console().print(table)
+    Console().print(
+        f"/v1/{result.endpoint}, concurrency {result.concurrency}, {result.duration_s:g} s each, {result.cores} cores; "
+        f"single request p50 {result.single_p50_ms:.1f} ms; speedup "
+        f"{'-' if result.speedup is None else f'{result.speedup:.2f}x'}; p99 / single {result.p99_over_single:.2f}"
+    )

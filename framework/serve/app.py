@@ -10,6 +10,7 @@ Logging: one line per request (method, endpoint, status, tenant, milliseconds) o
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -174,6 +175,14 @@ def create_app(service: Service, *, tool_defaults: list[Any] | None = None) -> F
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Store, SQLite and audit steps run in the loop's default pool; size it for the requests in
+        # flight, not for the core count (they mostly wait on I/O), so they never queue behind each other.
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(
+                max(32, 2 * service.config.max_batch), thread_name_prefix="edgeroute-io"
+            )
+        )
+        service.edge.start()
         drain = asyncio.create_task(service.drain_forever(), name="edgeroute-outbox-drain")
         try:
             yield

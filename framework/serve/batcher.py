@@ -4,9 +4,11 @@ A batch-1 forward pass of a 300M-parameter encoder leaves most of the CPU's arit
 call over 32 short queries costs far less than 32 calls. :class:`MicroBatcher` wraps the edge
 embedder: each ``aembed_*`` call queues its texts and awaits its rows, and one worker coroutine
 takes the oldest request plus everything compatible that arrived within ``max_wait_ms`` (or until
-``max_batch`` texts), and makes one call through the wrapped embedder's async API, which runs the
-model on the embedder's own executor: the event loop never blocks. While a batch is computing,
-new requests gather, so under load the batches grow by themselves and the wait costs nothing.
+``max_batch`` texts), and makes one model call on the batcher's inference thread (one call at a
+time: the model already uses every core), so the event loop never blocks. While a batch is
+computing, new requests gather, so under load the batches grow by themselves and the wait costs
+nothing. Sync calls made from worker threads while the loop runs (a blocking step of a flow) join
+the same batches.
 
 Requests are batched only with requests of the same kind (queries, documents, or a named prompt)
 and dims. A request whose caller is cancelled (its client disconnected) before its batch starts is
@@ -17,14 +19,16 @@ the same server with batching off, for ``edgeroute bench serve``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..aio import in_executor
 from ..embedder import Embedder, Vectors
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
@@ -83,6 +87,8 @@ class MicroBatcher:
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # One inference at a time: the model already uses every core for one call.
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="edgeroute-batcher")
 
     # -- the Embedder protocol (identity and sync calls go straight through) ---------------------------
 
@@ -98,12 +104,42 @@ class MicroBatcher:
         return getattr(self.inner, name)
 
     def embed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
+        if self._bridged():
+            return self._from_thread(self.aembed_queries(texts, dims=dims))
         return self.inner.embed_queries(texts, dims=dims)
 
     def embed_documents(
         self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
     ) -> Vectors:
+        if self._bridged():
+            return self._from_thread(self.aembed_documents(texts, titles=titles, dims=dims))
         return self.inner.embed_documents(texts, titles=titles, dims=dims)
+
+    def start(self) -> None:
+        """Bind to the running loop now, so sync calls from worker threads batch from the first one."""
+        loop = asyncio.get_running_loop()
+        if self.enabled and (self._worker is None or self._worker.done()):
+            self._loop = loop
+            self._wakeup = asyncio.Event()
+            self._worker = loop.create_task(self._run(), name="edgeroute-microbatcher")
+
+    def _bridged(self) -> bool:
+        """True when a sync call comes from a worker thread while the batching loop runs elsewhere.
+
+        Code that embeds through the sync API in a thread (a flow's blocking step) then joins the
+        batches too: its thread waits on the loop's batch instead of running the model alone.
+        """
+        loop = self._loop
+        if not self.enabled or loop is None or not loop.is_running() or loop.is_closed():
+            return False
+        try:
+            return asyncio.get_running_loop() is not loop
+        except RuntimeError:
+            return True
+
+    def _from_thread(self, coro: Coroutine[Any, Any, Vectors]) -> Vectors:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     async def aembed_queries(
         self, texts: Sequence[str], *, dims: int | None = None, task: str | None = None
@@ -124,17 +160,21 @@ class MicroBatcher:
     # -- batching ---------------------------------------------------------------------------------------
 
     async def _call(self, key: _Key, texts: list[str], titles: list[str | None] | None) -> Vectors:
+        """One model call on the batcher's own inference thread (never the loop, never the shared pool:
+        threads of that pool may be waiting on this very batch, see :meth:`_bridged`)."""
         kind, dims, prompt = key
         if kind == "query":
-            return await self.inner.aembed_queries(texts, dims=dims)
+            return await in_executor(self._executor, self.inner.embed_queries, texts, dims=dims)
         if kind == "document":
-            return await self.inner.aembed_documents(texts, titles=titles, dims=dims)
-        aembed = getattr(self.inner, "aembed", None)
-        if aembed is None:
+            return await in_executor(
+                self._executor, self.inner.embed_documents, texts, titles=titles, dims=dims
+            )
+        embed = getattr(self.inner, "embed", None)
+        if embed is None:
             raise ConfigurationError(
                 f"the edge embedder {type(self.inner).__name__} has no named prompts; leave input_type unset"
             )
-        out: Vectors = await aembed(texts, prompt, dims=dims)
+        out: Vectors = await in_executor(self._executor, embed, texts, prompt, dims=dims)
         return out
 
     def _validate(self, key: _Key, texts: list[str], titles: list[str | None] | None) -> None:
@@ -163,9 +203,7 @@ class MicroBatcher:
         if not self.enabled or not texts or (self._loop is not None and self._loop is not loop):
             return await self._call(key, texts, titles)
         if self._worker is None or self._worker.done():
-            self._loop = loop
-            self._wakeup = asyncio.Event()
-            self._worker = loop.create_task(self._run(), name="edgeroute-microbatcher")
+            self.start()
         job = _Job(key, texts, titles, loop.create_future())
         self._pending.append(job)
         assert self._wakeup is not None
@@ -251,6 +289,7 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        self._executor.shutdown(wait=True)
 
 
 __all__ = ["BatchStats", "MicroBatcher"]

@@ -19,24 +19,24 @@ from edgeroute.framework.testing.hashing import HashingEmbedder
 
 
 class Recording(HashingEmbedder):
-    """Records each async call's texts; its sync methods fail, to prove the batcher never uses them."""
+    """Records each model call's texts (the batcher calls the sync methods on its inference thread)."""
 
     def __init__(self, delay_s: float = 0.0) -> None:
         super().__init__(64)
         self.seen: list[list[str]] = []
         self.delay_s = delay_s
 
-    async def aembed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
+    def embed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
         self.seen.append(list(texts))
-        await asyncio.sleep(self.delay_s)
-        return self.embed_queries(texts, dims=dims)
+        time.sleep(self.delay_s)
+        return super().embed_queries(texts, dims=dims)
 
-    async def aembed_documents(
+    def embed_documents(
         self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
     ) -> Vectors:
         self.seen.append(list(texts))
-        await asyncio.sleep(self.delay_s)
-        return self.embed_documents(texts, titles=titles, dims=dims)
+        time.sleep(self.delay_s)
+        return super().embed_documents(texts, titles=titles, dims=dims)
 
 
 async def test_concurrent_queries_share_one_model_call_and_get_their_own_rows() -> None:
@@ -108,7 +108,7 @@ async def test_batching_off_calls_the_model_once_per_request() -> None:
 
 async def test_a_model_failure_reaches_every_request_in_the_batch() -> None:
     class Broken(Recording):
-        async def aembed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
+        def embed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
             raise RuntimeError("onnx fell over")
 
     b = MicroBatcher(Broken(), max_batch=64, max_wait_ms=20)
@@ -140,3 +140,31 @@ def test_a_client_that_disconnects_is_cancelled(serve: Callable[..., Served]) ->
         s.url + "/v1/embeddings", json={"input": "next", "model": "edge"}, headers=s.headers(), timeout=5
     )
     assert r.status_code == 200 and inner.seen == [["next"]]
+
+
+async def test_sync_calls_from_worker_threads_join_the_batches() -> None:
+    inner = Recording()
+    b = MicroBatcher(inner, max_batch=64, max_wait_ms=30)
+    b.start()
+    out = await asyncio.gather(*(asyncio.to_thread(b.embed_queries, [f"threaded {i}"]) for i in range(6)))
+    assert sum(len(c) for c in inner.seen) == 6 and len(inner.seen) < 6
+    assert all(v.shape == (1, 64) for v in out)
+    assert b.embed_queries(["on the loop thread itself"]).shape == (1, 64)  # no deadlock: goes direct
+    await b.aclose()
+
+
+async def test_the_loop_keeps_running_while_the_model_computes() -> None:
+    b = MicroBatcher(Recording(delay_s=0.4), max_batch=64, max_wait_ms=1)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    t = asyncio.ensure_future(ticker())
+    await b.aembed_queries(["slow model call"])
+    t.cancel()
+    assert ticks >= 20  # ~40 possible in 0.4 s; a blocked loop would give 0
+    await b.aclose()
