@@ -84,6 +84,17 @@ class _Live(Collector):
         )
         dropped.add_metric([], batch.get("dropped", 0))
         yield dropped
+        sb = snap.get("store_batch", {})
+        store_calls = CounterMetricFamily(
+            "edgeroute_store_query_batches", "Store queries made by the query batcher"
+        )
+        store_calls.add_metric([], sb.get("batches", 0))
+        yield store_calls
+        store_q = CounterMetricFamily(
+            "edgeroute_store_batched_queries", "Searches served through the query batcher"
+        )
+        store_q.add_metric([], sb.get("queries", 0))
+        yield store_q
 
 
 class Metrics:

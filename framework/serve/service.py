@@ -34,6 +34,7 @@ from ..store.chroma import VectorStore, side_collection_name, validate_logical_n
 from .batcher import MicroBatcher
 from .keys import KeyStore, Tenant, namespaced, split_namespaced
 from .metrics import Metrics
+from .querybatch import BatchingStore
 from .ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,12 @@ class Service:
         self.edge = MicroBatcher(
             edge, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms, enabled=config.batching
         )
-        self.store = store
+        # Concurrent requests' store queries share Chroma calls too (see querybatch); off with batching.
+        self.store = (
+            BatchingStore(store, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms)
+            if config.batching
+            else store
+        )
         self.keys = keys
         self.policy = policy or load_policy(config.settings)
         self.audit = AuditLog(self.settings.audit_path, record_text=self.settings.audit_text)
@@ -262,6 +268,7 @@ class Service:
             "outbox_depth": depth,
             "breaker": self.breaker_state(),
             "batch": self.edge.stats.to_dict(),
+            "store_batch": self.store.stats() if isinstance(self.store, BatchingStore) else {},
         }
 
     # -- background drain and shutdown ------------------------------------------------------------------
