@@ -160,3 +160,11 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     assert out["r"].status_code == 200 and len(out["r"].json()["data"]) == 1
     log = (tmp_path / "log").read_text()
     assert "in flight" not in log
+
+
+def test_missing_serve_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from edgeroute.framework.serve import MissingServeExtraError
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    with pytest.raises(MissingServeExtraError, match=r"pip install 'edgeroute\[serve\]'"):
+        runner.invoke(app, ["serve", "--store", str(tmp_path)], catch_exceptions=False)
