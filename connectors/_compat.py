@@ -8,14 +8,14 @@ The connectors are optional: importing :mod:`edgeroute.connectors.langchain` wit
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Protocol
 
 from ..framework.documents import Hit, RetrievalResult
 from ..framework.embedder import Embedder, Vectors
 from ..framework.errors import ConfigurationError, InputError
-from ..policies.decision import SENSITIVITY_LEVELS
+from ..policies.sensitivity import SensitivityError, check_sensitivity
 
 _EXTRAS: dict[str, tuple[str, str]] = {
     # top-level module -> (extra name, distribution)
@@ -47,29 +47,11 @@ def require(module: str) -> ModuleType:
 
 
 class RetrievalEngine(Protocol):
-    """What the retrievers need from :class:`edgeroute.framework.router.engine.HybridEngine`."""
+    """What the retrievers need from :class:`edgeroute.framework.router.engine.HybridEngine`: its
+    ``retrieve``/``aretrieve`` pair, called as ``(query, k, sensitivity=, stakes=, deadline_ms=, where=)``."""
 
-    def retrieve(
-        self,
-        query: str,
-        k: int = 10,
-        *,
-        sensitivity: str = "internal",
-        stakes: str = "normal",
-        deadline_ms: float | None = None,
-        where: Mapping[str, Any] | None = None,
-    ) -> RetrievalResult: ...
-
-    async def aretrieve(
-        self,
-        query: str,
-        k: int = 10,
-        *,
-        sensitivity: str = "internal",
-        stakes: str = "normal",
-        deadline_ms: float | None = None,
-        where: Mapping[str, Any] | None = None,
-    ) -> RetrievalResult: ...
+    retrieve: Callable[..., RetrievalResult]
+    aretrieve: Callable[..., Awaitable[RetrievalResult]]
 
 
 ROUTING_OPTIONS: tuple[str, ...] = ("k", "sensitivity", "stakes", "deadline_ms", "where")
@@ -94,9 +76,10 @@ def validate_options(opts: Mapping[str, Any]) -> None:
     k = opts.get("k")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}; pass k=4 for the top four hits")
-    sensitivity = opts.get("sensitivity")
-    if sensitivity not in SENSITIVITY_LEVELS:
-        raise InputError(f"unknown sensitivity {sensitivity!r}; use one of {', '.join(SENSITIVITY_LEVELS)}")
+    try:
+        check_sensitivity(opts.get("sensitivity"))
+    except SensitivityError as exc:
+        raise InputError(str(exc)) from None
     stakes = opts.get("stakes")
     if stakes not in ("normal", "high"):
         raise InputError(f"unknown stakes {stakes!r}; use 'normal' or 'high'")
@@ -146,6 +129,33 @@ def load_edge_embedder(embedder: Embedder | None, model_dir: str | None) -> Embe
     return EdgeEmbedder.load(model_dir)
 
 
+def edge_embedder(
+    embedder: Embedder | None,
+    model_dir: str | None,
+    dims: int | None,
+    query_task: str | None,
+    document_task: str | None,
+) -> Embedder:
+    """The on-device embedder for an adapter, with ``dims`` and both task prompts checked now."""
+    resolved = load_edge_embedder(embedder, model_dir)
+    resolved.space_for(dims)  # validates dims now rather than at the first call
+    check_task(resolved, query_task, "query_task")
+    check_task(resolved, document_task, "document_task")
+    return resolved
+
+
+def cloud_embedder(
+    cloud: Embedder | None, model: str, dims: int, api_key: str | None, base_url: str | None
+) -> Embedder:
+    """The given cloud embedder, or a ``CloudEmbedder`` built from the adapter's arguments."""
+    if cloud is None:
+        from ..framework.cloud.embedder import CloudEmbedder
+
+        cloud = CloudEmbedder(model=model, dims=dims, api_key=api_key, base_url=base_url)
+    cloud.space_for(dims)
+    return cloud
+
+
 def check_task(embedder: Embedder, task: str | None, what: str) -> None:
     """Fail at construction, not at the first query, when a task prompt cannot be honoured."""
     if task is None:
@@ -170,27 +180,30 @@ def _texts(texts: Sequence[str], what: str) -> list[str]:
     return items
 
 
+def _embed_call(
+    embedder: Embedder, texts: Sequence[str], *, query: bool, task: str | None, dims: int | None, aio: bool
+) -> Any:
+    """The embedder call both modes make: a named task prompt when one is set, else queries or
+    documents; ``aio`` picks the embedder's async method (the result is then awaitable)."""
+    items = _texts(texts, "queries" if query else "texts")
+    prefix = "a" if aio else ""
+    if task is not None:
+        return getattr(embedder, f"{prefix}embed")(items, task, dims=dims)
+    method = "embed_queries" if query else "embed_documents"
+    return getattr(embedder, prefix + method)(items, dims=dims)
+
+
 def embed_sync(
     embedder: Embedder, texts: Sequence[str], *, query: bool, task: str | None, dims: int | None
 ) -> Vectors:
-    """Embed queries or documents, through a named task prompt when one is set."""
-    items = _texts(texts, "queries" if query else "texts")
-    if task is not None:
-        out: Vectors = embedder.embed(items, task, dims=dims)  # type: ignore[attr-defined]
-        return out
-    if query:
-        return embedder.embed_queries(items, dims=dims)
-    return embedder.embed_documents(items, dims=dims)
+    """Embed queries or documents with the embedder's sync API, through a named task prompt when one is set."""
+    out: Vectors = _embed_call(embedder, texts, query=query, task=task, dims=dims, aio=False)
+    return out
 
 
 async def embed_async(
     embedder: Embedder, texts: Sequence[str], *, query: bool, task: str | None, dims: int | None
 ) -> Vectors:
-    """The async twin of :func:`embed_sync`; the embedder keeps blocking work off the event loop."""
-    items = _texts(texts, "queries" if query else "texts")
-    if task is not None:
-        out: Vectors = await embedder.aembed(items, task, dims=dims)  # type: ignore[attr-defined]
-        return out
-    if query:
-        return await embedder.aembed_queries(items, dims=dims)
-    return await embedder.aembed_documents(items, dims=dims)
+    """The same call through the embedder's async API (which keeps blocking work off the event loop)."""
+    out: Vectors = await _embed_call(embedder, texts, query=query, task=task, dims=dims, aio=True)
+    return out

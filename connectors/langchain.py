@@ -2,8 +2,8 @@
 
 Install with ``pip install 'edgeroute[langchain]'``. Every retrieved ``Document`` says where it
 came from (``route``, ``reasons``, ``index``, ``space``, ``score``, ``rank``, ``degraded`` in its
-metadata). Async methods are truly async: ONNX inference runs in a worker thread and Gemini is
-called through google-genai's async client.
+metadata). Sync hooks call edgeroute's sync API, async hooks its async API: one core underneath
+(ONNX inference on the embedder's own thread, Gemini through google-genai's async client).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from langchain_core.runnables import RunnableConfig  # noqa: E402
 from langchain_core.tools import BaseTool  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
+from ..framework.cloud.media import DEFAULT_MODEL  # noqa: E402
 from ..framework.documents import RetrievalResult  # noqa: E402
 from ..framework.embedder import Embedder  # noqa: E402
 from ..framework.errors import InputError  # noqa: E402
@@ -33,12 +34,12 @@ from ..framework.parts import Part  # noqa: E402
 from . import tools as _tools  # noqa: E402
 from ._compat import (  # noqa: E402
     RetrievalEngine,
-    check_task,
+    cloud_embedder,
+    edge_embedder,
     embed_async,
     embed_sync,
     engine_call,
     hit_metadata,
-    load_edge_embedder,
     routing_options,
     validate_options,
 )
@@ -132,28 +133,68 @@ class EdgeRouteRetriever(BaseRetriever):
     ) -> list[LCDocument]:
         return await super().ainvoke(input, config, **{**self._from_config(config), **kwargs})
 
+    def _engine_call(self, kwargs: dict[str, Any], query: str) -> tuple[tuple[str, int], dict[str, Any]]:
+        return engine_call(query, routing_options(self._defaults(), kwargs, "the retriever call"))
+
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[LCDocument]:
-        args, kw = engine_call(query, routing_options(self._defaults(), kwargs, "the retriever call"))
+        args, kw = self._engine_call(kwargs, query)
         engine: RetrievalEngine = self.engine
-        result = engine.retrieve(*args, **kw)
-        self.last_result = result
+        self.last_result = result = engine.retrieve(*args, **kw)
         run_manager.get_child().on_custom_event(DECISION_EVENT, _event(result))
         return to_documents(result)
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[LCDocument]:
-        args, kw = engine_call(query, routing_options(self._defaults(), kwargs, "the retriever call"))
+        args, kw = self._engine_call(kwargs, query)
         engine: RetrievalEngine = self.engine
-        result = await engine.aretrieve(*args, **kw)
-        self.last_result = result
+        self.last_result = result = await engine.aretrieve(*args, **kw)
         await run_manager.get_child().on_custom_event(DECISION_EVENT, _event(result))
         return to_documents(result)
 
 
-class EmbeddingGemmaEmbeddings(Embeddings):
+class _EdgeRouteEmbeddings(Embeddings):
+    """Shared body: LangChain's four hooks map onto the edgeroute embedder's sync and async APIs."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        dims: int | None,
+        query_task: str | None = None,
+        document_task: str | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.dims = dims
+        self.query_task = query_task
+        self.document_task = document_task
+
+    def _options(self, query: bool) -> dict[str, Any]:
+        return {"query": query, "task": self.query_task if query else self.document_task, "dims": self.dims}
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        out: list[list[float]] = (
+            embed_sync(self.embedder, texts, **self._options(False)).tolist() if texts else []
+        )
+        return out
+
+    def embed_query(self, text: str) -> list[float]:
+        out: list[float] = embed_sync(self.embedder, [text], **self._options(True))[0].tolist()
+        return out
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        out: list[list[float]] = (await embed_async(self.embedder, texts, **self._options(False))).tolist()
+        return out
+
+    async def aembed_query(self, text: str) -> list[float]:
+        out: list[float] = (await embed_async(self.embedder, [text], **self._options(True)))[0].tolist()
+        return out
+
+
+class EmbeddingGemmaEmbeddings(_EdgeRouteEmbeddings):
     """On-device EmbeddingGemma embeddings (ONNX Runtime) for LangChain.
 
     ``embedder`` is any edgeroute :class:`~edgeroute.framework.embedder.Embedder` (an already
@@ -172,42 +213,11 @@ class EmbeddingGemmaEmbeddings(Embeddings):
         query_task: str | None = None,
         document_task: str | None = None,
     ) -> None:
-        self.embedder = load_edge_embedder(embedder, model_dir)
-        self.dims = dims
-        self.embedder.space_for(dims)  # validates dims now rather than at the first call
-        check_task(self.embedder, query_task, "query_task")
-        check_task(self.embedder, document_task, "document_task")
-        self.query_task = query_task
-        self.document_task = document_task
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        out: list[list[float]] = embed_sync(
-            self.embedder, texts, query=False, task=self.document_task, dims=self.dims
-        ).tolist()
-        return out
-
-    def embed_query(self, text: str) -> list[float]:
-        out: list[float] = embed_sync(
-            self.embedder, [text], query=True, task=self.query_task, dims=self.dims
-        )[0].tolist()
-        return out
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        vecs = await embed_async(self.embedder, texts, query=False, task=self.document_task, dims=self.dims)
-        out: list[list[float]] = vecs.tolist()
-        return out
-
-    async def aembed_query(self, text: str) -> list[float]:
-        vecs = await embed_async(self.embedder, [text], query=True, task=self.query_task, dims=self.dims)
-        out: list[float] = vecs[0].tolist()
-        return out
+        resolved = edge_embedder(embedder, model_dir, dims, query_task, document_task)
+        super().__init__(resolved, dims, query_task, document_task)
 
 
-class GeminiEmbeddings(Embeddings):
+class GeminiEmbeddings(_EdgeRouteEmbeddings):
     """Gemini Embedding 2 (cloud) for LangChain, through the official google-genai SDK.
 
     Pass a configured :class:`~edgeroute.framework.cloud.embedder.CloudEmbedder` as ``cloud``, or let one be
@@ -218,50 +228,25 @@ class GeminiEmbeddings(Embeddings):
 
     def __init__(
         self,
-        model: str = "gemini-embedding-2-preview",
+        model: str = DEFAULT_MODEL,
         dims: int = 768,
         *,
         api_key: str | None = None,
         base_url: str | None = None,
         cloud: Embedder | None = None,
     ) -> None:
-        if cloud is None:
-            from ..framework.cloud.embedder import CloudEmbedder
+        super().__init__(cloud_embedder(cloud, model, dims, api_key, base_url), dims)
 
-            cloud = CloudEmbedder(model=model, dims=dims, api_key=api_key, base_url=base_url)
-        self.cloud = cloud
-        self.dims = dims
-        self.cloud.space_for(dims)
+    @property
+    def cloud(self) -> Embedder:
+        """The cloud embedder doing the work."""
+        return self.embedder
 
     @property
     def base_url(self) -> str | None:
         """Where the cloud embedder sends requests (None: Google's default endpoint)."""
         url: str | None = getattr(self.cloud, "base_url", None)
         return url
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        out: list[list[float]] = embed_sync(
-            self.cloud, texts, query=False, task=None, dims=self.dims
-        ).tolist()
-        return out
-
-    def embed_query(self, text: str) -> list[float]:
-        out: list[float] = embed_sync(self.cloud, [text], query=True, task=None, dims=self.dims)[0].tolist()
-        return out
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        vecs = await embed_async(self.cloud, texts, query=False, task=None, dims=self.dims)
-        out: list[list[float]] = vecs.tolist()
-        return out
-
-    async def aembed_query(self, text: str) -> list[float]:
-        vecs = await embed_async(self.cloud, [text], query=True, task=None, dims=self.dims)
-        out: list[float] = vecs[0].tolist()
-        return out
 
     def _multimodal_embedder(self) -> Any:
         if not callable(getattr(self.cloud, "embed", None)):

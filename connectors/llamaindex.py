@@ -24,20 +24,12 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode  # noqa
 from llama_index.core.tools import BaseTool  # noqa: E402
 from pydantic import PrivateAttr  # noqa: E402
 
+from ..framework.cloud.media import DEFAULT_MODEL  # noqa: E402
 from ..framework.documents import RetrievalResult  # noqa: E402
 from ..framework.embedder import Embedder  # noqa: E402
 from ..framework.errors import InputError  # noqa: E402
-from ._compat import (  # noqa: E402
-    RetrievalEngine,
-    check_task,
-    embed_async,
-    embed_sync,
-    engine_call,
-    hit_metadata,
-    load_edge_embedder,
-    routing_options,
-    validate_options,
-)
+from . import _compat  # noqa: E402
+from ._compat import RetrievalEngine, cloud_embedder, edge_embedder, embed_async, embed_sync  # noqa: E402
 
 if TYPE_CHECKING:
     from .tools import ToolDecision, ToolRouter
@@ -61,7 +53,7 @@ def to_nodes(result: RetrievalResult) -> list[NodeWithScore]:
             node=TextNode(
                 id_=hit.id,
                 text=hit.text,
-                metadata=hit_metadata(hit, result),
+                metadata=_compat.hit_metadata(hit, result),
                 excluded_embed_metadata_keys=list(_ROUTING_KEYS),
                 excluded_llm_metadata_keys=list(_ROUTING_KEYS),
             ),
@@ -105,7 +97,7 @@ class EdgeRouteRetriever(BaseRetriever):
             "deadline_ms": deadline_ms,
             "where": where,
         }
-        validate_options(self._options)
+        _compat.validate_options(self._options)
         self.last_result: RetrievalResult | None = None
         super().__init__(callback_manager=callback_manager)
 
@@ -116,17 +108,17 @@ class EdgeRouteRetriever(BaseRetriever):
 
     def with_options(self, **overrides: Any) -> EdgeRouteRetriever:
         """A copy of this retriever with some options changed (``k``, ``sensitivity`` ...)."""
-        opts = routing_options(self._options, overrides, "with_options")
+        opts = _compat.routing_options(self._options, overrides, "with_options")
         return EdgeRouteRetriever(self._engine, callback_manager=self.callback_manager, **opts)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        args, kw = engine_call(query_bundle.query_str, self._options)
+        args, kw = _compat.engine_call(query_bundle.query_str, self._options)
         result = self._engine.retrieve(*args, **kw)
         self.last_result = result
         return to_nodes(result)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        args, kw = engine_call(query_bundle.query_str, self._options)
+        args, kw = _compat.engine_call(query_bundle.query_str, self._options)
         result = await self._engine.aretrieve(*args, **kw)
         self.last_result = result
         return to_nodes(result)
@@ -139,6 +131,24 @@ class _EdgeRouteEmbedding(BaseEmbedding):
     _embedder: Embedder = PrivateAttr()
     _query_task: str | None = PrivateAttr(default=None)
     _document_task: str | None = PrivateAttr(default=None)
+
+    def _setup(
+        self,
+        embedder: Embedder,
+        dims: int | None,
+        embed_batch_size: int,
+        callback_manager: CallbackManager | None,
+        tasks: tuple[str | None, str | None] = (None, None),
+    ) -> None:
+        _EdgeRouteEmbedding.__init__(  # pydantic's __init__, with this class's ``dims`` field
+            self,
+            model_name=embedder.space_for(dims).fingerprint,
+            dims=dims,
+            embed_batch_size=embed_batch_size,
+            callback_manager=callback_manager or CallbackManager(),
+        )
+        self._embedder = embedder
+        self._query_task, self._document_task = tasks
 
     def _vectors(self, texts: Sequence[str], query: bool) -> list[Embedding]:
         task = self._query_task if query else self._document_task
@@ -196,19 +206,8 @@ class EmbeddingGemmaEmbedding(_EdgeRouteEmbedding):
         embed_batch_size: int = 16,
         callback_manager: CallbackManager | None = None,
     ) -> None:
-        resolved = load_edge_embedder(embedder, model_dir)
-        space = resolved.space_for(dims)
-        check_task(resolved, query_task, "query_task")
-        check_task(resolved, document_task, "document_task")
-        super().__init__(
-            model_name=space.fingerprint,
-            dims=dims,
-            embed_batch_size=embed_batch_size,
-            callback_manager=callback_manager or CallbackManager(),
-        )
-        self._embedder = resolved
-        self._query_task = query_task
-        self._document_task = document_task
+        resolved = edge_embedder(embedder, model_dir, dims, query_task, document_task)
+        self._setup(resolved, dims, embed_batch_size, callback_manager, (query_task, document_task))
 
     @classmethod
     def class_name(cls) -> str:
@@ -225,7 +224,7 @@ class GeminiEmbedding(_EdgeRouteEmbedding):
 
     def __init__(
         self,
-        model: str = "gemini-embedding-2-preview",
+        model: str = DEFAULT_MODEL,
         dims: int = 768,
         *,
         api_key: str | None = None,
@@ -234,18 +233,8 @@ class GeminiEmbedding(_EdgeRouteEmbedding):
         embed_batch_size: int = 100,
         callback_manager: CallbackManager | None = None,
     ) -> None:
-        if cloud is None:
-            from ..framework.cloud.embedder import CloudEmbedder
-
-            cloud = CloudEmbedder(model=model, dims=dims, api_key=api_key, base_url=base_url)
-        space = cloud.space_for(dims)
-        super().__init__(
-            model_name=space.fingerprint,
-            dims=dims,
-            embed_batch_size=embed_batch_size,
-            callback_manager=callback_manager or CallbackManager(),
-        )
-        self._embedder = cloud
+        embedder = cloud_embedder(cloud, model, dims, api_key, base_url)
+        self._setup(embedder, dims, embed_batch_size, callback_manager)
 
     @classmethod
     def class_name(cls) -> str:

@@ -20,9 +20,12 @@ portal here is the same idea in a daemon thread, so an embedding library never h
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
+import contextlib
 import functools
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -32,6 +35,9 @@ P = ParamSpec("P")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
+# Objects with an ``aclose()`` coroutine holding resources of the portal loop (the cloud client's
+# HTTP sessions): closed at interpreter exit while the loop still runs, not torn down half-way.
+_closables: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _portal_loop() -> asyncio.AbstractEventLoop:
@@ -82,13 +88,44 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
+def close_at_exit(obj: Any) -> None:
+    """Have ``await obj.aclose()`` run on the portal loop at interpreter exit (held weakly)."""
+    _closables.add(obj)
+
+
+@atexit.register
+def _close_portal() -> None:
+    loop, thread = _loop, _thread
+    if loop is None or thread is None or not thread.is_alive():
+        return
+
+    async def close_all() -> None:
+        await asyncio.gather(*(obj.aclose() for obj in list(_closables)), return_exceptions=True)
+
+    # Exiting anyway: a session that does not close in time is left to the OS.
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(close_all(), loop).result(timeout=2.0)
+    loop.call_soon_threadsafe(loop.stop)
+
+
 def syncify(afn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
-    """The sync twin of an async function: the same signature, run through :func:`run_sync`."""
+    """The sync twin of an async function or method: the same signature, run through :func:`run_sync`.
+
+    In a class body, ``retrieve = syncify(aretrieve)`` is the whole sync method; the twin is named
+    after ``afn`` without its leading ``a`` and says in its docstring that it runs ``afn``.
+    """
 
     @functools.wraps(afn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         return run_sync(afn(*args, **kwargs))
 
+    name = afn.__name__
+    if name.startswith("a") and len(name) > 1:
+        wrapper.__name__ = name[1:]
+        wrapper.__qualname__ = afn.__qualname__.removesuffix(name) + name[1:]
+    wrapper.__doc__ = (
+        f"Sync twin of ``{name}`` (the same body, run on the portal).\n\n{afn.__doc__ or ''}".rstrip()
+    )
     return wrapper
 
 
@@ -110,4 +147,4 @@ def portal_thread() -> threading.Thread | None:
     return _thread
 
 
-__all__ = ["in_executor", "in_portal", "portal_thread", "run_sync", "syncify", "to_thread"]
+__all__ = ["close_at_exit", "in_executor", "in_portal", "portal_thread", "run_sync", "syncify", "to_thread"]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from .digest import sha256_chunks
 from .parts import Part
 
-Sensitivity = Literal["public", "internal", "confidential", "restricted"]
+if TYPE_CHECKING:  # annotations only: importing a Document must not load the policy package
+    from ..policies.sensitivity import Sensitivity
+
 IndexSide = Literal["edge", "cloud"]
 MetadataValue = str | int | float | bool
 
@@ -32,11 +34,8 @@ class Document:
 
     def content_hash(self) -> str:
         """Changes whenever anything that is embedded changes."""
-        h = hashlib.sha256()
-        h.update(json.dumps([self.title, self.text], ensure_ascii=False).encode())
-        for p in self.parts:
-            h.update(p.content_hash().encode())
-        return h.hexdigest()
+        head = json.dumps([self.title, self.text], ensure_ascii=False).encode()
+        return sha256_chunks([head, *(p.content_hash().encode() for p in self.parts)])
 
 
 @dataclass(frozen=True, slots=True)

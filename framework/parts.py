@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from .digest import sha256_chunks
 
 Modality = Literal["text", "image", "audio", "video", "pdf"]
 
@@ -78,14 +79,14 @@ class Part:
         return self.text_value is not None
 
     def content_hash(self) -> str:
-        h = hashlib.sha256()
+        chunks: list[bytes] = []
         if self.text_value is not None:
-            h.update(b"t:" + self.text_value.encode())
+            chunks.append(b"t:" + self.text_value.encode())
         if self.data is not None:
-            h.update(b"d:" + (self.mime_type or "").encode() + b":" + self.data)
+            chunks += [b"d:" + (self.mime_type or "").encode() + b":", self.data]
         if self.uri is not None:
-            h.update(b"u:" + self.uri.encode())
-        return h.hexdigest()
+            chunks.append(b"u:" + self.uri.encode())
+        return sha256_chunks(chunks)
 
 
 Content = list[Part]

@@ -27,12 +27,14 @@ budget_usd                  ``EDGEROUTE_BUDGET_USD``                     unlimit
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..policies.config import PolicyConfig
+from .cloud.media import DEFAULT_MODEL
 from .errors import ConfigurationError, StoreError
 from .store.chroma import validate_logical_name
 
@@ -83,7 +85,7 @@ class RouterSettings:
     policy_file: Path | None = None
     api_key: str | None = field(default=None, repr=False)  # never printed
     base_url: str | None = None
-    cloud_model: str = "gemini-embedding-2-preview"
+    cloud_model: str = DEFAULT_MODEL
     cloud_dims: int = 768
     cloud_timeout_s: float = 10.0
     offline: bool = False
@@ -181,7 +183,7 @@ def resolve_settings(
         policy_file=Path(policy).expanduser() if policy else None,
         api_key=_first(api_key, e.get("GEMINI_API_KEY"), e.get("GOOGLE_API_KEY")) or None,
         base_url=_first(base_url, e.get("GOOGLE_GEMINI_BASE_URL")) or None,
-        cloud_model=_first(cloud_model, e.get("EDGEROUTE_CLOUD_MODEL")) or "gemini-embedding-2-preview",
+        cloud_model=_first(cloud_model, e.get("EDGEROUTE_CLOUD_MODEL")) or DEFAULT_MODEL,
         cloud_dims=int(dims),
         cloud_timeout_s=float(timeout),
         offline=bool(_first(offline, _env_bool(e, "EDGEROUTE_OFFLINE"))),
@@ -215,9 +217,12 @@ def require_store(settings: RouterSettings) -> None:
         )
 
 
-def build_engine(settings: RouterSettings, *, read_only: bool = False) -> HybridEngine:
-    """A :class:`HybridEngine` for ``settings``. The policy file is loaded first, so a broken one
-    fails before the store is opened; ``read_only`` refuses a missing store instead of creating it."""
+@contextmanager
+def build_engine(settings: RouterSettings, *, read_only: bool = False) -> Iterator[HybridEngine]:
+    """``with build_engine(settings) as engine``: a :class:`HybridEngine` for ``settings`` that owns
+    what it opened (audit log, cache, outbox, the edge model's inference thread) and closes it all on
+    exit. The policy file is loaded first, so a broken one fails before the store is opened;
+    ``read_only`` refuses a missing store instead of creating it."""
     from .router.audit import AuditLog
     from .router.engine import HybridEngine
     from .store.cache import EmbeddingCache
@@ -226,45 +231,52 @@ def build_engine(settings: RouterSettings, *, read_only: bool = False) -> Hybrid
     policy = load_policy(settings)
     if read_only:
         require_store(settings)
-    edge: Embedder
-    if settings.edge == "hashing":
-        from .testing.hashing import HashingEmbedder
+    with ExitStack() as owned:
+        edge: Embedder
+        if settings.edge == "hashing":
+            from .testing.hashing import HashingEmbedder
 
-        edge = HashingEmbedder(dims=settings.edge_dims or 256)
-    else:
-        from .edge.embedder import (
-            EdgeEmbedder,  # lazy: onnxruntime costs time the other commands need not pay
+            edge = HashingEmbedder(dims=settings.edge_dims or 256)
+        else:
+            from .edge.embedder import (
+                EdgeEmbedder,  # lazy: onnxruntime costs time the other commands need not pay
+            )
+
+            model = EdgeEmbedder.load(settings.model_dir)
+            owned.callback(model.close)
+            edge = model
+        cloud = None
+        if settings.cloud_configured:
+            from .cloud.breaker import CircuitBreaker
+            from .cloud.embedder import CloudEmbedder
+
+            cloud = CloudEmbedder(
+                settings.cloud_model,
+                settings.cloud_dims,
+                api_key=settings.api_key,
+                base_url=settings.base_url,
+                timeout_s=settings.cloud_timeout_s,
+                offline=settings.offline,
+                # Shared by every command on this store, so `edgeroute status` reports what the last run saw.
+                breaker=CircuitBreaker(state_path=Path(settings.store) / "circuit.json"),
+            )
+        store = VectorStore.persistent(settings.store)
+        audit = owned.enter_context(AuditLog(settings.audit_path, record_text=settings.audit_text))
+        cache = owned.enter_context(EmbeddingCache(settings.cache)) if settings.cache is not None else None
+        yield owned.enter_context(
+            HybridEngine(
+                store,
+                settings.collection,
+                edge=edge,
+                cloud=cloud,
+                policy=policy,
+                outbox_path=settings.outbox_path,
+                audit=audit,
+                cache=cache,
+                edge_dims=settings.edge_dims if settings.edge == "model" else None,
+                budget_usd=settings.budget_usd,
+            )
         )
-
-        edge = EdgeEmbedder.load(settings.model_dir)
-    cloud = None
-    if settings.cloud_configured:
-        from .cloud.breaker import CircuitBreaker
-        from .cloud.embedder import CloudEmbedder
-
-        cloud = CloudEmbedder(
-            settings.cloud_model,
-            settings.cloud_dims,
-            api_key=settings.api_key,
-            base_url=settings.base_url,
-            timeout_s=settings.cloud_timeout_s,
-            offline=settings.offline,
-            # Shared by every command on this store, so `edgeroute status` reports what the last run saw.
-            breaker=CircuitBreaker(state_path=Path(settings.store) / "circuit.json"),
-        )
-    store = VectorStore.persistent(settings.store)
-    return HybridEngine(
-        store,
-        settings.collection,
-        edge=edge,
-        cloud=cloud,
-        policy=policy,
-        outbox_path=settings.outbox_path,
-        audit=AuditLog(settings.audit_path, record_text=settings.audit_text),
-        cache=EmbeddingCache(settings.cache) if settings.cache is not None else None,
-        edge_dims=settings.edge_dims if settings.edge == "model" else None,
-        budget_usd=settings.budget_usd,
-    )
 
 
 __all__ = ["EdgeKind", "RouterSettings", "build_engine", "load_policy", "require_store", "resolve_settings"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from .digest import sha256_text
 from .errors import SpaceMismatchError
 
 
@@ -28,7 +28,7 @@ class EmbeddingSpace:
     @property
     def fingerprint(self) -> str:
         """A short, stable id: ``model@revision/dims/quantization/prompt_format#hash``."""
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        digest = sha256_text(json.dumps(asdict(self), sort_keys=True))[:12]
         return f"{self.model}@{self.revision[:12]}/{self.dims}/{self.quantization}/{self.prompt_format}#{digest}"
 
     def with_dims(self, dims: int) -> EmbeddingSpace:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from .sensitivity import SENSITIVITY_LEVELS, Sensitivity
+
 
 class Route(StrEnum):
     EDGE = "edge"
@@ -16,8 +18,6 @@ class Route(StrEnum):
         return self.value
 
 
-SENSITIVITY_LEVELS: tuple[str, ...] = ("public", "internal", "confidential", "restricted")
-Sensitivity = Literal["public", "internal", "confidential", "restricted"]
 Stakes = Literal["normal", "high"]
 
 
@@ -54,3 +54,6 @@ class RouteDecision:
             "degraded": self.degraded,
             "redact": self.redact,
         }
+
+
+__all__ = ["SENSITIVITY_LEVELS", "Reason", "Route", "RouteDecision", "Sensitivity", "Stakes"]

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 from .config import PolicyConfig
 from .decision import Reason, Route, RouteDecision
-from .signals import DocumentSignals, PiiFinding, QuerySignals, sensitivity_rank
+from .sensitivity import above_ceiling
+from .signals import DocumentSignals, PiiFinding, QuerySignals
 
 REASON_CODES: dict[str, str] = {
     "privacy.sensitivity": "sensitivity above the cloud ceiling; the query stays on the device",
@@ -46,14 +47,20 @@ REASON_CODES: dict[str, str] = {
     "placement.edge": "document text goes to the edge index",
     "placement.cloud": "document may go to the cloud index",
     "placement.private": "document stays out of the cloud index",
+    # emitted by edgeroute.policies.fallback, for what happened after the decision
+    "deadline.missed": "the cloud missed the deadline; the edge answer is served, the late call cancelled",
+    "cloud.failed": "the cloud call failed (after its retries); answered at the edge",
+    "privacy.guard": "the privacy guard refused the cloud call (a routing bug was caught); answered at the edge",
+    "route.forced": "the caller forced the route (evaluation)",
 }
-"""Every reason code :func:`decide` and :func:`place_document` emit, with its meaning."""
+"""Every reason code :func:`decide`, :func:`place_document` and :mod:`.fallback` emit, with its meaning."""
 
 REFUSAL_CODES: dict[str, str] = {
     "modality.cloud_not_allowed": "media query, but privacy rules keep it off the cloud",
     "modality.cloud_unavailable": "media query, but the cloud is unreachable, over budget or out of time",
     "modality.no_edge_parts": "media query with no part the edge can embed, and the cloud cannot serve it",
     "placement.nowhere": "document has no part the edge can embed and may not go to the cloud",
+    "route.forced_private": "a cloud route was forced, but privacy keeps the query on the device",
 }
 """Every code :class:`RoutingRefused` carries."""
 
@@ -96,7 +103,7 @@ def _kinds(findings: tuple[PiiFinding, ...]) -> str:
 
 def _privacy(signals: QuerySignals | DocumentSignals, config: PolicyConfig) -> Reason | None:
     """The reason privacy keeps this off the cloud, or None when it may go."""
-    if sensitivity_rank(signals.sensitivity) > sensitivity_rank(config.cloud_ceiling):
+    if above_ceiling(signals.sensitivity, config.cloud_ceiling):
         return Reason(
             "privacy.sensitivity",
             f"sensitivity '{signals.sensitivity}' is above the cloud ceiling '{config.cloud_ceiling}', "

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .decision import SENSITIVITY_LEVELS, Sensitivity, Stakes
+from .decision import Stakes
+from .sensitivity import Sensitivity, SensitivityError, sensitivity_rank
 
 CloudState = Literal["closed", "half_open", "open", "offline", "absent"]
 CLOUD_STATES: tuple[str, ...] = ("closed", "half_open", "open", "offline", "absent")
@@ -38,14 +39,11 @@ class PiiFinding:
             raise SignalError(f"PiiFinding span must satisfy 0 <= start < end, got {self.start}..{self.end}")
 
 
-def sensitivity_rank(level: str) -> int:
-    """Position of ``level`` in ``public < internal < confidential < restricted``."""
+def _check_sensitivity(level: str) -> None:
     try:
-        return SENSITIVITY_LEVELS.index(level)
-    except ValueError:
-        raise SignalError(
-            f"unknown sensitivity {level!r}; use one of {', '.join(SENSITIVITY_LEVELS)}"
-        ) from None
+        sensitivity_rank(level)
+    except SensitivityError as exc:
+        raise SignalError(str(exc)) from None
 
 
 def _check_modalities(field: str, value: frozenset[str], *, allow_empty: bool = False) -> None:
@@ -83,7 +81,7 @@ class QuerySignals:
     def __post_init__(self) -> None:
         _check_modalities("modalities", self.modalities)
         _check_modalities("edge_modalities", self.edge_modalities, allow_empty=True)
-        sensitivity_rank(self.sensitivity)
+        _check_sensitivity(self.sensitivity)
         if self.stakes not in ("normal", "high"):
             raise SignalError(f"unknown stakes {self.stakes!r}; use 'normal' or 'high'")
         if self.cloud_state not in CLOUD_STATES:
@@ -115,7 +113,7 @@ class DocumentSignals:
     def __post_init__(self) -> None:
         _check_modalities("modalities", self.modalities)
         _check_modalities("edge_modalities", self.edge_modalities, allow_empty=True)
-        sensitivity_rank(self.sensitivity)
+        _check_sensitivity(self.sensitivity)
 
 
 __all__ = [

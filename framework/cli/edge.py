@@ -127,7 +127,10 @@ def bench_edge_command(
     reference: Annotated[
         bool, typer.Option(help="also measure sentence-transformers when importable")
     ] = True,
-    data: Annotated[Path | None, typer.Option(help="folder holding scifact/ (the document sample)")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="folder holding scifact/ (the document sample, BEIR layout) [env EDGEROUTE_DATA]"),
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="intra-op threads (default: all cores)")] = None,
     baseline: Annotated[
         Path | None,
@@ -136,15 +139,16 @@ def bench_edge_command(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Short-query latency, document throughput, cold load and peak RSS, each engine in its own process."""
-    from ..eval.bench_edge import DEFAULT_DATA, run_bench
+    from ..eval.bench_edge import resolve_data_dir, run_bench
 
+    data_dir = resolve_data_dir(data)  # refused before the spinner starts
     with _spinner() as progress:
         task = progress.add_task("measuring", total=None)
         result = run_bench(
             str(model) if model else None,
             checkpoint=str(checkpoint) if checkpoint else None,
             reference=reference,
-            data_dir=data or DEFAULT_DATA,
+            data_dir=data_dir,
             threads=threads,
             baseline_dir=str(baseline) if baseline else None,
             on_step=lambda engine: progress.update(task, description=f"measuring {engine} (own process)"),

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ...policies.decision import SENSITIVITY_LEVELS
+from ...policies.sensitivity import SENSITIVITY_LEVELS, SensitivityError, check_sensitivity
 from ..errors import InputError
 from ..settings import RouterSettings, build_engine, resolve_settings
 from .app import app, bench_app, model_app, policy_app  # noqa: F401
@@ -64,9 +64,12 @@ def _settings(
 
 
 def _check_sensitivity(level: str) -> str:
-    if level not in SENSITIVITY_LEVELS:
-        raise InputError(f"--sensitivity {level!r} is unknown; use one of {', '.join(SENSITIVITY_LEVELS)}")
-    return level
+    try:
+        return check_sensitivity(level)
+    except SensitivityError:
+        raise InputError(
+            f"--sensitivity {level!r} is unknown; use one of {', '.join(SENSITIVITY_LEVELS)}"
+        ) from None
 
 
 def _print_json(obj: Any) -> None:
@@ -301,7 +304,7 @@ def soak_command(
     from ..eval.soak import run_soak
 
     # Thousands of injected faults are the point here; one warning line per fault is noise.
-    logging.getLogger("edgeroute.cloud").setLevel(logging.ERROR)
+    logging.getLogger("edgeroute.framework.cloud").setLevel(logging.ERROR)
 
     emb: Embedder | None = None
     if edge == "model":

@@ -36,7 +36,7 @@ def _make_embedder(kind: str, model: Path | None, dims: int | None) -> Embedder:
         if model is None:
             raise InputError(
                 "--embedder sentence-transformers needs --model CHECKPOINT_DIR (a sentence-transformers "
-                "checkpoint, e.g. the directory printed by ../shared/tools/fetch-embeddinggemma)"
+                "checkpoint, e.g. google/embeddinggemma-300m downloaded, or a fine-tune saved with model.save())"
             )
         return SentenceTransformersEmbedder(model)
     raise InputError(f"--embedder must be 'edge', 'hashing' or 'sentence-transformers', got {kind!r}")

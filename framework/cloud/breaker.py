@@ -15,7 +15,7 @@ from ..errors import CloudUnavailableError, ConfigurationError
 
 BreakerState = Literal["closed", "open", "half_open"]
 
-_log = logging.getLogger("edgeroute")
+_log = logging.getLogger(__name__)
 
 
 class CircuitBreaker:

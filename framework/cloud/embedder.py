@@ -11,25 +11,25 @@ import asyncio
 import logging
 import os
 import threading
-import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 
+from ..aio import close_at_exit, in_portal, syncify
 from ..embedder import Vectors, l2_normalize
 from ..errors import CloudError, CloudRejectedError, CloudUnavailableError, ConfigurationError, InputError
 from ..parts import Part
 from ..spaces import EmbeddingSpace
 from .breaker import BreakerState, CircuitBreaker
-from .media import estimate_tokens, validate_content, validate_dims, wire_mime
+from .media import DEFAULT_MODEL, estimate_part_tokens, validate_content, validate_dims, wire_mime
 from .pricing import PriceTable, price_table
 from .retry import Attempts, RetryPolicy, parse_retry_after
 
-log = logging.getLogger("edgeroute.cloud")
+logger = logging.getLogger(__name__)
 
 MAX_BATCH = 100
 PROMPT_FORMAT = "gemini-embedding-2-task-prefix-v1"
@@ -95,7 +95,7 @@ class _Batch:
 
 
 class CloudEmbedder:
-    """Embeds text and media with Gemini Embedding 2 (``gemini-embedding-2-preview`` by default).
+    """Embeds text and media with Gemini Embedding 2 (:data:`~.media.DEFAULT_MODEL` by default).
 
     The api key comes from ``api_key`` or the ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY`` environment
     variables and is never logged; ``base_url`` from the argument or ``GOOGLE_GEMINI_BASE_URL``.
@@ -106,7 +106,7 @@ class CloudEmbedder:
 
     def __init__(
         self,
-        model: str = "gemini-embedding-2-preview",
+        model: str = DEFAULT_MODEL,
         dims: int = 768,
         *,
         api_key: str | None = None,
@@ -124,9 +124,7 @@ class CloudEmbedder:
         retry: RetryPolicy | None = None,
     ) -> None:
         if not model or "embedding" not in model:
-            raise ConfigurationError(
-                f"model {model!r} is not an embedding model id; use 'gemini-embedding-2-preview'"
-            )
+            raise ConfigurationError(f"model {model!r} is not an embedding model id; use {DEFAULT_MODEL!r}")
         self.model = model
         self.dims = validate_dims(dims)
         if timeout_s <= 0 or concurrency < 1:
@@ -143,6 +141,7 @@ class CloudEmbedder:
         self.usage = CloudUsage(prices=price_table(prices))
         self.guard = guard
         self._client = client
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._client_lock = threading.Lock()
         self.last_error: str | None = None
         self._configs: dict[int, Any] = {}
@@ -189,34 +188,25 @@ class CloudEmbedder:
 
     # -- public embedding API ----------------------------------------------------------------
 
-    def embed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
-        """One vector per query, with the search-query task prefix."""
-        return self.embed(_texts(texts), task="query", dims=dims)
-
-    def embed_documents(
-        self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
-    ) -> Vectors:
-        """One vector per document, with the ``title: ... | text: ...`` prefix."""
-        return self._run_sync(self._prepare(_texts(texts), "document", titles, dims))
-
-    def embed(
-        self, contents: Sequence[ContentInput], *, task: str = "document", dims: int | None = None
-    ) -> Vectors:
-        """One vector per content: a str, or a sequence of :class:`Part` (interleaved into ONE vector)."""
-        return self._run_sync(self._prepare(contents, task, None, dims))
-
     async def aembed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
+        """One vector per query, with the search-query task prefix."""
         return await self.aembed(_texts(texts), task="query", dims=dims)
 
     async def aembed_documents(
         self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
     ) -> Vectors:
-        return await self._run_async(self._prepare(_texts(texts), "document", titles, dims))
+        """One vector per document, with the ``title: ... | text: ...`` prefix."""
+        return await self._send_all(self._prepare(_texts(texts), "document", titles, dims))
 
     async def aembed(
         self, contents: Sequence[ContentInput], *, task: str = "document", dims: int | None = None
     ) -> Vectors:
-        return await self._run_async(self._prepare(contents, task, None, dims))
+        """One vector per content: a str, or a sequence of :class:`Part` (interleaved into ONE vector)."""
+        return await self._send_all(self._prepare(contents, task, None, dims))
+
+    embed_queries = syncify(aembed_queries)
+    embed_documents = syncify(aembed_documents)
+    embed = syncify(aembed)
 
     # -- preparation (shared by sync and async) ----------------------------------------------
 
@@ -265,27 +255,40 @@ class CloudEmbedder:
     # -- I/O -------------------------------------------------------------------------------
 
     def _genai(self) -> Any:
+        """The google-genai client for the running event loop.
+
+        Its async transport (an aiohttp or httpx session) belongs to the loop that first used it, so
+        the sync API's portal loop and a caller's own loop (pytest-asyncio, Jupyter) each get their
+        own client; a client passed to the constructor is the caller's to share.
+        """
         if self._client is not None:
             return self._client
+        loop = asyncio.get_running_loop()
         with self._client_lock:
-            if self._client is None:
-                if not self._api_key:
-                    raise ConfigurationError(
-                        "no Gemini api key: pass api_key=..., or set GEMINI_API_KEY (or GOOGLE_API_KEY)"
-                    )
-                from google import genai
-                from google.genai import types
+            client = self._clients.get(loop)
+            if client is None:
+                client = self._clients[loop] = self._new_client()
+                if in_portal():
+                    close_at_exit(client.aio)
+        return client
 
-                # No SDK retries: it ignores Retry-After, so retry.py does it. attempts=1 also turns off
-                # the async path's hidden 1-10 s sleep-and-retry on dropped aiohttp connections.
-                options = types.HttpOptions(
-                    base_url=self.base_url,
-                    api_version=self.api_version,
-                    timeout=int(self.timeout_s * 1000),
-                    retry_options=types.HttpRetryOptions(attempts=1),
-                )
-                self._client = genai.Client(api_key=self._api_key, http_options=options)
-        return self._client
+    def _new_client(self) -> Any:
+        if not self._api_key:
+            raise ConfigurationError(
+                "no Gemini api key: pass api_key=..., or set GEMINI_API_KEY (or GOOGLE_API_KEY)"
+            )
+        from google import genai
+        from google.genai import types
+
+        # No SDK retries: it ignores Retry-After, so retry.py does it. attempts=1 also turns off
+        # the async path's hidden 1-10 s sleep-and-retry on dropped aiohttp connections.
+        options = types.HttpOptions(
+            base_url=self.base_url,
+            api_version=self.api_version,
+            timeout=int(self.timeout_s * 1000),
+            retry_options=types.HttpRetryOptions(attempts=1),
+        )
+        return genai.Client(api_key=self._api_key, http_options=options)
 
     def _precheck(self) -> None:
         if self.offline:
@@ -330,29 +333,10 @@ class CloudEmbedder:
         self.last_error = str(err)
         if isinstance(err, CloudUnavailableError):
             self.breaker.record_failure()
-        log.warning("gemini call failed: %s", err)
+        logger.warning("gemini call failed: %s", err)
         return err
 
-    def _send_sync(self, batch: _Batch) -> Vectors:
-        attempts = Attempts(self.retry, self.deadline_s)
-        while True:
-            self._precheck()
-            try:
-                response = self._genai().models.embed_content(
-                    model=self.model,
-                    contents=batch.contents,
-                    config=self._config(batch.dims, attempts.remaining()),
-                )
-            except Exception as exc:
-                err = self._failed(exc)
-                if not isinstance(err, CloudUnavailableError):
-                    raise err from exc
-                time.sleep(attempts.next_delay(err))
-                continue
-            self.breaker.record_success()
-            return self._accept(batch, response)
-
-    async def _send_async(self, batch: _Batch) -> Vectors:
+    async def _send(self, batch: _Batch) -> Vectors:
         attempts = Attempts(self.retry, self.deadline_s)
         while True:
             self._precheck()
@@ -371,29 +355,27 @@ class CloudEmbedder:
             self.breaker.record_success()
             return self._accept(batch, response)
 
-    def _run_sync(self, batches: list[_Batch]) -> Vectors:
-        self._precheck_offline()
-        if len(batches) == 1 or self.concurrency == 1:
-            parts = [self._send_sync(b) for b in batches]
-        else:
-            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(batches))) as pool:
-                parts = list(pool.map(self._send_sync, batches))
-        return np.concatenate(parts, axis=0)
-
-    async def _run_async(self, batches: list[_Batch]) -> Vectors:
-        self._precheck_offline()
+    async def _send_all(self, batches: list[_Batch]) -> Vectors:
+        if self.offline:
+            self._precheck()
+        if len(batches) == 1:
+            return await self._send(batches[0])
         sem = asyncio.Semaphore(self.concurrency)
 
         async def one(batch: _Batch) -> Vectors:
             async with sem:
-                return await self._send_async(batch)
+                return await self._send(batch)
 
-        parts = await asyncio.gather(*(one(b) for b in batches))
+        tasks = [asyncio.ensure_future(one(b)) for b in batches]
+        try:
+            parts = await asyncio.gather(*tasks)
+        except BaseException:
+            # One batch failed (or the caller gave up): the others must not run on, unseen.
+            for t in tasks:
+                t.cancel()
+            await asyncio.wait(tasks)
+            raise
         return np.concatenate(parts, axis=0)
-
-    def _precheck_offline(self) -> None:
-        if self.offline:
-            self._precheck()
 
 
 def _texts(texts: Sequence[str]) -> list[str]:
@@ -429,7 +411,7 @@ def _estimate(parts: Sequence[Part]) -> dict[str, int]:
     out: dict[str, int] = {}
     for p in parts:
         m = p.modality
-        out[m] = out.get(m, 0) + (estimate_tokens(p.text_value) if p.text_value is not None else 258)
+        out[m] = out.get(m, 0) + estimate_part_tokens(p)
     return out
 
 
@@ -484,14 +466,31 @@ def _translate(exc: Exception, api_key: str | None, base_url: str | None) -> Clo
             400: "the request was malformed or an input is over a limit",
             401: "check the api key (GEMINI_API_KEY)",
             403: "check the api key and that the Gemini API is enabled for its project",
-            404: "check the model id (gemini-embedding-2-preview) and api_version",
+            404: f"check the model id ({DEFAULT_MODEL}) and api_version",
         }.get(code, "the request was refused")
         return CloudRejectedError(f"{message} ({hint})", status_code=code, status=exc.status)
     module = type(exc).__module__.split(".")[0]
     if isinstance(exc, TimeoutError | OSError | asyncio.TimeoutError) or module in _NETWORK_MODULES:
         where = base_url or "https://generativelanguage.googleapis.com"
         kind = "timed out" if "timeout" in type(exc).__name__.lower() else "failed"
+        if _refused(exc):
+            # Said the same way whichever transport the SDK used (httpx or aiohttp word it differently).
+            return CloudUnavailableError(
+                f"the call to Gemini at {where} failed: connection refused ({type(exc).__name__}); "
+                "check the base URL and that the server is up"
+            )
         return CloudUnavailableError(
             clean(f"the call to Gemini at {where} {kind}: {type(exc).__name__}: {exc}")
         )
     raise exc
+
+
+def _refused(exc: BaseException | None) -> bool:
+    """True when the transport error comes from a refused TCP connection."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, ConnectionRefusedError):
+            return True
+        exc = getattr(exc, "os_error", None) or exc.__cause__ or exc.__context__
+        seen += 1
+    return False

@@ -1,4 +1,5 @@
-"""Client-side checks of Gemini Embedding 2's input limits, run before any byte leaves the process.
+"""Gemini Embedding 2's model id and input limits, and the client-side checks of those limits, run
+before any byte leaves the process.
 
 Each check raises :class:`InputError` naming the limit and what to do instead. The checks read
 the bytes themselves (magic numbers, the MP4 ``mvhd`` duration, the PDF page tree) rather than
@@ -14,6 +15,10 @@ from collections.abc import Sequence
 from ..errors import InputError
 from ..parts import Part
 
+DEFAULT_MODEL = "gemini-embedding-2-preview"
+"""The cloud model every default in edgeroute names (the client, the connectors, the settings)."""
+MEDIA_TOKENS = 258
+"""Tokens per image or PDF page: the public rule of thumb for estimates; the cloud reports real figures."""
 MIN_DIMS = 128
 MAX_DIMS = 3072
 MAX_INPUT_TOKENS = 8192
@@ -64,6 +69,11 @@ def validate_dims(dims: int) -> int:
 def estimate_tokens(text: str) -> int:
     """A cheap upper-side estimate: about 4 characters per token, at least one per word."""
     return max(len(text) // 4, len(text.split()))
+
+
+def estimate_part_tokens(part: Part) -> int:
+    """Estimated input tokens of one part: its text's estimate, or :data:`MEDIA_TOKENS` for media."""
+    return estimate_tokens(part.text_value) if part.text_value is not None else MEDIA_TOKENS
 
 
 def image_kind(data: bytes) -> str | None:

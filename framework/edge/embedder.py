@@ -1,13 +1,14 @@
 """The on-device embedder: EmbeddingGemma (or any model directory of the same format) over ONNX Runtime.
 
 No torch at run time: ``tokenizers`` turns text into ids, one ONNX graph does encoder, pooling,
-dense layers and normalisation. Inference is blocking C++ work, so the async methods run it in a
-worker thread and never on the event loop.
+dense layers and normalisation. Inference is blocking C++ work: the sync methods run it in the
+caller's thread, the async methods on the embedder's own single inference thread (never on the
+event loop, never in the loop's shared pool, where it would queue behind store calls).
 """
 
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import ctypes
 import ctypes.util
 import logging
@@ -21,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from ..aio import in_executor
 from ..embedder import Vectors, l2_normalize, truncate_normalize
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
 from .model_dir import Manifest, ModelDirectory, check_dims, resolve_model_dir
 
-logger = logging.getLogger("edgeroute")
+logger = logging.getLogger(__name__)
 
 PAD_ID = 0
 
@@ -118,6 +120,7 @@ class EdgeEmbedder:
         self._run_options = self._settings.run_options()
         self._lock = threading.Lock()
         self._truncated = 0
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     @classmethod
     def load(
@@ -203,53 +206,81 @@ class EdgeEmbedder:
         self, texts: Sequence[str], *, dims: int | None = None, task: str | None = None
     ) -> Vectors:
         """Embed search queries with the ``query`` prompt (or the prompt named by ``task``)."""
-        return self.embed(texts, task or "query", dims=dims)
+        return self._encode(*self._queries(texts, dims, task))
 
     def embed_documents(
         self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
     ) -> Vectors:
         """Embed documents with the ``document`` prompt; ``titles[i]`` replaces ``none`` in it."""
-        items = _check_texts(texts)
-        if titles is None:
-            formatted = [self.format_prompt(t, "document") for t in items]
-        else:
-            if isinstance(titles, str) or len(titles) != len(items):
-                raise InputError(
-                    f"titles must be a list with one entry (str or None) per text: got "
-                    f"{'a string' if isinstance(titles, str) else len(titles)} for {len(items)} texts."
-                )
-            for i, title in enumerate(titles):
-                if title is not None and not isinstance(title, str):
-                    raise InputError(f"titles[{i}] is {type(title).__name__}; pass a str or None.")
-            formatted = [
-                self.format_prompt(t, "document", title or None)
-                for t, title in zip(items, titles, strict=True)
-            ]
-        return self._encode(formatted, check_dims(self.manifest, dims))
+        return self._encode(*self._documents(texts, titles, dims))
 
     def embed(self, texts: Sequence[str], prompt_name: str | None, *, dims: int | None = None) -> Vectors:
         """Embed ``texts`` with any prompt of the manifest by name (None: the texts as given)."""
-        items = _check_texts(texts)
-        formatted = [self.format_prompt(t, prompt_name) for t in items]
-        return self._encode(formatted, check_dims(self.manifest, dims))
+        return self._encode(*self._prompted(texts, prompt_name, dims))
 
     async def aembed_queries(
         self, texts: Sequence[str], *, dims: int | None = None, task: str | None = None
     ) -> Vectors:
-        """:meth:`embed_queries` in a worker thread."""
-        return await asyncio.to_thread(self.embed_queries, texts, dims=dims, task=task)
+        """:meth:`embed_queries` on the inference thread."""
+        return await self._aencode(*self._queries(texts, dims, task))
 
     async def aembed_documents(
         self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
     ) -> Vectors:
-        """:meth:`embed_documents` in a worker thread."""
-        return await asyncio.to_thread(self.embed_documents, texts, titles=titles, dims=dims)
+        """:meth:`embed_documents` on the inference thread."""
+        return await self._aencode(*self._documents(texts, titles, dims))
 
     async def aembed(
         self, texts: Sequence[str], prompt_name: str | None, *, dims: int | None = None
     ) -> Vectors:
-        """:meth:`embed` in a worker thread."""
-        return await asyncio.to_thread(self.embed, texts, prompt_name, dims=dims)
+        """:meth:`embed` on the inference thread."""
+        return await self._aencode(*self._prompted(texts, prompt_name, dims))
+
+    def close(self) -> None:
+        """Stop the inference thread of the async methods (a later async call starts a new one)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    # -- inputs: validated and prompted in the caller, before any inference ----------------
+
+    def _queries(self, texts: Sequence[str], dims: int | None, task: str | None) -> tuple[list[str], int]:
+        return self._prompted(texts, task or "query", dims)
+
+    def _prompted(
+        self, texts: Sequence[str], prompt_name: str | None, dims: int | None
+    ) -> tuple[list[str], int]:
+        items = _check_texts(texts)
+        return [self.format_prompt(t, prompt_name) for t in items], check_dims(self.manifest, dims)
+
+    def _documents(
+        self, texts: Sequence[str], titles: Sequence[str | None] | None, dims: int | None
+    ) -> tuple[list[str], int]:
+        items = _check_texts(texts)
+        if titles is None:
+            return self._prompted(items, "document", dims)
+        if isinstance(titles, str) or len(titles) != len(items):
+            raise InputError(
+                f"titles must be a list with one entry (str or None) per text: got "
+                f"{'a string' if isinstance(titles, str) else len(titles)} for {len(items)} texts."
+            )
+        for i, title in enumerate(titles):
+            if title is not None and not isinstance(title, str):
+                raise InputError(f"titles[{i}] is {type(title).__name__}; pass a str or None.")
+        formatted = [
+            self.format_prompt(t, "document", title or None) for t, title in zip(items, titles, strict=True)
+        ]
+        return formatted, check_dims(self.manifest, dims)
+
+    async def _aencode(self, texts: list[str], dims: int) -> Vectors:
+        with self._lock:
+            if self._executor is None:
+                # One thread: ONNX Runtime already uses every core inside one run, so a second
+                # concurrent run would only contend; a queue in front of the session is the right shape.
+                self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="edgeroute-edge")
+            executor = self._executor
+        return await in_executor(executor, self._encode, texts, dims)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts after truncation, special tokens included."""

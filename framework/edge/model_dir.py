@@ -13,7 +13,6 @@ export on the Hugging Face hub when ``huggingface_hub`` is installed and the hub
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..digest import sha256_file, sha256_text
 from ..errors import InputError, ModelIntegrityError, ModelNotFoundError
 
-logger = logging.getLogger("edgeroute")
+logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -59,19 +59,10 @@ EMBEDDINGGEMMA_PROMPTS: dict[str, str] = {
 }
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks so a 1 GB model never sits in memory twice."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def prompt_revision(weights_revision: str, prompts: Mapping[str, str]) -> str:
     """The space revision: the weights' revision and the prompts, hashed together."""
     payload = json.dumps({"weights": weights_revision, "prompts": dict(prompts)}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return sha256_text(payload)
 
 
 @dataclass(frozen=True)
@@ -235,7 +226,7 @@ def _hub_manifest(root: Path) -> Manifest:
     # file (onnx-community keeps the weights in model.onnx_data) is the only honest revision.
     graph = root / model_file
     weight_files = [graph, *sorted(graph.parent.glob(graph.name + "_data*"))]
-    weights_rev = hashlib.sha256("".join(sha256_file(p) for p in weight_files).encode()).hexdigest()
+    weights_rev = sha256_text("".join(sha256_file(p) for p in weight_files))
     return Manifest(
         model_id=DEFAULT_MODEL_ID,
         revision=prompt_revision(weights_rev, prompts),
@@ -373,6 +364,5 @@ __all__ = [
     "default_model_cache",
     "prompt_revision",
     "resolve_model_dir",
-    "sha256_file",
     "write_manifest",
 ]

@@ -26,9 +26,8 @@ import numpy as np
 
 from ..errors import ConfigurationError, InputError
 
-DEFAULT_DATA = (
-    Path(os.environ.get("EDGEROUTE_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"
-)
+DATA_ENV = "EDGEROUTE_DATA"
+"""The environment variable naming the folder that holds ``scifact/`` when ``--data`` is not given."""
 DEFAULT_CHECKPOINT = Path.home() / ".cache" / "edgeroute-dev" / "embeddinggemma-300m"
 
 # Short queries typed by people: the latency case the router cares about.
@@ -63,13 +62,24 @@ class EngineFigures:
     threads: int
 
 
-def load_sample_docs(data_dir: Path, n: int = 64) -> list[tuple[str, str]]:
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
+    """``data_dir``, else ``$EDGEROUTE_DATA``: the folder holding ``scifact/`` (BEIR layout)."""
+    chosen = data_dir or os.environ.get(DATA_ENV)
+    if not chosen:
+        raise ConfigurationError(
+            "no benchmark data folder: pass --data DIR (the folder holding scifact/corpus.jsonl, "
+            f"BEIR layout) or set ${DATA_ENV}."
+        )
+    return Path(chosen).expanduser()
+
+
+def load_sample_docs(data_dir: str | os.PathLike[str] | None, n: int = 64) -> list[tuple[str, str]]:
     """The first ``n`` SciFact abstracts as (title, text): a fixed, real sample."""
-    corpus = data_dir / "scifact" / "corpus.jsonl"
+    corpus = resolve_data_dir(data_dir) / "scifact" / "corpus.jsonl"
     if not corpus.is_file():
         raise ConfigurationError(
             f"benchmark sample {corpus} not found; pass --data DIR (the folder holding scifact/) "
-            "or set $EDGEROUTE_SHARED."
+            f"or set ${DATA_ENV}."
         )
     docs: list[tuple[str, str]] = []
     with corpus.open(encoding="utf-8") as f:
@@ -91,24 +101,32 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def _time_engine(
-    name: str,
-    load: Callable[[], tuple[Callable[[str], object], Callable[[list[str], list[str]], object]]],
-    docs: list[tuple[str, str]],
-    *,
-    query_rounds: int,
-    doc_repeats: int,
-    batch_size: int,
-    threads: int,
-    mean_tokens: float,
-) -> EngineFigures:
+@dataclass(frozen=True, slots=True)
+class BenchPlan:
+    """How one engine is measured: intra-op ``threads`` (None: every core), the document batch size,
+    rounds of the short queries and repeats of the document pass."""
+
+    threads: int | None = None
+    batch_size: int = 16
+    query_rounds: int = 5
+    doc_repeats: int = 3
+
+    @property
+    def cpu_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+
+Loader = Callable[[], tuple[Callable[[str], object], Callable[[list[str], list[str]], object]]]
+
+
+def _time_engine(name: str, load: Loader, docs: list[tuple[str, str]], plan: BenchPlan) -> EngineFigures:
     start = time.perf_counter()
     embed_query, embed_docs = load()
     load_s = time.perf_counter() - start
     for q in BENCH_QUERIES[:3]:  # warm-up: first runs allocate and pick kernels
         embed_query(q)
     lat: list[float] = []
-    for _ in range(query_rounds):
+    for _ in range(plan.query_rounds):
         for q in BENCH_QUERIES:
             t = time.perf_counter()
             embed_query(q)
@@ -117,7 +135,7 @@ def _time_engine(
     titles = [t for t, _ in docs]
     texts = [x for _, x in docs]
     rates: list[float] = []
-    for _ in range(doc_repeats):
+    for _ in range(plan.doc_repeats):
         t = time.perf_counter()
         embed_docs(texts, titles)
         rates.append(len(texts) / (time.perf_counter() - t))
@@ -130,28 +148,20 @@ def _time_engine(
         query_peak_rss_mb=round(query_rss, 1),
         peak_rss_mb=round(_peak_rss_mb(), 1),
         n_docs=len(texts),
-        doc_batch_size=batch_size,
-        mean_doc_tokens=round(mean_tokens, 1),
-        threads=threads,
+        doc_batch_size=plan.batch_size,
+        mean_doc_tokens=0.0,
+        threads=plan.cpu_threads,
     )
 
 
-def measure_onnx(
-    model_dir: str | None,
-    docs: list[tuple[str, str]],
-    *,
-    threads: int | None,
-    batch_size: int,
-    query_rounds: int,
-    doc_repeats: int,
-) -> EngineFigures:
+def measure_onnx(model_dir: str | None, docs: list[tuple[str, str]], plan: BenchPlan) -> EngineFigures:
     """Measure :class:`EdgeEmbedder` in this process (call it in a fresh process for honest RSS)."""
     from ..edge.embedder import EdgeEmbedder
 
     holder: dict[str, EdgeEmbedder] = {}
 
     def load() -> tuple[Callable[[str], object], Callable[[list[str], list[str]], object]]:
-        edge = EdgeEmbedder.load(model_dir, threads=threads, batch_size=batch_size)
+        edge = EdgeEmbedder.load(model_dir, threads=plan.threads, batch_size=plan.batch_size)
         holder["edge"] = edge
         return (
             lambda q: edge.embed_queries([q]),
@@ -159,16 +169,7 @@ def measure_onnx(
         )
 
     # Token counts come after the timed load so tokenizer work never inflates load time.
-    figures = _time_engine(
-        "onnx",
-        load,
-        docs,
-        query_rounds=query_rounds,
-        doc_repeats=doc_repeats,
-        batch_size=batch_size,
-        threads=threads or os.cpu_count() or 1,
-        mean_tokens=0.0,
-    )
+    figures = _time_engine("onnx", load, docs, plan)
     edge = holder["edge"]
     tokens = edge.count_tokens([edge.format_prompt(x, "document", t or None) for t, x in docs])
     name = f"onnx[{edge.manifest.quantization}]"
@@ -178,13 +179,7 @@ def measure_onnx(
 
 
 def measure_sentence_transformers(
-    checkpoint: str,
-    docs: list[tuple[str, str]],
-    *,
-    threads: int | None,
-    batch_size: int,
-    query_rounds: int,
-    doc_repeats: int,
+    checkpoint: str, docs: list[tuple[str, str]], plan: BenchPlan
 ) -> EngineFigures:
     """Measure sentence-transformers (fp32, torch, CPU) on ``checkpoint`` in this process."""
 
@@ -192,26 +187,17 @@ def measure_sentence_transformers(
         import torch
         from sentence_transformers import SentenceTransformer
 
-        if threads:
-            torch.set_num_threads(threads)
+        if plan.threads:
+            torch.set_num_threads(plan.threads)
         model = SentenceTransformer(checkpoint, device="cpu")
 
         def embed_docs(texts: list[str], titles: list[str]) -> object:
             prompts = [f"title: {t or 'none'} | text: {x}" for t, x in zip(titles, texts, strict=True)]
-            return model.encode(prompts, batch_size=batch_size, normalize_embeddings=True)
+            return model.encode(prompts, batch_size=plan.batch_size, normalize_embeddings=True)
 
         return (lambda q: model.encode([q], prompt_name="query", normalize_embeddings=True), embed_docs)
 
-    return _time_engine(
-        "sentence-transformers",
-        load,
-        docs,
-        query_rounds=query_rounds,
-        doc_repeats=doc_repeats,
-        batch_size=batch_size,
-        threads=threads or os.cpu_count() or 1,
-        mean_tokens=0.0,
-    )
+    return _time_engine("sentence-transformers", load, docs, plan)
 
 
 def _run_worker(args: list[str], timeout_s: float) -> EngineFigures:
@@ -232,7 +218,7 @@ def run_bench(
     *,
     checkpoint: str | None = None,
     reference: bool = True,
-    data_dir: Path = DEFAULT_DATA,
+    data_dir: str | os.PathLike[str] | None = None,
     n_docs: int = 64,
     batch_size: int = 16,
     threads: int | None = None,
@@ -251,10 +237,11 @@ def run_bench(
     """
     if n_docs < 1 or batch_size < 1:
         raise InputError("n_docs and batch_size must be >= 1.")
-    load_sample_docs(data_dir, n_docs)  # fail early, in this process, with a clear message
+    data = resolve_data_dir(data_dir)
+    load_sample_docs(data, n_docs)  # fail early, in this process, with a clear message
     common = [
         "--data",
-        str(data_dir),
+        str(data),
         "--n-docs",
         str(n_docs),
         "--batch-size",
@@ -305,7 +292,7 @@ def _st_importable() -> bool:
 def scifact_ndcg(
     model_dir: str | None = None,
     *,
-    data_dir: Path = DEFAULT_DATA,
+    data_dir: str | os.PathLike[str] | None = None,
     dims: Sequence[int] = (768, 256),
     batch_size: int = 16,
     cache_file: Path | None = None,
@@ -319,7 +306,7 @@ def scifact_ndcg(
     """
     from ..edge.embedder import EdgeEmbedder
 
-    root = data_dir / "scifact"
+    root = resolve_data_dir(data_dir) / "scifact"
     corpus = [json.loads(line) for line in (root / "corpus.jsonl").open(encoding="utf-8")]
     queries = {q["_id"]: q["text"] for q in map(json.loads, (root / "queries.jsonl").open(encoding="utf-8"))}
     qrels: dict[str, dict[str, int]] = {}
@@ -369,7 +356,7 @@ def _worker(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="one engine's benchmark; prints one JSON line")
     p.add_argument("--engine", choices=["onnx", "st"], required=True)
     p.add_argument("--model")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--data", type=Path, required=True)
     p.add_argument("--n-docs", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int)
@@ -377,16 +364,11 @@ def _worker(argv: list[str] | None = None) -> None:
     p.add_argument("--doc-repeats", type=int, default=3)
     a = p.parse_args(argv)
     docs = load_sample_docs(a.data, a.n_docs)
-    kw: dict[str, Any] = {
-        "threads": a.threads,
-        "batch_size": a.batch_size,
-        "query_rounds": a.query_rounds,
-        "doc_repeats": a.doc_repeats,
-    }
+    plan = BenchPlan(a.threads, a.batch_size, a.query_rounds, a.doc_repeats)
     if a.engine == "onnx":
-        fig = measure_onnx(a.model, docs, **kw)
+        fig = measure_onnx(a.model, docs, plan)
     else:
-        fig = measure_sentence_transformers(a.model, docs, **kw)
+        fig = measure_sentence_transformers(a.model, docs, plan)
     print(json.dumps(asdict(fig)))
 
 
@@ -394,4 +376,12 @@ if __name__ == "__main__":
     _worker()
 
 
-__all__ = ["BENCH_QUERIES", "EngineFigures", "load_sample_docs", "run_bench", "scifact_ndcg"]
+__all__ = [
+    "BENCH_QUERIES",
+    "DATA_ENV",
+    "EngineFigures",
+    "load_sample_docs",
+    "resolve_data_dir",
+    "run_bench",
+    "scifact_ndcg",
+]

@@ -10,7 +10,6 @@ request recording (target 0).
 
 from __future__ import annotations
 
-import hashlib
 import random
 import tempfile
 import time
@@ -25,6 +24,7 @@ import numpy as np
 from ..cloud.breaker import CircuitBreaker
 from ..cloud.embedder import CloudEmbedder
 from ..cloud.retry import RetryPolicy
+from ..digest import sha256_text
 from ..documents import Document
 from ..embedder import Embedder
 from ..errors import InputError
@@ -124,7 +124,7 @@ def soak_queries(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
 
 def _leaks(requests: list[dict[str, Any]], private: list[str]) -> int:
     """Private texts found in the recording: as a substring of a sent text, or by sha256 of sent bytes."""
-    digests = {hashlib.sha256(t.encode()).hexdigest() for t in private}
+    digests = {sha256_text(t) for t in private}
     leaks = 0
     for req in requests:
         for content in req.get("parts") or []:

@@ -1,13 +1,13 @@
 """The audit log: one JSON record per query and per cloud call, and a summary of them.
 
-Records are appended to a JSONL file (one object per line, flushed per record, so a crash loses
+The record schemas are the TypedDicts below (:class:`QueryRecord`, :class:`CloudCallRecord`): every
+writer builds one of them, so a field cannot be misspelt in one place and read in another. Records are appended to a JSONL file (one object per line, flushed per record, so a crash loses
 at most the line being written) or kept in memory when no path is given. Queries are stored as
 sha256 hashes; the raw text only when the log is opened with ``record_text=True``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 import threading
@@ -16,16 +16,65 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
+from ..digest import sha256_text
 from ..errors import ConfigurationError
 
 Record = dict[str, Any]
+"""A record as read back: :class:`QueryRecord` or :class:`CloudCallRecord` plus a ``time`` field."""
+
+CloudOutcome = Literal["ok", "error", "cancelled"]
+CloudStatus = Literal["not_used", "ok", "late", "error"]
 
 
-def text_sha256(text: str) -> str:
-    """The hash the audit log stores in place of a query's text."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+class CloudCallRecord(TypedDict):
+    """One call to the cloud embedder, written when it ends (``cancelled``: dropped at a deadline).
+
+    ``tokens``/``bytes`` estimate what left the device (0 when a local check refused the call or it
+    was cancelled); ``cost_usd`` is 0 unless the call returned vectors.
+    """
+
+    type: Literal["cloud_call"]
+    collection: str
+    purpose: str  # "query", "index" (the engine), or a component's own purpose (the tool router)
+    outcome: CloudOutcome
+    error: str | None  # the exception's type name
+    latency_ms: float
+    items: int
+    tokens: int
+    bytes: int
+    cost_usd: float
+    space: str | None
+
+
+class QueryRecord(TypedDict, total=False):
+    """One answered query. ``query_text`` only when the log records text (``record_text=True``)."""
+
+    type: Literal["query"]
+    collection: str
+    query_sha256: str
+    query_text: str
+    modalities: list[str]
+    sensitivity: str
+    stakes: str
+    planned_route: str
+    route: str
+    reasons: list[str]
+    degraded: bool
+    redacted: bool
+    cloud: CloudStatus
+    spaces: list[str]
+    latency_ms: dict[str, float]  # per stage, and "total"
+    deadline_ms: float | None
+    hits: int
+    cloud_tokens: int
+    cloud_bytes: int
+    cloud_cost_usd: float
+
+
+text_sha256 = sha256_text
+"""The hash the audit log stores in place of a query's text (:func:`edgeroute.framework.digest.sha256_text`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +123,14 @@ class AuditLog:
                     "choose a writable path (--audit FILE or EDGEROUTE_AUDIT)"
                 ) from exc
 
-    def query_fields(self, text: str) -> Record:
+    def query_fields(self, text: str) -> QueryRecord:
         """The fields that identify a query: its hash, and its text only when configured."""
-        out: Record = {"query_sha256": text_sha256(text)}
+        out: QueryRecord = {"query_sha256": sha256_text(text)}
         if self.record_text:
             out["query_text"] = text
         return out
 
-    def write(self, record: Mapping[str, Any]) -> Record:
+    def write(self, record: QueryRecord | CloudCallRecord | Mapping[str, Any]) -> Record:
         """Append one record (a ``time`` field is added when missing); returns what was written."""
         rec: Record = {"time": time.time(), **record}
         line = json.dumps(rec, ensure_ascii=False, default=str)
@@ -184,4 +233,14 @@ def summarize(records: Iterator[Record] | list[Record]) -> AuditSummary:
     )
 
 
-__all__ = ["AuditLog", "AuditSummary", "Record", "summarize", "text_sha256"]
+__all__ = [
+    "AuditLog",
+    "AuditSummary",
+    "CloudCallRecord",
+    "CloudOutcome",
+    "CloudStatus",
+    "QueryRecord",
+    "Record",
+    "summarize",
+    "text_sha256",
+]

@@ -5,259 +5,48 @@ also go to the cloud index (``NAME.cloud``) through a durable outbox, so an offl
 delays them. A query is embedded on-device first, routed by :func:`edgeroute.policies.rules.decide`,
 and answered from the edge index, the cloud index, or both fused with Reciprocal Rank Fusion.
 With a deadline, the edge answer is ready at once and the cloud is raced against the clock; a
-late or failed cloud call leaves the edge answer, flagged degraded, and the late call is dropped.
+late or failed cloud call leaves the edge answer, flagged degraded, and a late call is cancelled.
 
-Sync and async share one body per operation: each operation is a generator that yields I/O
-*effects* (a blocking call, starting or awaiting a cloud call) and a driver runs them, with plain
-calls and threads (:meth:`HybridEngine.retrieve`) or with the event loop (:meth:`HybridEngine.aretrieve`).
+This module is the facade: construction, the two indexes, the state the policy reads, status and
+lifecycle. Each flow lives in its own module (:mod:`.ingest`, :mod:`.drain`, :mod:`.retrieve`) and
+is written once, as a coroutine; the sync methods run it through the portal of
+:mod:`edgeroute.framework.aio`, so both modes share one body, one set of errors and one way of
+cancelling a late cloud call.
 """
 
-# ruff: noqa: B023  (flows hand lambdas over loop variables to a driver that calls them at once)
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, cast
-
-import numpy as np
+from typing import Any, Literal
 
 from ...policies.config import PolicyConfig
-from ...policies.decision import Reason, Route, RouteDecision, Sensitivity, Stakes
-from ...policies.pii import detect_pii, redact
-from ...policies.rules import RoutingRefused, decide, needs_confidence, place_document
 from ...policies.semantic import SemanticRoutes
-from ...policies.signals import CloudState, DocumentSignals, QuerySignals, SignalError, sensitivity_rank
+from ...policies.signals import CloudState
+from ..aio import syncify, to_thread
 from ..cloud.embedder import CloudEmbedder
-from ..cloud.media import estimate_tokens, validate_content
-from ..documents import Document, Hit, RetrievalResult
+from ..documents import Document, RetrievalResult
 from ..embedder import Embedder
-from ..errors import (
-    CloudError,
-    CloudUnavailableError,
-    CollectionNotFoundError,
-    ConfigurationError,
-    EdgeRouteError,
-    InputError,
-    PrivacyViolationError,
-    RoutingError,
-)
+from ..errors import CollectionNotFoundError, ConfigurationError
 from ..parts import Part
 from ..spaces import EmbeddingSpace
 from ..store.cache import CachedEmbedder, EmbeddingCache
-from ..store.chroma import Collection, VectorStore, side_collection_name, validate_logical_name
-from .audit import AuditLog, Record
-from .effects import AwaitCloud, Blocking, Flow, Outcome, StartCloud, run_async, run_sync
+from ..store.chroma import Collection, VectorStore, index_collection_name, validate_logical_name
+from .audit import AuditLog
+from .cloud_calls import CloudCalls
+from .drain import drain as drain_flow
 from .fusion import DEFAULT_RRF_K, rrf_fuse
-from .guard import PrivacyGuard, sha256_text
+from .guard import PrivacyGuard
+from .ingest import ingest as ingest_flow
 from .outbox import Outbox
+from .reports import IngestReport, SyncReport
+from .retrieve import retrieve as retrieve_flow
 
-logger = logging.getLogger("edgeroute.engine")
+logger = logging.getLogger(__name__)
 
-EDGE_MODALITIES = frozenset({"text"})
-_BATCH = 64
-_LOCAL_REFUSALS = frozenset({"OFFLINE", "CIRCUIT_OPEN"})
-_MEDIA_TOKENS = 258  # per image/page, the public rule of thumb; the cloud reports real figures
-
-# -- reports ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SyncReport:
-    """What one drain of the outbox did. ``remaining`` is the queue depth for the collection after it."""
-
-    written: int = 0
-    unchanged: int = 0
-    refused: int = 0
-    failed: int = 0
-    remaining: int = 0
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class IngestReport:
-    """What :meth:`HybridEngine.ingest` did with each side of the collection.
-
-    ``private`` documents were kept out of the cloud index; ``queued`` are due for the cloud index
-    but still in the outbox (cloud offline, absent or failing) until ``edgeroute sync``.
-    """
-
-    documents: int
-    edge_written: int
-    edge_unchanged: int
-    private: int
-    cloud: SyncReport
-    queued: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# -- pure helpers shared by both drivers ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Query:
-    text: str  # the text parts joined: what the edge embeds ("" for a media-only query)
-    parts: tuple[Part, ...]  # what the cloud embeds, as one interleaved input
-
-    @property
-    def modalities(self) -> frozenset[str]:
-        return frozenset(p.modality for p in self.parts)
-
-
-def parse_query(query: str | Sequence[Part]) -> _Query:
-    """Validate a query (text, or parts for one interleaved input) before anything is computed."""
-    if isinstance(query, str):
-        if not query.strip():
-            raise InputError("the query is empty; pass some text or a list of Parts")
-        return _Query(query, (Part.text(query),))
-    items: Sequence[object] = [query] if isinstance(query, Part) else query
-    if not isinstance(items, Sequence):
-        raise InputError(f"a query is a str or a list of Parts, got {type(query).__name__}")
-    bad = next((i for i, p in enumerate(items) if not isinstance(p, Part)), None)
-    if bad is not None:
-        raise InputError(
-            f"query part {bad} is a {type(items[bad]).__name__}; use Part.text(...), Part.image(...)"
-        )
-    parts = tuple(p for p in items if isinstance(p, Part))
-    validate_content(parts)  # 7 images, a fake PNG, a long video: refused before any I/O
-    text = " ".join(p.text_value for p in parts if p.text_value is not None)
-    return _Query(text, parts)
-
-
-def _check_call(k: int, sensitivity: str, stakes: str, deadline_ms: float | None) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InputError(f"k must be a positive integer, got {k!r}")
-    try:
-        QuerySignals(
-            frozenset({"text"}),
-            sensitivity=cast(Sensitivity, sensitivity),
-            stakes=cast(Stakes, stakes),
-            deadline_ms=deadline_ms,
-        )
-    except SignalError as exc:
-        raise InputError(str(exc)) from None
-
-
-def edge_confidence(hits: Sequence[Hit]) -> tuple[float, float | None]:
-    """Top-1 score and margin to the second; an empty index counts as no confidence at all."""
-    if not hits:
-        return -1.0, None
-    top1 = hits[0].score
-    if len(hits) < 2:
-        return top1, None
-    return top1, max(0.0, top1 - hits[1].score)
-
-
-def force_route(decision: RouteDecision, route: str) -> RouteDecision:
-    """Replace the policy's choice by ``route`` (for evaluation), never against privacy."""
-    try:
-        forced = Route(route)
-    except ValueError:
-        raise InputError(
-            f"route {route!r} is unknown; use edge, cloud or hybrid (or None for the policy)"
-        ) from None
-    private = {"privacy.sensitivity", "privacy.pii"} & set(decision.codes)
-    if forced is not Route.EDGE and private and not decision.redact:
-        raise RoutingError(
-            f"route {forced.value!r} was forced, but privacy keeps this query on the device "
-            f"({', '.join(sorted(private))}); force 'edge' or lower the sensitivity"
-        )
-    why = Reason("route.forced", f"route {forced.value!r} was forced by the caller (evaluation)")
-    return RouteDecision(forced, (why,), redact=decision.redact)
-
-
-def _degrade(decision: RouteDecision, code: str, message: str) -> RouteDecision:
-    return RouteDecision(Route.EDGE, (*decision.reasons, Reason(code, message)), degraded=True)
-
-
-def _cloud_fallback(decision: RouteDecision, outcome: Outcome, deadline_ms: float | None) -> RouteDecision:
-    """The decision actually served when the cloud did not answer."""
-    if outcome.late:
-        return _degrade(
-            decision,
-            "deadline.missed",
-            f"the cloud did not answer within the {deadline_ms:g} ms deadline; the edge answer is "
-            "returned and the late cloud call was dropped",
-        )
-    err = outcome.error
-    if isinstance(err, PrivacyViolationError):
-        return _degrade(decision, "privacy.guard", f"the privacy guard refused the cloud call: {err}")
-    return _degrade(
-        decision, "cloud.failed", f"the cloud call failed ({type(err).__name__}: {err}); answered at the edge"
-    )
-
-
-def assemble(
-    decision: RouteDecision,
-    edge_hits: list[Hit] | None,
-    outcome: Outcome | None,
-    k: int,
-    *,
-    deadline_ms: float | None,
-    rrf_k: int,
-    rrf_weights: Mapping[str, float] | None,
-) -> tuple[list[Hit], RouteDecision]:
-    """Pick or fuse the hits for the served route; degrade to the edge when the cloud did not answer."""
-    if decision.route is Route.EDGE or outcome is None:
-        return list(edge_hits or [])[:k], decision
-    if not outcome.ok:
-        if edge_hits is None:  # media-only: nothing at the edge to fall back on
-            err = outcome.error
-            if isinstance(err, EdgeRouteError):
-                raise err
-            raise CloudUnavailableError(
-                "the cloud did not answer in time and a media-only query cannot be answered at the edge; "
-                "retry, raise --deadline-ms, or add a text part"
-            )
-        return edge_hits[:k], _cloud_fallback(decision, outcome, deadline_ms)
-    cloud_hits: list[Hit] = outcome.value
-    if decision.route is Route.CLOUD:
-        return cloud_hits[:k], decision
-    fused = rrf_fuse({"edge": edge_hits or [], "cloud": cloud_hits}, k=rrf_k, weights=rrf_weights, limit=k)
-    return fused, decision
-
-
-def cloud_cost(parts: Sequence[Part], cloud: CloudEmbedder) -> tuple[int, int, float]:
-    """Estimated tokens, bytes and USD of sending ``parts`` (audit figures; the bill is Google's)."""
-    tokens: dict[str, int] = {}
-    nbytes = 0
-    for p in parts:
-        if p.text_value is not None:
-            tokens["text"] = tokens.get("text", 0) + estimate_tokens(p.text_value)
-            nbytes += len(p.text_value.encode("utf-8"))
-        else:
-            tokens[p.modality] = tokens.get(p.modality, 0) + _MEDIA_TOKENS
-            nbytes += len(p.data or b"") + len((p.uri or "").encode())
-    return sum(tokens.values()), nbytes, cloud.usage.prices.cost(tokens)
-
-
-def _cloud_parts(doc: Document) -> list[Part]:
-    """A document's one cloud input: its text, then its parts (a text part equal to it is not repeated)."""
-    head = [Part.text(doc.text)] if doc.text.strip() else []
-    return head + [p for p in doc.parts if not (p.is_text and p.text_value == doc.text)]
-
-
-def _doc_metadata(doc: Document) -> dict[str, str | int | float | bool]:
-    meta: dict[str, str | int | float | bool] = {**doc.metadata, "sensitivity": doc.sensitivity}
-    if doc.title:
-        meta["title"] = doc.title
-    return meta
-
-
-def _ms(t0: float) -> float:
-    return round((time.perf_counter() - t0) * 1000.0, 3)
-
-
-# -- the engine ---------------------------------------------------------------------------------------
+IndexName = Literal["edge", "cloud"]
 
 
 class HybridEngine:
@@ -300,21 +89,23 @@ class HybridEngine:
         self.edge = edge
         self.cloud = cloud
         self.cache = cache
-        self._edge_e: Embedder = CachedEmbedder(edge, cache) if cache is not None else edge
-        self._cloud_e: Embedder | None = None
+        self.edge_embedder: Embedder = CachedEmbedder(edge, cache) if cache is not None else edge
+        """The edge embedder as the flows use it: the cache in front, when there is one."""
         self.edge_space: EmbeddingSpace = edge.space_for(edge_dims)
         self.edge_dims = edge_dims
         self.cloud_dims = cloud_dims
         self.cloud_space: EmbeddingSpace | None = None
         self.semantic_routes = semantic_routes
         self.guard = PrivacyGuard(self.policy)
+        self.audit = audit if audit is not None else AuditLog(None)
+        self.cloud_calls: CloudCalls | None = None
         if cloud is not None:
             self.cloud_space = cloud.space_for(cloud_dims)
-            self._cloud_e = CachedEmbedder(cloud, cache) if cache is not None else cloud
+            text = CachedEmbedder(cloud, cache) if cache is not None else cloud
+            self.cloud_calls = CloudCalls(cloud, text, self.cloud_space, cloud_dims, self.audit, self.name)
             self._install_guard(cloud)
-        self.audit = audit if audit is not None else AuditLog(None)
         self.outbox = Outbox(outbox_path)
-        self._collections: dict[str, Collection] = {}
+        self._indexes: dict[str, Collection] = {}
         self._lock = threading.Lock()
 
     def _install_guard(self, cloud: CloudEmbedder) -> None:
@@ -349,16 +140,18 @@ class HybridEngine:
             return None
         return max(0.0, self.budget_usd - self.cloud.usage.cost_usd)
 
-    # -- collections --------------------------------------------------------------------------------
+    # -- the two indexes ----------------------------------------------------------------------------
 
-    def _open(self, side: str, *, create: bool) -> Collection | None:
-        """The edge or cloud side, checked against this engine's space; None if absent and not created."""
+    def open_index(self, index: IndexName, *, create: bool = False) -> Collection | None:
+        """The edge or cloud index, checked against this engine's space (blocking: flows call it in a
+        thread). A missing cloud index is None; a missing edge index is
+        :class:`CollectionNotFoundError` unless ``create``."""
         with self._lock:
-            col = self._collections.get(side)
+            col = self._indexes.get(index)
         if col is not None:
             return col
-        name = side_collection_name(self.name, side)
-        space = self.edge_space if side == "edge" else self.cloud_space
+        name = index_collection_name(self.name, index)
+        space = self.edge_space if index == "edge" else self.cloud_space
         if create:
             if space is None:
                 return None
@@ -367,107 +160,27 @@ class HybridEngine:
             try:
                 col = self.store.get_collection(name)
             except CollectionNotFoundError:
-                if side == "cloud":
+                if index == "cloud":
                     return None
                 raise CollectionNotFoundError(
                     f"no collection {self.name!r} in {self.store.location}: index documents into it first "
                     f"(`edgeroute index PATH --collection {self.name}`), or check --store and --collection"
                 ) from None
             if space is not None:
-                col.space.require_same(space, f"the {side} index of collection {self.name!r}")
+                col.space.require_same(space, f"the {index} index of collection {self.name!r}")
         with self._lock:
-            self._collections[side] = col
+            self._indexes[index] = col
         return col
 
-    # -- ingest -------------------------------------------------------------------------------------------
+    async def aopen_index(self, index: IndexName, *, create: bool = False) -> Collection | None:
+        """:meth:`open_index` for the flows: at once when already open, else in a worker thread."""
+        with self._lock:
+            col = self._indexes.get(index)
+        return col if col is not None else await to_thread(self.open_index, index, create=create)
 
-    def _place(self, docs: Sequence[Document]) -> list[bool]:
-        """For each document: may it go to the cloud index? Raises before anything is written."""
-        out = []
-        for doc in docs:
-            pii = detect_pii("\n".join(filter(None, [doc.title, doc.text])), self.policy)
-            modalities = frozenset(p.modality for p in _cloud_parts(doc)) or frozenset({"text"})
-            try:
-                signals = DocumentSignals(doc.sensitivity, pii, modalities, EDGE_MODALITIES)
-                placement = place_document(signals, self.policy)
-            except SignalError as exc:
-                raise InputError(f"document {doc.id!r}: {exc}") from None
-            except RoutingRefused as exc:
-                raise RoutingError(f"document {doc.id!r}: {exc.message}") from None
-            out.append(placement.cloud)
-        return out
+    # -- the flows: async core, sync wrappers ---------------------------------------------------------
 
-    def _ingest_flow(self, documents: Sequence[Document]) -> Flow[IngestReport]:
-        docs = _check_documents(documents)
-        to_cloud = self._place(docs)
-        ceiling = sensitivity_rank(self.policy.cloud_ceiling)
-        for doc, ok in zip(docs, to_cloud, strict=True):
-            if not ok:
-                # A confidential document's title is private too; a chunk kept back only for PII in its
-                # body shares its title with its siblings, which may still go to the cloud.
-                private_title = sensitivity_rank(doc.sensitivity) > ceiling
-                self.guard.add_text(doc.text, doc.title if private_title else None)
-                for part in doc.parts:
-                    self.guard.add_part(part)
-        edge_docs = [d for d in docs if d.text.strip()]
-        edge_written = 0
-        if edge_docs:
-            edge_col = yield Blocking(lambda: self._open("edge", create=True))
-            for start in range(0, len(edge_docs), _BATCH):
-                batch = edge_docs[start : start + _BATCH]
-                stale = set(
-                    (
-                        yield Blocking(
-                            lambda: edge_col.stale_ids(
-                                [d.id for d in batch], [d.content_hash() for d in batch]
-                            )
-                        )
-                    )
-                )
-                fresh = [d for d in batch if d.id in stale]
-                if not fresh:
-                    continue
-                vecs = yield Blocking(
-                    lambda: self._edge_e.embed_documents(
-                        [d.text for d in fresh], titles=[d.title for d in fresh], dims=self.edge_dims
-                    )
-                )
-                yield Blocking(
-                    lambda: edge_col.upsert(
-                        [d.id for d in fresh],
-                        vecs,
-                        space=self.edge_space,
-                        texts=[d.text for d in fresh],
-                        metadatas=[_doc_metadata(d) for d in fresh],
-                        content_hashes=[d.content_hash() for d in fresh],
-                    )
-                )
-                edge_written += len(fresh)
-        private_ids = [d.id for d, ok in zip(docs, to_cloud, strict=True) if not ok]
-        cloud_docs = [d for d, ok in zip(docs, to_cloud, strict=True) if ok]
-        if private_ids:
-            # A document that became private must leave the cloud index and never be sent later.
-            yield Blocking(lambda: self.outbox.discard(self.name, private_ids))
-            cloud_col = yield Blocking(lambda: self._open("cloud", create=False))
-            if cloud_col is not None:
-                yield Blocking(lambda: cloud_col.delete(private_ids))
-        yield Blocking(lambda: self.outbox.enqueue(self.name, cloud_docs))
-        if self.cloud_state() in ("closed", "half_open") and self.outbox.depth(self.name):
-            sync = yield from self._sync_flow(None)
-        else:
-            state = self.cloud_state()
-            depth = yield Blocking(lambda: self.outbox.depth(self.name))
-            sync = SyncReport(remaining=depth, error=None if state == "closed" else f"cloud is {state}")
-        return IngestReport(
-            documents=len(docs),
-            edge_written=edge_written,
-            edge_unchanged=len(edge_docs) - edge_written,
-            private=len(private_ids),
-            cloud=sync,
-            queued=sync.remaining,
-        )
-
-    def ingest(self, documents: Sequence[Document]) -> IngestReport:
+    async def aingest(self, documents: Sequence[Document]) -> IngestReport:
         """Index documents: every text into the edge index, the cloud-eligible ones into the cloud index.
 
         Unchanged documents (same content hash) are skipped. Placement is checked for all documents
@@ -475,413 +188,19 @@ class HybridEngine:
         :class:`RoutingError`). Cloud-bound documents pass through the outbox, so with the cloud
         offline they wait there for :meth:`sync`.
         """
-        return run_sync(self._ingest_flow(documents))
+        return await ingest_flow(self, documents)
 
-    async def aingest(self, documents: Sequence[Document]) -> IngestReport:
-        """Async :meth:`ingest`: blocking work runs in threads, cloud calls on the event loop."""
-        return await run_async(self._ingest_flow(documents))
+    ingest = syncify(aingest)
 
-    # -- sync (drain the outbox) ------------------------------------------------------------------------------
-
-    def _embed_docs_sync(self, docs: list[Document]) -> Any:
-        assert self.cloud is not None and self._cloud_e is not None
-        t0 = time.perf_counter()
-        try:
-            vecs = self._cloud_doc_vectors(docs)
-        except BaseException as exc:
-            self._record_cloud("index", [p for d in docs for p in _cloud_parts(d)], t0, exc)
-            raise
-        self._record_cloud("index", [p for d in docs for p in _cloud_parts(d)], t0, None)
-        return vecs
-
-    async def _aembed_docs(self, docs: list[Document]) -> Any:
-        assert self.cloud is not None and self._cloud_e is not None
-        t0 = time.perf_counter()
-        try:
-            vecs = await self._acloud_doc_vectors(docs)
-        except BaseException as exc:
-            self._record_cloud("index", [p for d in docs for p in _cloud_parts(d)], t0, exc)
-            raise
-        self._record_cloud("index", [p for d in docs for p in _cloud_parts(d)], t0, None)
-        return vecs
-
-    def _split_docs(self, docs: list[Document]) -> tuple[list[int], list[int]]:
-        text_only = [i for i, d in enumerate(docs) if not d.is_multimodal]
-        media = [i for i, d in enumerate(docs) if d.is_multimodal]
-        return text_only, media
-
-    def _cloud_doc_vectors(self, docs: list[Document]) -> Any:
-        assert self.cloud is not None and self._cloud_e is not None and self.cloud_space is not None
-        text_only, media = self._split_docs(docs)
-        out = np.empty((len(docs), self.cloud_space.dims), dtype=np.float32)
-        if text_only:
-            out[text_only] = self._cloud_e.embed_documents(
-                [docs[i].text for i in text_only],
-                titles=[docs[i].title for i in text_only],
-                dims=self.cloud_dims,
-            )
-        if media:
-            out[media] = self.cloud.embed(
-                [_cloud_parts(docs[i]) for i in media], task="document", dims=self.cloud_dims
-            )
-        return out
-
-    async def _acloud_doc_vectors(self, docs: list[Document]) -> Any:
-        assert self.cloud is not None and self._cloud_e is not None and self.cloud_space is not None
-        text_only, media = self._split_docs(docs)
-        out = np.empty((len(docs), self.cloud_space.dims), dtype=np.float32)
-        if text_only:
-            out[text_only] = await self._cloud_e.aembed_documents(
-                [docs[i].text for i in text_only],
-                titles=[docs[i].title for i in text_only],
-                dims=self.cloud_dims,
-            )
-        if media:
-            out[media] = await self.cloud.aembed(
-                [_cloud_parts(docs[i]) for i in media], task="document", dims=self.cloud_dims
-            )
-        return out
-
-    def _sync_flow(self, limit: int | None, batch_size: int = 32) -> Flow[SyncReport]:
-        if self.cloud is None:
-            raise ConfigurationError(
-                "no cloud embedder is configured, so the outbox cannot be drained: set GEMINI_API_KEY "
-                "(and GOOGLE_GEMINI_BASE_URL for the emulator) or pass cloud=CloudEmbedder(...)"
-            )
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise InputError(f"limit must be a positive integer or None, got {limit!r}")
-        if batch_size < 1:
-            raise InputError(f"batch_size must be at least 1, got {batch_size}")
-        written = unchanged = refused = failed = 0
-        error: str | None = None
-        cloud_col = yield Blocking(lambda: self._open("cloud", create=True))
-        done = 0
-        while limit is None or done < limit:
-            take = batch_size if limit is None else min(batch_size, limit - done)
-            items = yield Blocking(lambda: self.outbox.pending(self.name, limit=take))
-            if not items:
-                break
-            docs = [it.document for it in items]
-            allowed = self._place(docs)
-            blocked = [
-                d.id
-                for d, ok in zip(docs, allowed, strict=True)
-                if not ok
-                or any(self.guard.is_private(p) for p in _cloud_parts(d))
-                or (d.title is not None and self.guard.is_private(Part.text(d.title)))
-            ]
-            if blocked:
-                yield Blocking(lambda: self.outbox.discard(self.name, blocked))
-                refused += len(blocked)
-            keep = [it for it in items if it.document.id not in set(blocked)]
-            stale = set(
-                (
-                    yield Blocking(
-                        lambda: cloud_col.stale_ids(
-                            [i.document.id for i in keep], [i.content_hash for i in keep]
-                        )
-                    )
-                )
-            )
-            fresh = [it.document for it in keep if it.document.id in stale]
-            if fresh:
-                handle = yield StartCloud(
-                    lambda: self._embed_docs_sync(fresh), lambda: self._aembed_docs(fresh)
-                )
-                outcome: Outcome = yield AwaitCloud(handle, None)
-                if not outcome.ok:
-                    msg = f"{type(outcome.error).__name__}: {outcome.error}"
-                    yield Blocking(lambda: self.outbox.mark_failed(self.name, [d.id for d in fresh], msg))
-                    failed += len(fresh)
-                    error = msg
-                    break  # the cloud is failing or refusing: leave the rest queued for the next sync
-                yield Blocking(
-                    lambda: cloud_col.upsert(
-                        [d.id for d in fresh],
-                        outcome.value,
-                        space=cloud_col.space,
-                        texts=[d.text for d in fresh],
-                        metadatas=[_doc_metadata(d) for d in fresh],
-                        content_hashes=[d.content_hash() for d in fresh],
-                    )
-                )
-            written += len(fresh)
-            unchanged += len(keep) - len(fresh)
-            # Only now, with the vectors stored, may the rows go: a crash before this line re-sends
-            # nothing (stale_ids sees them stored) and loses nothing (the rows are still queued).
-            yield Blocking(
-                lambda: self.outbox.mark_done(self.name, [(i.document.id, i.content_hash) for i in keep])
-            )
-            done += len(items)
-        remaining = yield Blocking(lambda: self.outbox.depth(self.name))
-        return SyncReport(written, unchanged, refused, failed, remaining, error)
-
-    def drain(self, limit: int | None = None, *, batch_size: int = 32) -> SyncReport:
+    async def adrain(self, limit: int | None = None, *, batch_size: int = 32) -> SyncReport:
         """Drain this collection's outbox into the cloud index (at most ``limit`` documents).
 
         Safe to interrupt at any point (kill -9 included) and to run again: nothing is lost or duplicated.
         """
-        return run_sync(self._sync_flow(limit, batch_size))
+        return await drain_flow(self, limit, batch_size)
 
-    async def adrain(self, limit: int | None = None, *, batch_size: int = 32) -> SyncReport:
-        """Async :meth:`drain`."""
-        return await run_async(self._sync_flow(limit, batch_size))
-
-    def sync(self, limit: int | None = None, *, batch_size: int = 32) -> SyncReport:
-        """The same as :meth:`drain` (named after ``edgeroute sync``)."""
-        return self.drain(limit, batch_size=batch_size)
-
-    # -- retrieve -----------------------------------------------------------------------------------------
-
-    def _cloud_query_sync(
-        self, col: Collection, q: _Query, k: int, where: Mapping[str, Any] | None
-    ) -> list[Hit]:
-        assert self.cloud is not None and self._cloud_e is not None
-        t0 = time.perf_counter()
-        try:
-            if q.modalities == {"text"}:
-                vec = self._cloud_e.embed_queries([q.text], dims=self.cloud_dims)
-            else:
-                vec = self.cloud.embed([list(q.parts)], task="query", dims=self.cloud_dims)
-        except BaseException as exc:
-            self._record_cloud("query", q.parts, t0, exc)
-            raise
-        self._record_cloud("query", q.parts, t0, None)
-        return col.query(vec[0], k, space=col.space, where=where)
-
-    async def _acloud_query(
-        self, col: Collection, q: _Query, k: int, where: Mapping[str, Any] | None
-    ) -> list[Hit]:
-        assert self.cloud is not None and self._cloud_e is not None
-        t0 = time.perf_counter()
-        try:
-            if q.modalities == {"text"}:
-                vec = await self._cloud_e.aembed_queries([q.text], dims=self.cloud_dims)
-            else:
-                vec = await self.cloud.aembed([list(q.parts)], task="query", dims=self.cloud_dims)
-        except BaseException as exc:
-            self._record_cloud("query", q.parts, t0, exc)
-            raise
-        self._record_cloud("query", q.parts, t0, None)
-        return await asyncio.to_thread(col.query, vec[0], k, space=col.space, where=where)
-
-    def _record_cloud(
-        self, purpose: str, parts: Sequence[Part], t0: float, exc: BaseException | None
-    ) -> None:
-        assert self.cloud is not None
-        tokens, nbytes, cost = cloud_cost(parts, self.cloud)
-        outcome = (
-            "ok" if exc is None else ("cancelled" if isinstance(exc, asyncio.CancelledError) else "error")
-        )
-        # Estimates of what left the device: nothing when a local check refused the call first.
-        sent = not (
-            isinstance(exc, PrivacyViolationError | InputError | asyncio.CancelledError)
-            or (isinstance(exc, CloudError) and exc.status in _LOCAL_REFUSALS)
-        )
-        self.audit.write(
-            {
-                "type": "cloud_call",
-                "collection": self.name,
-                "purpose": purpose,
-                "outcome": outcome,
-                "error": None if exc is None else type(exc).__name__,
-                "latency_ms": _ms(t0),
-                "items": len(parts),
-                "tokens": tokens if sent else 0,
-                "bytes": nbytes if sent else 0,
-                "cost_usd": round(cost, 10) if exc is None else 0.0,
-                "space": self.cloud_space.fingerprint if self.cloud_space else None,
-            }
-        )
-
-    def _semantic_high_stakes(self, vec: Any) -> bool:
-        if self.semantic_routes is None or vec is None:
-            return False
-        try:
-            return self.semantic_routes.match(vec).name is not None
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"semantic routes do not fit the edge embedder ({exc}); fit them with the same model and dims"
-            ) from None
-
-    def _retrieve_flow(
-        self,
-        query: str | Sequence[Part],
-        k: int,
-        sensitivity: str,
-        stakes: str,
-        deadline_ms: float | None,
-        where: Mapping[str, Any] | None,
-        route: str | None = None,
-    ) -> Flow[RetrievalResult]:
-        t0 = time.perf_counter()
-        q = parse_query(query)
-        _check_call(k, sensitivity, stakes, deadline_ms)
-        stages: dict[str, float] = {}
-        edge_col = yield Blocking(lambda: self._open("edge", create=False))
-        pii = detect_pii(q.text, self.policy) if q.text else ()
-        vec = None
-        if q.text:
-            t = time.perf_counter()
-            vec = (yield Blocking(lambda: self._edge_e.embed_queries([q.text], dims=self.edge_dims)))[0]
-            stages["edge_embed"] = _ms(t)
-        signals = QuerySignals(
-            q.modalities,
-            pii,
-            cast(Sensitivity, sensitivity),
-            cast(Stakes, stakes),
-            cloud_state=self.cloud_state(),
-            budget_left=self.budget_left(),
-            deadline_ms=deadline_ms,
-            semantic_high_stakes=self._semantic_high_stakes(vec),
-            edge_modalities=EDGE_MODALITIES,
-        )
-        try:
-            decision = decide(signals, self.policy)
-        except RoutingRefused as exc:
-            raise RoutingError(exc.message) from None
-        if route is not None:
-            decision = force_route(decision, route)
-        if {"privacy.sensitivity", "privacy.pii"} & set(decision.codes) and not decision.uses_cloud:
-            # Whatever happens next, the guard now refuses this exact text.
-            self.guard.add_hashes([sha256_text(q.text)] if q.text else [])
-        cloud_col: Collection | None = None
-        handle = None
-        cloud_q = q
-        if decision.redact and q.text:
-            cloud_q = _Query(
-                redact(q.text, pii),
-                tuple(
-                    Part.text(redact(p.text_value, detect_pii(p.text_value, self.policy)))
-                    if p.is_text and p.text_value
-                    else p
-                    for p in q.parts
-                ),
-            )
-
-        def start_cloud() -> Flow[Any]:
-            nonlocal cloud_col
-            cloud_col = yield Blocking(lambda: self._open("cloud", create=False))
-            if cloud_col is None:  # nothing indexed in the cloud yet
-                return None
-            col = cloud_col
-            return (
-                yield StartCloud(
-                    lambda: self._cloud_query_sync(col, cloud_q, k, where),
-                    lambda: self._acloud_query(col, cloud_q, k, where),
-                )
-            )
-
-        if decision.uses_cloud:
-            handle = yield from start_cloud()
-        edge_hits: list[Hit] | None = None
-        if vec is not None:
-            t = time.perf_counter()
-            edge_hits = yield Blocking(
-                lambda: edge_col.query(vec, max(k, 2), space=self.edge_space, where=where)
-            )
-            stages["edge_search"] = _ms(t)
-        if needs_confidence(decision):
-            top1, margin = edge_confidence(edge_hits or [])
-            decision = decide(replace(signals, edge_top1=top1, edge_margin=margin), self.policy)
-            if decision.uses_cloud:
-                handle = yield from start_cloud()
-        outcome: Outcome | None = None
-        if decision.uses_cloud:
-            if handle is None:
-                outcome = Outcome(value=[])
-            else:
-                timeout = None
-                if deadline_ms is not None and self.policy.hedging.enabled:
-                    timeout = max(0.0, deadline_ms / 1000.0 - (time.perf_counter() - t0))
-                t = time.perf_counter()
-                outcome = yield AwaitCloud(handle, timeout)
-                stages["cloud_wait"] = _ms(t)
-        t = time.perf_counter()
-        hits, served = assemble(
-            decision,
-            edge_hits,
-            outcome,
-            k,
-            deadline_ms=deadline_ms,
-            rrf_k=self.rrf_k,
-            rrf_weights=self.rrf_weights,
-        )
-        stages["fusion"] = _ms(t)
-        stages["total"] = _ms(t0)
-        record = self._query_record(
-            q, sensitivity, stakes, decision, served, outcome, stages, hits, deadline_ms
-        )
-        written = yield Blocking(lambda: self.audit.write(record))
-        return RetrievalResult(hits=hits, decision=served, audit=written)
-
-    def _query_record(
-        self,
-        q: _Query,
-        sensitivity: str,
-        stakes: str,
-        planned: RouteDecision,
-        served: RouteDecision,
-        outcome: Outcome | None,
-        stages: dict[str, float],
-        hits: list[Hit],
-        deadline_ms: float | None,
-    ) -> Record:
-        cloud_sent = (
-            outcome is not None
-            and self.cloud is not None
-            and not isinstance(outcome.error, PrivacyViolationError)
-        )
-        tokens, nbytes, cost = cloud_cost(q.parts, self.cloud) if cloud_sent and self.cloud else (0, 0, 0.0)
-        status = (
-            "not_used" if outcome is None else "ok" if outcome.ok else "late" if outcome.late else "error"
-        )
-        spaces = [self.edge_space.fingerprint] if q.text else []
-        if outcome is not None and outcome.ok and self.cloud_space is not None:
-            spaces.append(self.cloud_space.fingerprint)
-        return {
-            "type": "query",
-            "collection": self.name,
-            **self.audit.query_fields(q.text or " ".join(p.content_hash() for p in q.parts)),
-            "modalities": sorted(q.modalities),
-            "sensitivity": sensitivity,
-            "stakes": stakes,
-            "planned_route": planned.route.value,
-            "route": served.route.value,
-            "reasons": list(served.codes),
-            "degraded": served.degraded,
-            "redacted": planned.redact,
-            "cloud": status,
-            "spaces": spaces,
-            "latency_ms": stages,
-            "deadline_ms": deadline_ms,
-            "hits": len(hits),
-            "cloud_tokens": tokens,
-            "cloud_bytes": nbytes,
-            "cloud_cost_usd": round(cost, 10),
-        }
-
-    def retrieve(
-        self,
-        query: str | Sequence[Part],
-        k: int = 10,
-        *,
-        sensitivity: str = "internal",
-        stakes: str = "normal",
-        deadline_ms: float | None = None,
-        where: Mapping[str, Any] | None = None,
-        route: str | None = None,
-    ) -> RetrievalResult:
-        """Answer a query (text, or Parts for one interleaved multimodal input) from the routed index(es).
-
-        The result carries the hits (best first; ``index`` says which side served each), the
-        :class:`~edgeroute.policies.decision.RouteDecision` actually served (degraded when the cloud
-        was wanted but did not answer) and the audit record. Raises :class:`InputError` for bad input,
-        :class:`CollectionNotFoundError` for an unknown collection, :class:`RoutingError` when the
-        policy cannot serve the query (for example an image query the cloud may not see).
-        ``route`` (``edge``/``cloud``/``hybrid``) overrides rules 2-5 for evaluation; privacy still wins.
-        """
-        return run_sync(self._retrieve_flow(query, k, sensitivity, stakes, deadline_ms, where, route))
+    drain = syncify(adrain)
+    sync = drain  # named after ``edgeroute sync``
 
     async def aretrieve(
         self,
@@ -894,20 +213,41 @@ class HybridEngine:
         where: Mapping[str, Any] | None = None,
         route: str | None = None,
     ) -> RetrievalResult:
-        """Async :meth:`retrieve`; a cloud call that misses the deadline is cancelled."""
-        return await run_async(self._retrieve_flow(query, k, sensitivity, stakes, deadline_ms, where, route))
+        """Answer a query (text, or Parts for one interleaved multimodal input) from the routed index(es).
+
+        The result carries the hits (best first; ``index`` says which index served each), the
+        :class:`~edgeroute.policies.decision.RouteDecision` actually served (degraded when the cloud
+        was wanted but did not answer) and the audit record. A cloud call that misses
+        ``deadline_ms`` is cancelled. Raises :class:`InputError` for bad input,
+        :class:`CollectionNotFoundError` for an unknown collection, :class:`RoutingError` when the
+        policy cannot serve the query (for example an image query the cloud may not see).
+        ``route`` (``edge``/``cloud``/``hybrid``) overrides rules 2-5 for evaluation; privacy still wins.
+        The sync twin :meth:`retrieve` also works inside a running event loop (Jupyter).
+        """
+        return await retrieve_flow(
+            self,
+            query,
+            k,
+            sensitivity=sensitivity,
+            stakes=stakes,
+            deadline_ms=deadline_ms,
+            where=where,
+            route=route,
+        )
+
+    retrieve = syncify(aretrieve)
 
     # -- status and lifecycle ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         """Queue depth, circuit state, budget left, cache hit rate, index sizes: what ``edgeroute status`` shows."""
         counts: dict[str, int | None] = {}
-        for side in ("edge", "cloud"):
+        for index in ("edge", "cloud"):
             try:
-                col = self._open(side, create=False)
-                counts[side] = col.count() if col is not None else 0
+                col = self.open_index(index)
+                counts[index] = col.count() if col is not None else 0
             except CollectionNotFoundError:
-                counts[side] = None
+                counts[index] = None
         cloud: dict[str, Any] = self.cloud.health() if self.cloud is not None else {"configured": False}
         return {
             "collection": self.name,
@@ -938,33 +278,4 @@ class HybridEngine:
         self.close()
 
 
-def _check_documents(documents: Sequence[Document]) -> list[Document]:
-    if isinstance(documents, Document):
-        raise InputError("ingest takes a list of Documents; wrap the one document in a list")
-    docs = list(documents)
-    seen: set[str] = set()
-    for i, d in enumerate(docs):
-        if not isinstance(d, Document):
-            raise InputError(f"item {i} is a {type(d).__name__}, expected edgeroute Document")
-        if not isinstance(d.id, str) or not d.id:
-            raise InputError(f"document {i} has no id; give every document a unique, non-empty id")
-        if d.id in seen:
-            raise InputError(f"document id {d.id!r} appears twice in one ingest; ids must be unique")
-        seen.add(d.id)
-        if not d.text.strip() and not d.parts:
-            raise InputError(f"document {d.id!r} is empty: give it text or media parts")
-        if d.parts:
-            validate_content(_cloud_parts(d), i)
-    return docs
-
-
-__all__ = [
-    "HybridEngine",
-    "IngestReport",
-    "SyncReport",
-    "assemble",
-    "cloud_cost",
-    "edge_confidence",
-    "force_route",
-    "parse_query",
-]
+__all__ = ["HybridEngine", "IndexName", "IngestReport", "SyncReport"]

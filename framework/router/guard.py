@@ -9,12 +9,12 @@ detection finds PII in it.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Iterable, Sequence
 
 from ...policies.config import PolicyConfig
 from ...policies.pii import detect_pii
+from ..digest import sha256_bytes, sha256_text
 from ..errors import PrivacyViolationError
 from ..parts import Part
 
@@ -24,14 +24,6 @@ _PREFIX_MARKERS = (" | query: ", " | text: ")
 # Shorter private texts are matched by hash only: a two-word private query must not block every
 # public text that happens to contain those words.
 MIN_SUBSTRING_CHARS = 24
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _candidates(text: str) -> set[str]:

@@ -10,8 +10,6 @@ keeps their vectors apart.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -26,11 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from ..aio import syncify, to_thread
+from ..digest import sha256_text
 from ..embedder import Embedder, Vectors
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
 
-logger = logging.getLogger("edgeroute.cache")
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_MEMORY_BYTES = 64 * 1024**2
@@ -56,7 +56,7 @@ def default_cache_path() -> Path:
 
 def content_key(text: str, title: str | None, task: str) -> str:
     """sha256 of (title, text, task), JSON-encoded so different triples never collide by concatenation."""
-    return hashlib.sha256(json.dumps([title, text, task], ensure_ascii=False).encode()).hexdigest()
+    return sha256_text(json.dumps([title, text, task], ensure_ascii=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,25 +306,13 @@ class EmbeddingCache:
         logger.debug("embedding cache: evicted %d entries (%d bytes)", len(victims), freed)
 
 
-@dataclass(slots=True)
-class _Plan:
-    """What one call needs: the vectors found, and which texts still have to be embedded."""
-
-    space: EmbeddingSpace
-    task: str
-    keys: list[str]
-    found: dict[str, np.ndarray]
-    miss_keys: list[str]
-    miss_texts: list[str]
-    miss_titles: list[str | None]
-
-
 class CachedEmbedder:
     """An :class:`~edgeroute.framework.embedder.Embedder` that consults ``cache`` before ``inner``.
 
     Each text is keyed by ``(inner.space_for(dims).fingerprint, task, content_key(text, title, task))``
     with task ``"query"`` or ``"document"``; only the misses reach ``inner`` (in one call, duplicates
-    embedded once). The async methods call ``inner``'s async methods and do cache I/O in a thread.
+    embedded once). The core is async: cache I/O runs in a worker thread, ``inner`` through its async
+    methods; the sync methods run that same core through the portal (:mod:`edgeroute.framework.aio`).
     """
 
     def __init__(self, inner: Embedder, cache: EmbeddingCache) -> None:
@@ -338,80 +326,63 @@ class CachedEmbedder:
     def space_for(self, dims: int | None = None) -> EmbeddingSpace:
         return self.inner.space_for(dims)
 
-    def _plan(
-        self, texts: Sequence[str], titles: Sequence[str | None] | None, task: str, dims: int | None
-    ) -> _Plan:
-        if isinstance(texts, str):
-            raise InputError("texts must be a sequence of strings, not one string; wrap it in a list")
-        text_list = list(texts)
-        for t in text_list:
-            if not isinstance(t, str) or not t.strip():
-                raise InputError(f"every text must be a non-empty string, got {t!r:.40}")
-        title_list: list[str | None] = list(titles) if titles is not None else [None] * len(text_list)
-        if len(title_list) != len(text_list):
-            raise InputError(
-                f"got {len(text_list)} texts but {len(title_list)} titles; pass one title per text"
-            )
-        space = self.inner.space_for(dims)
-        keys = [content_key(t, ti, task) for t, ti in zip(text_list, title_list, strict=True)]
-        cached = self.cache.get_many(space, task, keys)
-        found = {k: v for k, v in zip(keys, cached, strict=True) if v is not None}
-        plan = _Plan(space, task, keys, found, [], [], [])
-        queued: set[str] = set()
-        for k, t, ti in zip(keys, text_list, title_list, strict=True):
-            if k not in found and k not in queued:
-                queued.add(k)
-                plan.miss_keys.append(k)
-                plan.miss_texts.append(t)
-                plan.miss_titles.append(ti)
-        return plan
-
-    def _finish(self, plan: _Plan, fresh: Vectors | None) -> Vectors:
-        if fresh is not None:
-            arr = np.asarray(fresh, dtype=np.float32)
-            if arr.shape != (len(plan.miss_keys), plan.space.dims):
-                raise InputError(
-                    f"the wrapped embedder returned shape {arr.shape}, expected "
-                    f"({len(plan.miss_keys)}, {plan.space.dims}) for {plan.space.fingerprint}"
-                )
-            self.cache.put_many(plan.space, plan.task, plan.miss_keys, arr)
-            plan.found.update(zip(plan.miss_keys, arr, strict=True))
-        out = np.empty((len(plan.keys), plan.space.dims), dtype=np.float32)
-        for i, k in enumerate(plan.keys):
-            out[i] = plan.found[k]
-        return out
-
-    def embed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
-        plan = self._plan(texts, None, "query", dims)
-        fresh = self.inner.embed_queries(plan.miss_texts, dims=dims) if plan.miss_texts else None
-        return self._finish(plan, fresh)
-
-    def embed_documents(
-        self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
-    ) -> Vectors:
-        plan = self._plan(texts, titles, "document", dims)
-        fresh = (
-            self.inner.embed_documents(plan.miss_texts, titles=plan.miss_titles, dims=dims)
-            if plan.miss_texts
-            else None
-        )
-        return self._finish(plan, fresh)
-
     async def aembed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
-        plan = await asyncio.to_thread(self._plan, texts, None, "query", dims)
-        fresh = await self.inner.aembed_queries(plan.miss_texts, dims=dims) if plan.miss_texts else None
-        return await asyncio.to_thread(self._finish, plan, fresh)
+        return await self._aembed(texts, None, "query", dims)
 
     async def aembed_documents(
         self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
     ) -> Vectors:
-        plan = await asyncio.to_thread(self._plan, texts, titles, "document", dims)
-        fresh = (
-            await self.inner.aembed_documents(plan.miss_texts, titles=plan.miss_titles, dims=dims)
-            if plan.miss_texts
-            else None
-        )
-        return await asyncio.to_thread(self._finish, plan, fresh)
+        return await self._aembed(texts, titles, "document", dims)
+
+    embed_queries = syncify(aembed_queries)
+    embed_documents = syncify(aembed_documents)
+
+    async def _aembed(
+        self, texts: Sequence[str], titles: Sequence[str | None] | None, task: str, dims: int | None
+    ) -> Vectors:
+        text_list, title_list = _check_inputs(texts, titles)
+        space = self.inner.space_for(dims)
+        keys = [content_key(t, ti, task) for t, ti in zip(text_list, title_list, strict=True)]
+        cached = await to_thread(self.cache.get_many, space, task, keys)
+        found = {k: v for k, v in zip(keys, cached, strict=True) if v is not None}
+        misses: dict[str, tuple[str, str | None]] = {}  # key -> (text, title), duplicates once
+        for k, t, ti in zip(keys, text_list, title_list, strict=True):
+            if k not in found:
+                misses.setdefault(k, (t, ti))
+        if misses:
+            miss_texts = [t for t, _ in misses.values()]
+            if task == "query":
+                fresh = await self.inner.aembed_queries(miss_texts, dims=dims)
+            else:
+                miss_titles = [ti for _, ti in misses.values()]
+                fresh = await self.inner.aembed_documents(miss_texts, titles=miss_titles, dims=dims)
+            arr = np.asarray(fresh, dtype=np.float32)
+            if arr.shape != (len(misses), space.dims):
+                raise InputError(
+                    f"the wrapped embedder returned shape {arr.shape}, expected "
+                    f"({len(misses)}, {space.dims}) for {space.fingerprint}"
+                )
+            await to_thread(self.cache.put_many, space, task, list(misses), arr)
+            found.update(zip(misses, arr, strict=True))
+        out = np.empty((len(keys), space.dims), dtype=np.float32)
+        for i, k in enumerate(keys):
+            out[i] = found[k]
+        return out
+
+
+def _check_inputs(
+    texts: Sequence[str], titles: Sequence[str | None] | None
+) -> tuple[list[str], list[str | None]]:
+    if isinstance(texts, str):
+        raise InputError("texts must be a sequence of strings, not one string; wrap it in a list")
+    text_list = list(texts)
+    for t in text_list:
+        if not isinstance(t, str) or not t.strip():
+            raise InputError(f"every text must be a non-empty string, got {t!r:.40}")
+    title_list: list[str | None] = list(titles) if titles is not None else [None] * len(text_list)
+    if len(title_list) != len(text_list):
+        raise InputError(f"got {len(text_list)} texts but {len(title_list)} titles; pass one title per text")
+    return text_list, title_list
 
 
 __all__ = [

@@ -32,18 +32,18 @@ from ..embedder import Vectors
 from ..errors import CollectionNotFoundError, EdgeRouteError, InputError, StoreError
 from ..spaces import EmbeddingSpace
 
-logger = logging.getLogger("edgeroute.store")
+logger = logging.getLogger(__name__)
 
 CONTENT_HASH_KEY = "_content_hash"
 """Metadata key under which each record keeps the hash of the content its vector was computed from."""
 
-SIDE_SUFFIXES = (".edge", ".cloud")
+INDEX_SUFFIXES = (".edge", ".cloud")
 """A logical collection ``NAME`` is stored as the Chroma collections ``NAME.edge`` and ``NAME.cloud``."""
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*[a-zA-Z0-9]$")
 _IPV4_RE = re.compile(r"^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$")
 _MAX_NAME = 512
-_MAX_LOGICAL_NAME = _MAX_NAME - max(len(s) for s in SIDE_SUFFIXES)
+_MAX_LOGICAL_NAME = _MAX_NAME - max(len(s) for s in INDEX_SUFFIXES)
 _FALLBACK_BATCH = 1000  # used when a client cannot report its limit
 
 
@@ -74,11 +74,11 @@ def validate_logical_name(name: str) -> str:
     return _check_name(name, _MAX_LOGICAL_NAME, "collection name")
 
 
-def side_collection_name(name: str, side: str) -> str:
-    """The Chroma collection holding one side (``"edge"`` or ``"cloud"``) of logical collection ``name``."""
-    if f".{side}" not in SIDE_SUFFIXES:
-        raise InputError(f"side must be 'edge' or 'cloud', got {side!r}")
-    return f"{validate_logical_name(name)}.{side}"
+def index_collection_name(name: str, index: str) -> str:
+    """The Chroma collection holding one index (``"edge"`` or ``"cloud"``) of logical collection ``name``."""
+    if f".{index}" not in INDEX_SUFFIXES:
+        raise InputError(f"index must be 'edge' or 'cloud', got {index!r}")
+    return f"{validate_logical_name(name)}.{index}"
 
 
 @contextlib.contextmanager
@@ -500,12 +500,12 @@ def _normalise_where(where: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 __all__ = [
     "CONTENT_HASH_KEY",
-    "SIDE_SUFFIXES",
+    "INDEX_SUFFIXES",
     "Collection",
     "CollectionInfo",
     "StoredRecord",
     "VectorStore",
-    "side_collection_name",
+    "index_collection_name",
     "validate_collection_name",
     "validate_logical_name",
 ]

@@ -18,7 +18,7 @@ from ..documents import Document, MetadataValue
 from ..errors import InputError
 from .chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS, chunk_text
 
-logger = logging.getLogger("edgeroute.loaders")
+logger = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", ".md")
 _HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)

@@ -8,19 +8,11 @@ The unmodified google-genai client talks to it through ``HttpOptions(base_url=em
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
-import hashlib
 import json
 import random
-import re
-import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,66 +20,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..cloud.media import MAX_DIMS, MAX_IMAGES, MIN_DIMS, image_kind, mp4_duration_s, pdf_page_count
+from ..cloud.media import DEFAULT_MODEL, MAX_DIMS
+from ..digest import sha256_bytes
 from ..embedder import l2_normalize
+from .emulator_http import EmulatorHandler, EmulatorServer
+from .emulator_wire import PATH, BadRequest, embed_requests, status_body
 from .hashing import hash_embed
 
 TextEmbedFn = Callable[[list[str]], npt.NDArray[Any]]
 
 FAULT_KINDS = ("429", "500", "503", "timeout", "drop")
-KNOWN_MODELS = frozenset(
-    {"gemini-embedding-2-preview", "gemini-embedding-2", "gemini-embedding-001", "text-embedding-004"}
-)
-_PATH = re.compile(r"^/(v1|v1beta)/models/([^/:]+):(batchEmbedContents|embedContent)$")
-_MIME_MODALITY = {
-    "image/png": "IMAGE",
-    "image/jpeg": "IMAGE",
-    "audio/mpeg": "AUDIO",
-    "audio/mp3": "AUDIO",
-    "audio/wav": "AUDIO",
-    "audio/x-wav": "AUDIO",
-    "video/mp4": "VIDEO",
-    "video/quicktime": "VIDEO",
-    "application/pdf": "DOCUMENT",
-}
 _HASH_DIMS = 768
-# Token accounting per the public docs' rules of thumb (the real figures differ; only the shape matters).
-_IMAGE_TOKENS = 258
-_VIDEO_TOKENS_PER_S = 263
-_AUDIO_TOKENS_PER_S = 32
-_MESSAGES = {
-    429: (
-        "RESOURCE_EXHAUSTED",
-        "You exceeded your current quota, please check your plan and billing details. "
-        "For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
-    ),
-    500: (
-        "INTERNAL",
-        "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
-    ),
-    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
-}
-
-
-class _BadRequest(Exception):
-    def __init__(self, code: int, status: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.status, self.message = code, status, message
-
-
-def _get(d: dict[str, Any], camel: str, snake: str) -> Any:
-    return d[camel] if camel in d else d.get(snake)
-
-
-def _b64decode(data: str) -> bytes:
-    s = data.strip().replace("-", "+").replace("_", "/")
-    s += "=" * (-len(s) % 4)
-    try:
-        return base64.b64decode(s, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise _BadRequest(
-            400, "INVALID_ARGUMENT", f"Invalid value at 'inline_data.data' (TYPE_BYTES), {exc}"
-        ) from exc
+KNOWN_MODELS = frozenset({DEFAULT_MODEL, "gemini-embedding-2", "gemini-embedding-001", "text-embedding-004"})
 
 
 class GeminiEmulator:
@@ -130,7 +74,7 @@ class GeminiEmulator:
         self._faults: tuple[str, ...] = ()
         self.set_faults(fault_rate, faults)
         self._closing = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -143,10 +87,10 @@ class GeminiEmulator:
             self._map(_HASH_DIMS)  # build the space now, not inside the first request's time budget
         emulator = self
 
-        class Handler(_Handler):
+        class Handler(EmulatorHandler):
             emu = emulator
 
-        server = _Server((self.host, self._port), Handler)
+        server = EmulatorServer((self.host, self._port), Handler)
         self._server = server
         self._closing.clear()
         # A short poll interval makes close() quick; tests start and stop many emulators.
@@ -264,7 +208,7 @@ class GeminiEmulator:
         return out
 
     def _media_vector(self, mime: str, data: bytes) -> npt.NDArray[np.float32]:
-        seed = int.from_bytes(hashlib.sha256(mime.encode() + b"\0" + data).digest()[:8], "little")
+        seed = int.from_bytes(bytes.fromhex(sha256_bytes(mime.encode() + b"\0" + data))[:8], "little")
         v = np.random.default_rng(seed).standard_normal(MAX_DIMS).astype(np.float32)
         out: npt.NDArray[np.float32] = v / np.linalg.norm(v)
         return out
@@ -275,22 +219,24 @@ class GeminiEmulator:
         self, path: str, headers: dict[str, str], query_key: str | None, raw: bytes
     ) -> tuple[int, dict[str, Any]]:
         """Serve one parsed HTTP request; returns (status, JSON body). Faults are applied by the handler."""
-        m = _PATH.match(path)
+        m = PATH.match(path)
         if m is None:
-            return 404, _status(404, "NOT_FOUND", f"Method not found: {path}")
+            return 404, status_body(404, "NOT_FOUND", f"Method not found: {path}")
         version, model, method = m.groups()
         key = headers.get("x-goog-api-key") or query_key
         if not key:
-            return 403, _status(
+            return 403, status_body(
                 403,
                 "PERMISSION_DENIED",
                 "Method doesn't allow unregistered callers (callers without established identity). "
                 "Please use API Key or other form of API consumer identity to call this API.",
             )
         if self.api_key is not None and key != self.api_key:
-            return 400, _status(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.")
+            return 400, status_body(
+                400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."
+            )
         if model not in KNOWN_MODELS:
-            return 404, _status(
+            return 404, status_body(
                 404,
                 "NOT_FOUND",
                 f"models/{model} is not found for API version {version}, or is not supported for {method}.",
@@ -298,141 +244,33 @@ class GeminiEmulator:
         try:
             body = json.loads(raw or b"{}")
             if not isinstance(body, dict):
-                raise _BadRequest(
+                raise BadRequest(
                     400, "INVALID_ARGUMENT", "Invalid JSON payload received. Expected an object."
                 )
             reqs: Any = [body] if method == "embedContent" else body.get("requests")
             if method != "embedContent":
                 if not isinstance(reqs, list) or not reqs:
-                    raise _BadRequest(
+                    raise BadRequest(
                         400,
                         "INVALID_ARGUMENT",
                         "* BatchEmbedContentsRequest.requests: requests is required\n",
                     )
                 if len(reqs) > 100:
-                    raise _BadRequest(
+                    raise BadRequest(
                         400,
                         "INVALID_ARGUMENT",
                         "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch\n",
                     )
-            vectors, tokens = self._embed_requests(reqs, model)
+            vectors, tokens = embed_requests(reqs, model, self.text_vectors, self._media_vector)
         except json.JSONDecodeError as exc:
-            return 400, _status(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}")
-        except _BadRequest as exc:
-            return exc.code, _status(exc.code, exc.status, exc.message)
+            return 400, status_body(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}")
+        except BadRequest as exc:
+            return exc.code, status_body(exc.code, exc.status, exc.message)
         details = [{"modality": k, "tokenCount": v} for k, v in tokens.items() if v]
         usage = {"promptTokenCount": sum(tokens.values()), "promptTokenDetails": details}
         if method == "embedContent":
             return 200, {"embedding": {"values": vectors[0]}, "usageMetadata": usage}
         return 200, {"embeddings": [{"values": v} for v in vectors], "usageMetadata": usage}
-
-    def _embed_requests(self, reqs: list[Any], model: str) -> tuple[list[list[float]], dict[str, int]]:
-        tokens = {"TEXT": 0, "IMAGE": 0, "AUDIO": 0, "VIDEO": 0, "DOCUMENT": 0}
-        # Per request: list of (weight-vector-source) entries; texts are embedded in one batch.
-        texts: list[str] = []
-        plans: list[tuple[int, list[tuple[str, int | npt.NDArray[np.float32]]]]] = []
-        for i, req in enumerate(reqs):
-            if not isinstance(req, dict):
-                raise _BadRequest(
-                    400,
-                    "INVALID_ARGUMENT",
-                    f"* BatchEmbedContentsRequest.requests[{i}]: expected an object\n",
-                )
-            req_model = req.get("model")
-            if req_model is not None and str(req_model).removeprefix("models/") != model:
-                raise _BadRequest(
-                    400,
-                    "INVALID_ARGUMENT",
-                    f"* BatchEmbedContentsRequest.requests[{i}].model: model {req_model} does not match the "
-                    f"batch model models/{model}\n",
-                )
-            dims = _get(req, "outputDimensionality", "output_dimensionality")
-            if dims is None:
-                dims = MAX_DIMS
-            if not isinstance(dims, int) or not MIN_DIMS <= dims <= MAX_DIMS:
-                raise _BadRequest(
-                    400,
-                    "INVALID_ARGUMENT",
-                    f"* BatchEmbedContentsRequest.requests[{i}].output_dimensionality: must be between "
-                    f"{MIN_DIMS} and {MAX_DIMS}, got {dims}\n",
-                )
-            content = req.get("content")
-            parts = content.get("parts") if isinstance(content, dict) else None
-            if not isinstance(parts, list) or not parts:
-                raise _BadRequest(
-                    400,
-                    "INVALID_ARGUMENT",
-                    f"* BatchEmbedContentsRequest.requests[{i}].content.parts: must not be empty\n",
-                )
-            entries: list[tuple[str, int | npt.NDArray[np.float32]]] = []
-            images = 0
-            for j, part in enumerate(parts):
-                where = f"requests[{i}].content.parts[{j}]"
-                if not isinstance(part, dict):
-                    raise _BadRequest(400, "INVALID_ARGUMENT", f"* {where}: expected an object\n")
-                inline = _get(part, "inlineData", "inline_data")
-                file_data = _get(part, "fileData", "file_data")
-                if "text" in part:
-                    text = str(part["text"])
-                    tokens["TEXT"] += max(1, len(text) // 4)
-                    entries.append(("text", len(texts)))
-                    texts.append(text)
-                elif isinstance(inline, dict):
-                    mime = str(_get(inline, "mimeType", "mime_type") or "")
-                    modality = _MIME_MODALITY.get(mime)
-                    if modality is None:
-                        raise _BadRequest(
-                            400, "INVALID_ARGUMENT", f"* {where}: Unsupported MIME type: {mime}\n"
-                        )
-                    data = _b64decode(str(inline.get("data") or ""))
-                    if not data:
-                        raise _BadRequest(
-                            400, "INVALID_ARGUMENT", f"* {where}.inline_data.data: must not be empty\n"
-                        )
-                    if modality == "IMAGE":
-                        images += 1
-                        if image_kind(data) is None:
-                            raise _BadRequest(
-                                400, "INVALID_ARGUMENT", f"* {where}: Provided image is not valid.\n"
-                            )
-                    tokens[modality] += _media_tokens(modality, data)
-                    entries.append(("media", self._media_vector(mime, data)))
-                elif isinstance(file_data, dict):
-                    mime = str(_get(file_data, "mimeType", "mime_type") or "")
-                    uri = str(_get(file_data, "fileUri", "file_uri") or "")
-                    modality = _MIME_MODALITY.get(mime)
-                    if modality is None or not uri:
-                        raise _BadRequest(
-                            400,
-                            "INVALID_ARGUMENT",
-                            f"* {where}: file_data needs file_uri and a supported mime_type\n",
-                        )
-                    images += modality == "IMAGE"
-                    tokens[modality] += _IMAGE_TOKENS
-                    entries.append(("media", self._media_vector(mime, uri.encode())))
-                else:
-                    raise _BadRequest(
-                        400, "INVALID_ARGUMENT", f"* {where}: a part needs text, inline_data or file_data\n"
-                    )
-            if images > MAX_IMAGES:
-                raise _BadRequest(
-                    400,
-                    "INVALID_ARGUMENT",
-                    f"* BatchEmbedContentsRequest.requests[{i}]: at most {MAX_IMAGES} images are allowed "
-                    f"per request, got {images}\n",
-                )
-            plans.append((dims, entries))
-        top = max(d for d, _ in plans)
-        text_vecs = self.text_vectors(texts, top)
-        vectors: list[list[float]] = []
-        for dims, entries in plans:
-            acc = np.zeros(top, dtype=np.float32)
-            for _kind, ref in entries:
-                acc += text_vecs[ref] if isinstance(ref, int) else ref[:top]
-            v = acc[:dims]
-            norm = float(np.linalg.norm(v)) or 1.0
-            vectors.append((v / norm).round(7).tolist())
-        return vectors, tokens
 
 
 _MAPS: dict[tuple[int, int], npt.NDArray[np.float32]] = {}
@@ -468,142 +306,3 @@ def _orthonormal_rows(
         q = np.linalg.qr(rng.standard_normal((d_out // block, block, block)))[0].astype(np.float32)
         x = np.einsum("nbk,bkj->nbj", x.reshape(d_in, d_out // block, block), q).reshape(d_in, d_out)
     return x.astype(np.float32)
-
-
-def _media_tokens(modality: str, data: bytes) -> int:
-    if modality == "IMAGE":
-        return _IMAGE_TOKENS
-    if modality == "DOCUMENT":
-        return _IMAGE_TOKENS * max(1, pdf_page_count(data))
-    if modality == "VIDEO":
-        return int(_VIDEO_TOKENS_PER_S * max(1.0, mp4_duration_s(data) or 1.0))
-    # WAV: 16-bit mono 16 kHz is 32 kB/s; good enough for a token estimate.
-    return int(_AUDIO_TOKENS_PER_S * max(1.0, len(data) / 32_000))
-
-
-def _status(code: int, status: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "status": status}}
-
-
-class _Server(ThreadingHTTPServer):
-    # The backlog is fixed when the socket starts listening (inside __init__), so it must be a class
-    # attribute; the stdlib default of 5 resets connections when many clients connect at once.
-    request_queue_size = 128
-    daemon_threads = True
-
-
-class _Handler(BaseHTTPRequestHandler):
-    emu: GeminiEmulator
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes; Nagle would add ~40 ms
-    server_version = "edgeroute-gemini-emulator"
-
-    def log_message(self, format: str, *args: Any) -> None:  # silence per-request stderr lines
-        pass
-
-    def do_GET(self) -> None:
-        self._send(
-            404, _status(404, "NOT_FOUND", "Only POST :batchEmbedContents and :embedContent are served.")
-        )
-
-    def do_POST(self) -> None:
-        emu = self.emu
-        started = time.time()
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        path, _, query = self.path.partition("?")
-        query_key = next((p[4:] for p in query.split("&") if p.startswith("key=")), None)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        fault = emu._next_fault()
-        if emu.latency_ms:
-            time.sleep(emu.latency_ms / 1000)
-        entry: dict[str, Any] = {"time": started, "path": path, "fault": fault}
-        m = _PATH.match(path)
-        entry["model"] = m.group(2) if m else None
-        if fault in ("429", "500", "503"):
-            entry.update(status=int(fault or 0), parts=_peek_parts(raw))
-            emu._record(entry)
-            code = int(fault or 0)
-            status, message = _MESSAGES[code]
-            extra = {"Retry-After": _fmt_seconds(emu.retry_after_s)} if code == 429 else {}
-            self._send(code, _status(code, status, message), extra)
-            return
-        if fault == "timeout":
-            entry.update(status=None, parts=_peek_parts(raw))
-            emu._record(entry)
-            # Hold the socket without answering until the client gives up (or the emulator closes).
-            emu._closing.wait(emu.timeout_hold_s)
-            self.close_connection = True
-            return
-        if fault == "drop":
-            entry.update(status=None, parts=_peek_parts(raw))
-            emu._record(entry)
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        code, body = emu.handle(path, headers, query_key, raw)
-        entry.update(status=code, parts=_peek_parts(raw))
-        emu._record(entry)
-        self._send(code, body)
-
-    def _send(self, code: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
-        payload = json.dumps(body).encode()
-        try:
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(payload)))
-            for k, v in (extra or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up first
-
-
-def _fmt_seconds(s: float) -> str:
-    return str(int(s)) if float(s).is_integer() else f"{s:g}"
-
-
-def _peek_parts(raw: bytes) -> list[list[dict[str, Any]]]:
-    """What each request in the body carried (text, MIME types, byte counts, sha256), for the record."""
-    try:
-        body = json.loads(raw or b"{}")
-    except json.JSONDecodeError:
-        return []
-    reqs = body.get("requests") if isinstance(body, dict) and "requests" in body else [body]
-    out: list[list[dict[str, Any]]] = []
-    for req in reqs if isinstance(reqs, list) else []:
-        content = req.get("content") if isinstance(req, dict) else None
-        parts = content.get("parts") if isinstance(content, dict) else None
-        log: list[dict[str, Any]] = []
-        for part in parts if isinstance(parts, list) else []:
-            if not isinstance(part, dict):
-                continue
-            inline = _get(part, "inlineData", "inline_data")
-            file_data = _get(part, "fileData", "file_data")
-            if "text" in part:
-                log.append({"kind": "text", "text": str(part["text"])})
-            elif isinstance(inline, dict):
-                try:
-                    data = _b64decode(str(inline.get("data") or ""))
-                except _BadRequest:
-                    data = b""
-                log.append(
-                    {
-                        "kind": "inline_data",
-                        "mime_type": _get(inline, "mimeType", "mime_type"),
-                        "bytes": len(data),
-                        "sha256": hashlib.sha256(data).hexdigest(),
-                    }
-                )
-            elif isinstance(file_data, dict):
-                log.append(
-                    {
-                        "kind": "file_data",
-                        "mime_type": _get(file_data, "mimeType", "mime_type"),
-                        "uri": _get(file_data, "fileUri", "file_uri"),
-                    }
-                )
-        out.append(log)
-    return out

@@ -13,12 +13,12 @@ deterministic; texts sharing words are closer than unrelated ones, nothing more.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..digest import sha256_bytes
 from ..edge.model_dir import (
     EMBEDDINGGEMMA_PROMPTS,
     MODEL_FILE,
@@ -379,7 +379,7 @@ def build_tiny_model(out_dir: str | Path, *, max_tokens: int = 64, seed: int = 0
     prompts = dict(EMBEDDINGGEMMA_PROMPTS)
     manifest = Manifest(
         model_id=TINY_MODEL_ID,
-        revision=prompt_revision(hashlib.sha256(data).hexdigest(), prompts),
+        revision=prompt_revision(sha256_bytes(data), prompts),
         max_tokens=max_tokens,
         prompts=prompts,
         export={"source": "edgeroute.framework.testing.tiny_model.build_tiny_model", "seed": seed},

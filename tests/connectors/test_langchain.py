@@ -203,7 +203,7 @@ def test_works_as_langchain_chroma_embedding_function() -> None:
     assert store.similarity_search("why do dogs bark", k=1)[0].page_content == "dogs bark"
 
 
-class TestEmbeddingGemmaStandardUnit(EmbeddingsUnitTests):
+class _EmbeddingGemmaParams:
     @property
     def embeddings_class(self) -> type[Embeddings]:
         return EmbeddingGemmaEmbeddings
@@ -213,14 +213,12 @@ class TestEmbeddingGemmaStandardUnit(EmbeddingsUnitTests):
         return {"embedder": HashingEmbedder(128)}
 
 
-class TestEmbeddingGemmaStandardIntegration(EmbeddingsIntegrationTests):
-    @property
-    def embeddings_class(self) -> type[Embeddings]:
-        return EmbeddingGemmaEmbeddings
+class TestEmbeddingGemmaStandardUnit(_EmbeddingGemmaParams, EmbeddingsUnitTests):
+    pass
 
-    @property
-    def embedding_model_params(self) -> dict[str, Any]:
-        return {"embedder": HashingEmbedder(128)}
+
+class TestEmbeddingGemmaStandardIntegration(_EmbeddingGemmaParams, EmbeddingsIntegrationTests):
+    pass
 
 
 class TestGeminiStandardUnit(EmbeddingsUnitTests):

@@ -194,7 +194,6 @@ def test_shipped_labelled_set_and_benchmark() -> None:
     # Floors, not the measured figures: the set is written by the detectors' author (see docs).
     assert report["overall"]["precision"] >= 0.97
     assert report["overall"]["recall"] >= 0.95
-    assert report["latency_ms"]["p95"] < 1.0
 
 
 def test_benchmark_on_a_custom_file(tmp_path: Path) -> None:

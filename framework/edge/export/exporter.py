@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ...digest import sha256_file
 from ...errors import ConfigurationError, InputError, ModelIntegrityError
 from ..model_dir import (
     DEFAULT_MODEL_ID,
@@ -30,12 +31,11 @@ from ..model_dir import (
     TOKENIZER_FILE,
     Manifest,
     prompt_revision,
-    sha256_file,
     write_manifest,
 )
 from .quantize import RECIPES, quantize_onnx
 
-logger = logging.getLogger("edgeroute")
+logger = logging.getLogger(__name__)
 
 _EXPORT_EXTRA = "pip install 'edgeroute[export]'"
 OPSET = 18
@@ -97,7 +97,8 @@ def load_reference(checkpoint: Path) -> Any:
     if not (checkpoint / "modules.json").is_file():
         raise InputError(
             f"{checkpoint} is not a sentence-transformers checkpoint (no modules.json); pass the directory "
-            "printed by ../shared/tools/fetch-embeddinggemma or a fine-tune saved with model.save()."
+            "of a sentence-transformers checkpoint (for example google/embeddinggemma-300m, downloaded) "
+            "or a fine-tune saved with model.save()."
         )
     return st.SentenceTransformer(str(checkpoint), device="cpu")
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from .optimize_graph import MS_DOMAIN, _Graph, _other, ensure_ms_opset, prune_graph
 
-logger = logging.getLogger("edgeroute")
+logger = logging.getLogger(__name__)
 
 MAX_POSITIONS = 2048  # EmbeddingGemma's max_position_embeddings; the embedder truncates inputs to it
 

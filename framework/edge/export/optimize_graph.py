@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-logger = logging.getLogger("edgeroute")
+logger = logging.getLogger(__name__)
 
 MS_DOMAIN = "com.microsoft"
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from ...errors import ConfigurationError
 
-logger = logging.getLogger("edgeroute")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

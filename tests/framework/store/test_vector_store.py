@@ -25,7 +25,7 @@ from edgeroute.framework.store.chroma import (
     CONTENT_HASH_KEY,
     Collection,
     VectorStore,
-    side_collection_name,
+    index_collection_name,
     validate_collection_name,
     validate_logical_name,
 )
@@ -325,14 +325,14 @@ class TestNames:
         with pytest.raises(InputError, match="collection name"):
             validate_collection_name(bad)  # type: ignore[arg-type,unused-ignore]
 
-    def test_logical_names_leave_room_for_the_side(self) -> None:
+    def test_logical_names_leave_room_for_the_index_suffix(self) -> None:
         assert validate_logical_name("x" * 506) == "x" * 506
         with pytest.raises(InputError, match="3 to 506"):
             validate_logical_name("x" * 507)
-        assert side_collection_name("docs", "edge") == "docs.edge"
-        assert side_collection_name("docs", "cloud") == "docs.cloud"
+        assert index_collection_name("docs", "edge") == "docs.edge"
+        assert index_collection_name("docs", "cloud") == "docs.cloud"
         with pytest.raises(InputError):
-            side_collection_name("docs", "middle")
+            index_collection_name("docs", "middle")
 
     def test_store_rejects_bad_names(self, tmp_path: Path) -> None:
         with pytest.raises(InputError, match="letters, digits"):
