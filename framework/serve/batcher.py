@@ -4,7 +4,7 @@ A batch-1 forward pass of a 300M-parameter encoder leaves most of the CPU's arit
 call over 32 short queries costs far less than 32 calls. :class:`MicroBatcher` wraps the edge
 embedder: each ``aembed_*`` call queues its texts and awaits its rows, and one worker coroutine
 takes the oldest request plus everything compatible that arrived within ``max_wait_ms`` (or until
-``max_batch`` texts), and makes one model call on the batcher's inference thread (one call at a
+``max_batch`` texts), and makes one model call on the embedder's inference thread (one call at a
 time: the model already uses every core), so the event loop never blocks. While a batch is
 computing, new requests gather, so under load the batches grow by themselves and the wait costs
 nothing. Sync calls made from worker threads while the loop runs (a blocking step of a flow) join
@@ -87,7 +87,9 @@ class MicroBatcher:
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # One inference at a time: the model already uses every core for one call.
+        # One inference at a time: the model already uses every core for one call. EdgeEmbedder
+        # runs its async calls on an inference thread of its own; other embedders get one here.
+        self._own_thread = _has_inference_thread(inner)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="edgeroute-batcher")
 
     # -- the Embedder protocol (identity and sync calls go straight through) ---------------------------
@@ -160,21 +162,28 @@ class MicroBatcher:
     # -- batching ---------------------------------------------------------------------------------------
 
     async def _call(self, key: _Key, texts: list[str], titles: list[str | None] | None) -> Vectors:
-        """One model call on the batcher's own inference thread (never the loop, never the shared pool:
-        threads of that pool may be waiting on this very batch, see :meth:`_bridged`)."""
+        """One model call, on the embedder's own inference thread (EdgeEmbedder's async API), or for an
+        embedder without one on the batcher's: never on the loop, never in the loop's shared pool
+        (threads of that pool may be waiting on this very batch, see :meth:`_bridged`)."""
         kind, dims, prompt = key
+        inner = self.inner
+        if self._own_thread:
+            if kind == "query":
+                return await inner.aembed_queries(texts, dims=dims)
+            if kind == "document":
+                return await inner.aembed_documents(texts, titles=titles, dims=dims)
+            out: Vectors = await inner.aembed(texts, prompt, dims=dims)  # type: ignore[attr-defined]
+            return out
         if kind == "query":
-            return await in_executor(self._executor, self.inner.embed_queries, texts, dims=dims)
+            return await in_executor(self._executor, inner.embed_queries, texts, dims=dims)
         if kind == "document":
-            return await in_executor(
-                self._executor, self.inner.embed_documents, texts, titles=titles, dims=dims
-            )
-        embed = getattr(self.inner, "embed", None)
+            return await in_executor(self._executor, inner.embed_documents, texts, titles=titles, dims=dims)
+        embed = getattr(inner, "embed", None)
         if embed is None:
             raise ConfigurationError(
-                f"the edge embedder {type(self.inner).__name__} has no named prompts; leave input_type unset"
+                f"the edge embedder {type(inner).__name__} has no named prompts; leave input_type unset"
             )
-        out: Vectors = await in_executor(self._executor, embed, texts, prompt, dims=dims)
+        out = await in_executor(self._executor, embed, texts, prompt, dims=dims)
         return out
 
     def _validate(self, key: _Key, texts: list[str], titles: list[str | None] | None) -> None:
@@ -290,6 +299,12 @@ class MicroBatcher:
                 await self._worker
             self._worker = None
         self._executor.shutdown(wait=True)
+
+
+def _has_inference_thread(inner: Embedder) -> bool:
+    from ..edge.embedder import EdgeEmbedder
+
+    return isinstance(inner, EdgeEmbedder)
 
 
 __all__ = ["BatchStats", "MicroBatcher"]

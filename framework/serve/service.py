@@ -30,7 +30,7 @@ from ..router.engine import HybridEngine
 from ..router.guard import PrivacyGuard
 from ..router.outbox import Outbox
 from ..settings import RouterSettings, load_policy
-from ..store.chroma import VectorStore, side_collection_name, validate_logical_name
+from ..store.chroma import VectorStore, index_collection_name, validate_logical_name
 from .batcher import MicroBatcher
 from .keys import KeyStore, Tenant, namespaced, split_namespaced
 from .metrics import Metrics
@@ -230,7 +230,7 @@ class Service:
 
     def _exists(self, name: str) -> bool:
         try:
-            self.store.get_collection(side_collection_name(name, "edge"))
+            self.store.get_collection(index_collection_name(name, "edge"))
         except CollectionNotFoundError:
             return False
         self._known.add(name)
@@ -317,6 +317,9 @@ class Service:
         with contextlib.suppress(Exception):
             self.outbox.close()
         self.audit.close()
+        close_model = getattr(self.raw_edge, "close", None)
+        if callable(close_model):
+            close_model()  # the inference thread
 
 
 __all__ = ["ServeConfig", "Service", "load_edge", "open_store", "parse_chroma_url"]
