@@ -6,7 +6,8 @@ import base64
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
 from ...policies.decision import Reason
 from ..aio import to_thread
@@ -19,12 +20,10 @@ from .privacy import privacy_reasons
 from .schemas import (
     MAX_INPUTS,
     MAX_TEXT_CHARS,
-    EmbeddingItem,
     EmbeddingRequest,
     EmbeddingResponse,
     ModelCard,
     ModelList,
-    Usage,
 )
 from .service import Service
 
@@ -113,7 +112,7 @@ async def _embed_cloud(service: Service, tenant: Tenant, req: EmbeddingRequest, 
 @router.post("/v1/embeddings", response_model=EmbeddingResponse, response_model_exclude_none=True)
 async def create_embeddings(
     req: EmbeddingRequest, request: Request, service: ServiceDep, tenant: TenantDep
-) -> EmbeddingResponse:
+) -> Response:
     """Embed text with the edge model (on this host) or the cloud model (privacy rules apply).
 
     For the cloud model, input above the tenant's sensitivity ceiling or with PII is refused with
@@ -160,10 +159,19 @@ async def create_embeddings(
         vecs = await _embed_cloud(service, tenant, req, texts)
         model = service.cloud_model or req.model
         tokens = sum(estimate_tokens(t) for t in texts)
-    data = [EmbeddingItem(index=i, embedding=_encode(v, req.encoding_format)) for i, v in enumerate(vecs)]
-    return EmbeddingResponse(
-        data=data, model=model, usage=Usage(prompt_tokens=tokens, total_tokens=tokens), routing=routing
-    )
+    body: dict[str, Any] = {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": _encode(v, req.encoding_format)}
+            for i, v in enumerate(vecs)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    if routing is not None:
+        body["routing"] = routing
+    # Sent as built (the schema is in response_model for /docs): no pydantic pass over every float.
+    return JSONResponse(body)
 
 
 @router.get("/v1/models", response_model=ModelList)
