@@ -113,8 +113,11 @@ class Service:
         self.audit = AuditLog(self.settings.audit_path, record_text=self.settings.audit_text)
         self.outbox = Outbox(self.settings.outbox_path)
         self.breaker = CircuitBreaker(state_path=self.settings.store / "circuit.json")
-        self._engines: dict[str, HybridEngine] = {}
-        self._clouds: dict[str, CloudEmbedder] = {}
+        # Keyed by name, holding the Tenant they were built for: a tenant whose limits change in the
+        # keys file gets new ones at its next request (the old engine finishes what it serves).
+        self._engines: dict[str, tuple[Tenant, HybridEngine]] = {}
+        self._retired: list[HybridEngine] = []
+        self._clouds: dict[str, tuple[Tenant, CloudEmbedder]] = {}
         self._known: set[str] = set()
         self.limiter = RateLimiter()
         self.metrics = Metrics(self.snapshot)
@@ -172,25 +175,28 @@ class Service:
         if not self.may_use_cloud(tenant):
             return None
         with self._lock:
-            cloud = self._clouds.get(tenant.name)
-            if cloud is None:
-                s = self.settings
-                cloud = CloudEmbedder(
-                    s.cloud_model,
-                    s.cloud_dims,
-                    api_key=s.api_key,
-                    base_url=s.base_url,
-                    timeout_s=s.cloud_timeout_s,
-                    offline=s.offline,
-                    breaker=self.breaker,
-                    guard=PrivacyGuard(self.tenant_policy(tenant)),
-                )
-                self._clouds[tenant.name] = cloud
+            held = self._clouds.get(tenant.name)
+            if held is not None and held[0] == tenant:
+                return held[1]
+            s = self.settings
+            cloud = CloudEmbedder(
+                s.cloud_model,
+                s.cloud_dims,
+                api_key=s.api_key,
+                base_url=s.base_url,
+                timeout_s=s.cloud_timeout_s,
+                offline=s.offline,
+                breaker=self.breaker,
+                guard=PrivacyGuard(self.tenant_policy(tenant)),
+            )
+            if held is not None:
+                cloud.usage = held[1].usage  # new limits, the same spend so far
+            self._clouds[tenant.name] = (tenant, cloud)
         return cloud
 
     def spend(self, tenant: Tenant) -> float:
-        cloud = self._clouds.get(tenant.name)
-        return cloud.usage.cost_usd if cloud is not None else 0.0
+        held = self._clouds.get(tenant.name)
+        return held[1].usage.cost_usd if held is not None else 0.0
 
     def budget_left(self, tenant: Tenant) -> float | None:
         if tenant.budget_usd is None:
@@ -202,30 +208,33 @@ class Service:
         and ``create`` is false (the same for another tenant's collection: it is not in this namespace)."""
         validate_logical_name(collection)
         name = validate_logical_name(namespaced(tenant.name, collection))
-        engine = self._engines.get(name)
-        if engine is not None:
-            return engine
+        held = self._engines.get(name)
+        if held is not None and held[0] == tenant:
+            return held[1]
         if not create and name not in self._known:
             exists = await to_thread(self._exists, name)
             if not exists:
                 raise CollectionNotFoundError(f"collection {collection!r} not found")
         cloud = self.cloud_for(tenant)
         with self._lock:
-            engine = self._engines.get(name)
-            if engine is None:
-                engine = HybridEngine(
-                    self.store,
-                    name,
-                    edge=self.edge,
-                    cloud=cloud,
-                    policy=self.tenant_policy(tenant),
-                    outbox_path=self.settings.outbox_path,
-                    audit=self.audit,
-                    budget_usd=tenant.budget_usd,
-                    cloud_dims=self.settings.cloud_dims if self.may_use_cloud(tenant) else None,
-                )
-                self._engines[name] = engine
-                self._known.add(name)
+            held = self._engines.get(name)
+            if held is not None and held[0] == tenant:
+                return held[1]
+            engine = HybridEngine(
+                self.store,
+                name,
+                edge=self.edge,
+                cloud=cloud,
+                policy=self.tenant_policy(tenant),
+                outbox_path=self.settings.outbox_path,
+                audit=self.audit,
+                budget_usd=tenant.budget_usd,
+                cloud_dims=self.settings.cloud_dims if self.may_use_cloud(tenant) else None,
+            )
+            if held is not None:
+                self._retired.append(held[1])
+            self._engines[name] = (tenant, engine)
+            self._known.add(name)
         return engine
 
     def _exists(self, name: str) -> bool:
@@ -264,7 +273,7 @@ class Service:
         except EdgeRouteError:
             depth = -1
         return {
-            "cloud": {name: c.usage.as_dict() for name, c in list(self._clouds.items())},
+            "cloud": {name: c.usage.as_dict() for name, (_, c) in list(self._clouds.items())},
             "outbox_depth": depth,
             "breaker": self.breaker_state(),
             "batch": self.edge.stats.to_dict(),
@@ -310,7 +319,7 @@ class Service:
         """
         self.closing = True
         await self.edge.aclose()
-        for engine in list(self._engines.values()):
+        for engine in [e for _, e in self._engines.values()] + self._retired:
             with contextlib.suppress(Exception):
                 engine.close()
         self._engines.clear()
