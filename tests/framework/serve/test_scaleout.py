@@ -118,9 +118,13 @@ def test_kill_9_of_a_replica_mid_ingest_loses_and_duplicates_nothing(chroma: str
         for i in range(N_DOCS)
     ]
     body = {"collection": "docs", "documents": docs, "sensitivity": "public"}
-    with GeminiEmulator(latency_ms=150, record_path=tmp_path / "cloud.jsonl") as emu:
-        a, url_a = replica("a", chroma, tmp_path, keys, emu)
-        b, url_b = replica("b", chroma, tmp_path, keys, emu)
+    # One recording emulator per replica, so every cloud request is known to come from A or from B.
+    with (
+        GeminiEmulator(latency_ms=150, record_path=tmp_path / "cloud-a.jsonl") as emu_a,
+        GeminiEmulator(latency_ms=150, record_path=tmp_path / "cloud-b.jsonl") as emu_b,
+    ):
+        a, url_a = replica("a", chroma, tmp_path, keys, emu_a)
+        b, url_b = replica("b", chroma, tmp_path, keys, emu_b)
         try:
             outcome: dict[str, object] = {}
 
@@ -134,11 +138,10 @@ def test_kill_9_of_a_replica_mid_ingest_loses_and_duplicates_nothing(chroma: str
             t.start()
             # Wait until A is sending to the cloud, then kill it without warning.
             deadline = time.monotonic() + 30
-            while emu.request_count < 2 and time.monotonic() < deadline:
+            while emu_a.request_count < 2 and time.monotonic() < deadline:
                 time.sleep(0.01)
             a.kill()
             a.wait(10)
-            killed_after = emu.request_count
             t.join(30)
             assert isinstance(outcome["a"], httpx.HTTPError), "the kill must land before A answered"
             # The client retries the same request on B (ingest is idempotent by id and content).
@@ -154,17 +157,19 @@ def test_kill_9_of_a_replica_mid_ingest_loses_and_duplicates_nothing(chroma: str
                 p.wait(10)
         host, port = chroma.removeprefix("http://").split(":")
         vs = VectorStore.http(host, int(port))
-        edge = vs.get_collection("acme__docs.edge")
-        cloud = vs.get_collection("acme__docs.cloud")
-        assert edge.count() == N_DOCS and cloud.count() == N_DOCS  # nothing lost, ids unique
-        per_request = sent_texts(emu)
-        counts = Counter(m for req in per_request for m in req)
-        assert set(counts) == {f"{i:04d}" for i in range(N_DOCS)}  # every document reached the cloud
-        twice = {m for m, n in counts.items() if n > 1}
-        assert all(n <= 2 for n in counts.values()), counts.most_common(3)
-        # Only what was in flight at the kill (sent by A, answered to nobody) may have gone twice.
-        in_flight = [set(req) for req in per_request[:killed_after]]
-        assert not twice or any(twice <= batch for batch in in_flight), sorted(twice)
+        assert vs.get_collection("acme__docs.edge").count() == N_DOCS  # nothing lost, ids unique
+        assert vs.get_collection("acme__docs.cloud").count() == N_DOCS
+        by_a = Counter(m for req in sent_texts(emu_a) for m in req)
+        by_b = Counter(m for req in sent_texts(emu_b) for m in req)
+        assert set(by_a) | set(by_b) == {
+            f"{i:04d}" for i in range(N_DOCS)
+        }  # every document reached the cloud
+        # Each replica sent each document at most once (leases between its own drains and A's leftovers) ...
+        assert max(by_a.values()) == 1 and max(by_b.values(), default=1) == 1
+        # ... and B repeated only what A had in flight when it died (sent, answered to nobody): at most one
+        # batch per drain A was running (its request's drain and the background one).
+        resent = set(by_a) & set(by_b)
+        assert len(resent) <= 2 * 32, len(resent)
         (tmp_path / "report.json").write_text(
-            json.dumps({"resent": sorted(twice), "requests": len(per_request)})
+            json.dumps({"sent_by_a": len(by_a), "sent_by_b": len(by_b), "resent": len(resent)})
         )
