@@ -1,0 +1,310 @@
+"""Micro-batching of edge embedding: concurrent requests' texts go to the model in one call.
+
+A batch-1 forward pass of a 300M-parameter encoder leaves most of the CPU's arithmetic idle; one
+call over 32 short queries costs far less than 32 calls. :class:`MicroBatcher` wraps the edge
+embedder: each ``aembed_*`` call queues its texts and awaits its rows, and one worker coroutine
+takes the oldest request plus everything compatible that arrived within ``max_wait_ms`` (or until
+``max_batch`` texts), and makes one model call on the embedder's inference thread (one call at a
+time: the model already uses every core), so the event loop never blocks. While a batch is
+computing, new requests gather, so under load the batches grow by themselves and the wait costs
+nothing. Sync calls made from worker threads while the loop runs (a blocking step of a flow) join
+the same batches.
+
+Requests are batched only with requests of the same kind (queries, documents, or a named prompt)
+and dims. A request whose caller is cancelled (its client disconnected) before its batch starts is
+dropped from the batch. With ``enabled=False`` every call goes straight to the wrapped embedder:
+the same server with batching off, for ``edgeroute bench serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..aio import in_executor
+from ..embedder import Embedder, Vectors
+from ..errors import ConfigurationError, InputError
+from ..spaces import EmbeddingSpace
+
+logger = logging.getLogger(__name__)
+
+_Key = tuple[str, int | None, str | None]  # (kind, dims, prompt name)
+
+
+@dataclass
+class _Job:
+    key: _Key
+    texts: list[str]
+    titles: list[str | None] | None
+    future: asyncio.Future[Vectors]
+    arrived: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class BatchStats:
+    """Counters for /metrics and the bench: how many calls, texts and dropped requests."""
+
+    batches: int = 0
+    texts: int = 0
+    requests: int = 0
+    dropped: int = 0
+    largest: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches,
+            "texts": self.texts,
+            "requests": self.requests,
+            "dropped": self.dropped,
+            "largest": self.largest,
+            "mean_batch": round(self.texts / self.batches, 2) if self.batches else None,
+        }
+
+
+class MicroBatcher:
+    """An :class:`~edgeroute.framework.embedder.Embedder` that batches concurrent async calls to ``inner``."""
+
+    def __init__(
+        self, inner: Embedder, *, max_batch: int = 32, max_wait_ms: float = 2.0, enabled: bool = True
+    ) -> None:
+        if max_batch < 1:
+            raise ConfigurationError(f"max_batch must be >= 1, got {max_batch}")
+        if not 0 <= max_wait_ms <= 1000:
+            raise ConfigurationError(f"max_wait_ms must be between 0 and 1000, got {max_wait_ms}")
+        self.inner = inner
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.enabled = enabled and max_batch > 1
+        self.stats = BatchStats()
+        self._pending: deque[_Job] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # One inference at a time: the model already uses every core for one call. EdgeEmbedder
+        # runs its async calls on an inference thread of its own; other embedders get one here.
+        self._own_thread = _has_inference_thread(inner)
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="edgeroute-batcher")
+
+    # -- the Embedder protocol (identity and sync calls go straight through) ---------------------------
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        return self.inner.space
+
+    def space_for(self, dims: int | None = None) -> EmbeddingSpace:
+        return self.inner.space_for(dims)
+
+    def __getattr__(self, name: str) -> Any:
+        # manifest, prompt_names, count_tokens, truncated_count ... of the wrapped embedder
+        return getattr(self.inner, name)
+
+    def embed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
+        if self._bridged():
+            return self._from_thread(self.aembed_queries(texts, dims=dims))
+        return self.inner.embed_queries(texts, dims=dims)
+
+    def embed_documents(
+        self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
+    ) -> Vectors:
+        if self._bridged():
+            return self._from_thread(self.aembed_documents(texts, titles=titles, dims=dims))
+        return self.inner.embed_documents(texts, titles=titles, dims=dims)
+
+    def start(self) -> None:
+        """Bind to the running loop now, so sync calls from worker threads batch from the first one."""
+        loop = asyncio.get_running_loop()
+        if self.enabled and (self._worker is None or self._worker.done()):
+            self._loop = loop
+            self._wakeup = asyncio.Event()
+            self._worker = loop.create_task(self._run(), name="edgeroute-microbatcher")
+
+    def _bridged(self) -> bool:
+        """True when a sync call comes from a worker thread while the batching loop runs elsewhere.
+
+        Code that embeds through the sync API in a thread (a flow's blocking step) then joins the
+        batches too: its thread waits on the loop's batch instead of running the model alone.
+        """
+        loop = self._loop
+        if not self.enabled or loop is None or not loop.is_running() or loop.is_closed():
+            return False
+        try:
+            return asyncio.get_running_loop() is not loop
+        except RuntimeError:
+            return True
+
+    def _from_thread(self, coro: Coroutine[Any, Any, Vectors]) -> Vectors:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def aembed_queries(
+        self, texts: Sequence[str], *, dims: int | None = None, task: str | None = None
+    ) -> Vectors:
+        key: _Key = ("prompt", dims, task) if task else ("query", dims, None)
+        return await self._submit(key, list(texts), None)
+
+    async def aembed_documents(
+        self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
+    ) -> Vectors:
+        return await self._submit(("document", dims, None), list(texts), list(titles) if titles else None)
+
+    async def aembed(
+        self, texts: Sequence[str], prompt_name: str | None, *, dims: int | None = None
+    ) -> Vectors:
+        return await self._submit(("prompt", dims, prompt_name), list(texts), None)
+
+    # -- batching ---------------------------------------------------------------------------------------
+
+    async def _call(self, key: _Key, texts: list[str], titles: list[str | None] | None) -> Vectors:
+        """One model call, on the embedder's own inference thread (EdgeEmbedder's async API), or for an
+        embedder without one on the batcher's: never on the loop, never in the loop's shared pool
+        (threads of that pool may be waiting on this very batch, see :meth:`_bridged`)."""
+        kind, dims, prompt = key
+        inner = self.inner
+        if self._own_thread:
+            if kind == "query":
+                return await inner.aembed_queries(texts, dims=dims)
+            if kind == "document":
+                return await inner.aembed_documents(texts, titles=titles, dims=dims)
+            out: Vectors = await inner.aembed(texts, prompt, dims=dims)  # type: ignore[attr-defined]
+            return out
+        if kind == "query":
+            return await in_executor(self._executor, inner.embed_queries, texts, dims=dims)
+        if kind == "document":
+            return await in_executor(self._executor, inner.embed_documents, texts, titles=titles, dims=dims)
+        embed = getattr(inner, "embed", None)
+        if embed is None:
+            raise ConfigurationError(
+                f"the edge embedder {type(inner).__name__} has no named prompts; leave input_type unset"
+            )
+        out = await in_executor(self._executor, embed, texts, prompt, dims=dims)
+        return out
+
+    def _validate(self, key: _Key, texts: list[str], titles: list[str | None] | None) -> None:
+        """Refuse a bad request before it joins a batch, so it cannot fail its neighbours' requests."""
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise InputError(f"input[{i}] is empty or not a string; every input must be non-empty text")
+        if titles is not None and len(titles) != len(texts):
+            raise InputError(f"got {len(titles)} titles for {len(texts)} texts; give one per text")
+        self.inner.space_for(key[1])  # unknown dims raise here
+        if key[0] == "prompt":
+            names: Sequence[str] | None = getattr(self.inner, "prompt_names", None)
+            if names is None:
+                raise InputError(
+                    f"the edge model {self.space.model!r} has no named prompts; use input_type "
+                    "'query' or 'document'"
+                )
+            if key[2] not in names:
+                raise InputError(
+                    f"unknown input_type {key[2]!r}; this model's prompts are: {', '.join(names)}"
+                )
+
+    async def _submit(self, key: _Key, texts: list[str], titles: list[str | None] | None) -> Vectors:
+        loop = asyncio.get_running_loop()
+        self._validate(key, texts, titles)
+        if not self.enabled or not texts or (self._loop is not None and self._loop is not loop):
+            return await self._call(key, texts, titles)
+        if self._worker is None or self._worker.done():
+            self.start()
+        job = _Job(key, texts, titles, loop.create_future())
+        self._pending.append(job)
+        assert self._wakeup is not None
+        self._wakeup.set()
+        self.stats.requests += 1
+        return await job.future
+
+    def _ready(self, key: _Key) -> int:
+        return sum(len(j.texts) for j in self._pending if j.key == key)
+
+    def _take(self, key: _Key) -> list[_Job]:
+        """The oldest jobs of ``key`` up to ``max_batch`` texts (the first always, however large)."""
+        taken: list[_Job] = []
+        size = 0
+        rest: deque[_Job] = deque()
+        for job in self._pending:
+            if job.key == key and (not taken or size + len(job.texts) <= self.max_batch):
+                taken.append(job)
+                size += len(job.texts)
+            else:
+                rest.append(job)
+        self._pending = rest
+        return taken
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        wakeup = self._wakeup
+        while True:
+            while not self._pending:
+                wakeup.clear()
+                await wakeup.wait()
+            first = self._pending[0]
+            # Gather for up to max_wait after the oldest request arrived (no wait if it already has).
+            while self._ready(first.key) < self.max_batch:
+                left = first.arrived + self.max_wait_s - time.monotonic()
+                if left <= 0:
+                    break
+                wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), left)
+            jobs = self._take(first.key)
+            live = [j for j in jobs if not j.future.done()]
+            self.stats.dropped += len(jobs) - len(live)
+            if not live:
+                continue
+            await self._compute(first.key, live)
+
+    async def _compute(self, key: _Key, jobs: list[_Job]) -> None:
+        texts = [t for j in jobs for t in j.texts]
+        titles: list[str | None] | None = None
+        if any(j.titles for j in jobs):
+            titles = [t for j in jobs for t in (j.titles or [None] * len(j.texts))]
+        self.stats.batches += 1
+        self.stats.texts += len(texts)
+        self.stats.largest = max(self.stats.largest, len(texts))
+        try:
+            vecs = await self._call(key, texts, titles)
+        except asyncio.CancelledError:
+            for j in jobs:
+                if not j.future.done():
+                    j.future.cancel()
+            raise
+        except Exception as exc:
+            for j in jobs:
+                if not j.future.done():
+                    j.future.set_exception(exc)
+            return
+        start = 0
+        for j in jobs:
+            n = len(j.texts)
+            if not j.future.done():
+                j.future.set_result(vecs[start : start + n])
+            start += n
+
+    async def aclose(self) -> None:
+        """Finish what is queued, then stop the worker."""
+        for _ in range(1000):
+            if not self._pending:
+                break
+            await asyncio.sleep(0.005)
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        self._executor.shutdown(wait=True)
+
+
+def _has_inference_thread(inner: Embedder) -> bool:
+    from ..edge.embedder import EdgeEmbedder
+
+    return isinstance(inner, EdgeEmbedder)
+
+
+__all__ = ["BatchStats", "MicroBatcher"]

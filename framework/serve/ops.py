@@ -1,0 +1,42 @@
+"""``/healthz`` (the process answers), ``/readyz`` (model loaded, store reachable) and ``/metrics``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from .auth import ServiceDep
+from .errors import error_body
+from .metrics import CONTENT_TYPE
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, Any]:
+    """Liveness: 200 while the process serves requests."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(service: ServiceDep) -> Response:
+    """Readiness: 200 when the model is loaded and the store answers, else 503. Also reports the cloud
+    circuit breaker's state and the outbox depth."""
+    ok, checks = await service.readiness()
+    if ok:
+        return JSONResponse({"status": "ready", **checks})
+    body = error_body(
+        503, "not_ready", "not ready: " + ("shutting down" if service.closing else f"store {checks['store']}")
+    )
+    return JSONResponse({**body, "status": "not_ready", **checks}, status_code=503)
+
+
+@router.get("/metrics")
+async def metrics(service: ServiceDep) -> Response:
+    """Prometheus text format."""
+    return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+
+__all__ = ["router"]

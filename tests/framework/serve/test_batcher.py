@@ -1,0 +1,170 @@
+"""The micro-batcher: concurrent calls share model calls, bounded in size and wait; bad or cancelled
+requests do not hurt their neighbours; a client that disconnects is cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+
+import httpx
+import numpy as np
+import pytest
+from conftest import Served
+
+from edgeroute.framework.embedder import Vectors
+from edgeroute.framework.errors import InputError
+from edgeroute.framework.serve.batcher import MicroBatcher
+from edgeroute.framework.testing.hashing import HashingEmbedder
+
+
+class Recording(HashingEmbedder):
+    """Records each model call's texts (the batcher calls the sync methods on its inference thread)."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__(64)
+        self.seen: list[list[str]] = []
+        self.delay_s = delay_s
+
+    def embed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
+        self.seen.append(list(texts))
+        time.sleep(self.delay_s)
+        return super().embed_queries(texts, dims=dims)
+
+    def embed_documents(
+        self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
+    ) -> Vectors:
+        self.seen.append(list(texts))
+        time.sleep(self.delay_s)
+        return super().embed_documents(texts, titles=titles, dims=dims)
+
+
+async def test_concurrent_queries_share_one_model_call_and_get_their_own_rows() -> None:
+    inner = Recording()
+    b = MicroBatcher(inner, max_batch=64, max_wait_ms=20)
+    texts = [f"query number {i}" for i in range(20)]
+    out = await asyncio.gather(*(b.aembed_queries([t]) for t in texts))
+    assert len(inner.seen) == 1 and sorted(inner.seen[0]) == sorted(texts)
+    for t, v in zip(texts, out, strict=True):
+        np.testing.assert_allclose(v, HashingEmbedder(64).embed_queries([t]), atol=1e-6)
+    assert b.stats.batches == 1 and b.stats.requests == 20
+    await b.aclose()
+
+
+async def test_batch_size_is_bounded_and_kinds_and_dims_are_not_mixed() -> None:
+    inner = Recording(delay_s=0.01)
+    b = MicroBatcher(inner, max_batch=8, max_wait_ms=20)
+    calls = [b.aembed_queries([f"q{i}"]) for i in range(20)]
+    calls += [b.aembed_documents([f"d{i}"]) for i in range(3)]
+    calls += [b.aembed_queries([f"small{i}"], dims=32) for i in range(2)]
+    out = await asyncio.gather(*calls)
+    assert max(len(c) for c in inner.seen) <= 8
+    for c in inner.seen:
+        kinds = {t.rstrip("0123456789") for t in c}
+        assert len(kinds) == 1, c
+    assert out[-1].shape == (1, 32)
+    assert sum(len(c) for c in inner.seen) == 25
+    await b.aclose()
+
+
+async def test_a_lone_request_waits_at_most_max_wait() -> None:
+    b = MicroBatcher(Recording(), max_batch=64, max_wait_ms=30)
+    t0 = time.perf_counter()
+    await b.aembed_queries(["alone"])
+    assert time.perf_counter() - t0 < 0.5
+    await b.aclose()
+
+
+async def test_a_bad_request_fails_alone() -> None:
+    inner = Recording()
+    b = MicroBatcher(inner, max_batch=64, max_wait_ms=20)
+    good = asyncio.ensure_future(b.aembed_queries(["fine"]))
+    with pytest.raises(InputError, match="empty"):
+        await b.aembed_queries(["  "])
+    with pytest.raises(InputError, match="dims"):
+        await b.aembed_queries(["fine too"], dims=4096)
+    assert (await good).shape == (1, 64)
+    await b.aclose()
+
+
+async def test_a_cancelled_request_is_dropped_before_its_batch_runs() -> None:
+    inner = Recording()
+    b = MicroBatcher(inner, max_batch=64, max_wait_ms=200)
+    gone = asyncio.ensure_future(b.aembed_queries(["never embedded"]))
+    kept = asyncio.ensure_future(b.aembed_queries(["embedded"]))
+    await asyncio.sleep(0.02)
+    gone.cancel()
+    await kept
+    assert inner.seen == [["embedded"]] and b.stats.dropped == 1
+    await b.aclose()
+
+
+async def test_batching_off_calls_the_model_once_per_request() -> None:
+    inner = Recording()
+    b = MicroBatcher(inner, enabled=False)
+    await asyncio.gather(*(b.aembed_queries([f"q{i}"]) for i in range(5)))
+    assert len(inner.seen) == 5 and b.stats.batches == 0
+
+
+async def test_a_model_failure_reaches_every_request_in_the_batch() -> None:
+    class Broken(Recording):
+        def embed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
+            raise RuntimeError("onnx fell over")
+
+    b = MicroBatcher(Broken(), max_batch=64, max_wait_ms=20)
+    results = await asyncio.gather(*(b.aembed_queries([f"q{i}"]) for i in range(3)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert (await asyncio.gather(b.aembed_queries(["next"]), return_exceptions=True))[
+        0
+    ].__class__ is RuntimeError
+    await b.aclose()
+
+
+def test_a_client_that_disconnects_is_cancelled(serve: Callable[..., Served]) -> None:
+    inner = Recording()
+    s = serve(edge=inner, max_batch=1000, max_wait_ms=1000)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            s.url + "/v1/embeddings",
+            json={"input": "left before the batch ran", "model": "edge"},
+            headers=s.headers(),
+            timeout=0.2,
+        )
+    time.sleep(1.5)
+    assert inner.seen == []
+    assert s.service.edge.stats.dropped == 1
+    metrics = httpx.get(s.url + "/metrics").text
+    assert 'edgeroute_requests_total{endpoint="/v1/embeddings",route="edge",status="499"} 1.0' in metrics
+    # and the server carries on
+    r = httpx.post(
+        s.url + "/v1/embeddings", json={"input": "next", "model": "edge"}, headers=s.headers(), timeout=5
+    )
+    assert r.status_code == 200 and inner.seen == [["next"]]
+
+
+async def test_sync_calls_from_worker_threads_join_the_batches() -> None:
+    inner = Recording()
+    b = MicroBatcher(inner, max_batch=64, max_wait_ms=30)
+    b.start()
+    out = await asyncio.gather(*(asyncio.to_thread(b.embed_queries, [f"threaded {i}"]) for i in range(6)))
+    assert sum(len(c) for c in inner.seen) == 6 and len(inner.seen) < 6
+    assert all(v.shape == (1, 64) for v in out)
+    assert b.embed_queries(["on the loop thread itself"]).shape == (1, 64)  # no deadlock: goes direct
+    await b.aclose()
+
+
+async def test_the_loop_keeps_running_while_the_model_computes() -> None:
+    b = MicroBatcher(Recording(delay_s=0.4), max_batch=64, max_wait_ms=1)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    t = asyncio.ensure_future(ticker())
+    await b.aembed_queries(["slow model call"])
+    t.cancel()
+    assert ticks >= 20  # ~40 possible in 0.4 s; a blocked loop would give 0
+    await b.aclose()

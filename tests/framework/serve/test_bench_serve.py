@@ -1,0 +1,34 @@
+"""`edgeroute bench serve` against a running loopback server (short), and its loopback-only rule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from conftest import Served
+
+from edgeroute.framework.errors import InputError
+from edgeroute.framework.eval.bench_serve import check_loopback, run_serve_bench, synthetic_queries
+
+
+def test_bench_measures_a_running_server(serve: Callable[..., Served]) -> None:
+    s = serve()
+    result = run_serve_bench(4, 1.0, url=s.url, key=s.keys["acme"], warmup_s=0.3, single_s=0.5)
+    assert result.batched.requests > 0 and result.batched.errors == 0
+    assert result.batched.p50_ms <= result.batched.p95_ms <= result.batched.p99_ms
+    assert result.single_requests > 0 and result.unbatched is None and result.speedup is None
+    assert result.batched.mean_batch is not None and result.batched.mean_batch >= 1
+    assert set(result.to_dict()) >= {"batched", "unbatched", "single_p50_ms", "targets"}
+
+
+def test_bench_targets_loopback_only() -> None:
+    with pytest.raises(InputError, match="loopback"):
+        check_loopback("http://10.0.0.8:8080")
+    assert check_loopback("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
+    with pytest.raises(InputError, match="needs --key"):
+        run_serve_bench(1, 1.0, url="http://127.0.0.1:1")
+
+
+def test_queries_are_varied() -> None:
+    qs = synthetic_queries(200)
+    assert len(set(qs)) == 200  # no repeats: a cache cannot flatter the figures

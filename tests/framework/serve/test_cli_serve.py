@@ -1,0 +1,170 @@
+"""`edgeroute keys ...` and `edgeroute serve` from the command line: keys hashed at rest, fail-fast
+start-up, loopback by default, and a graceful stop that lets in-flight requests finish."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from edgeroute.framework.cli import app
+from edgeroute.framework.errors import ConfigurationError, InputError, ModelNotFoundError, StoreError
+from edgeroute.framework.serve.keys import KeyStore
+from edgeroute.framework.serve.server import free_port
+
+runner = CliRunner()
+
+
+def keys_create(path: Path, *extra: str) -> str:
+    result = runner.invoke(app, ["keys", "create", "--keys", str(path), *extra], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_keys_create_list_revoke(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    key = keys_create(path, "--tenant", "acme", "--rate", "5", "--ceiling", "public")
+    assert key.startswith("er-")
+    raw = path.read_text()
+    assert key not in raw and key.split("-")[2] not in raw  # only a salted hash is stored
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    store = KeyStore(path)
+    tenant = store.authenticate(key)
+    assert (
+        tenant is not None
+        and tenant.name == "acme"
+        and tenant.rate_per_s == 5
+        and tenant.cloud_ceiling == "public"
+    )
+    listed = json.loads(runner.invoke(app, ["keys", "list", "--keys", str(path), "--json"]).stdout)
+    assert [k["tenant"] for k in listed["keys"]] == ["acme"] and key not in json.dumps(listed)
+    key_id = listed["keys"][0]["id"]
+    assert runner.invoke(app, ["keys", "revoke", key_id, "--keys", str(path)]).exit_code == 0
+    assert KeyStore(path).authenticate(key) is None
+
+
+def test_keys_refuse_bad_tenant_names_and_limits(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    for args in (
+        ["--tenant", "Acme"],
+        ["--tenant", "a__b"],
+        ["--tenant", "ok", "--ceiling", "secret"],
+        ["--tenant", "ok", "--rate", "0"],
+    ):
+        with pytest.raises(InputError):
+            runner.invoke(app, ["keys", "create", "--keys", str(path), *args], catch_exceptions=False)
+    with pytest.raises(InputError, match="no key with id"):
+        runner.invoke(app, ["keys", "revoke", "nope", "--keys", str(path)], catch_exceptions=False)
+
+
+def test_serve_fails_fast_and_binds_loopback_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EDGEROUTE_KEYS", raising=False)
+    store = tmp_path / "store"
+    args = ["serve", "--store", str(store), "--edge", "hashing"]
+    with pytest.raises(ConfigurationError, match="no active API keys"):
+        runner.invoke(app, args, catch_exceptions=False)
+    keys_create(store / "keys.json", "--tenant", "acme")
+    with pytest.raises(InputError, match="loopback"):
+        runner.invoke(app, [*args, "--host", "0.0.0.0"], catch_exceptions=False)
+    with pytest.raises(StoreError, match="Chroma server"):
+        runner.invoke(
+            app,
+            [
+                "serve",
+                "--chroma-url",
+                f"http://127.0.0.1:{free_port()}",
+                "--state-dir",
+                str(store),
+                "--edge",
+                "hashing",
+            ],
+            catch_exceptions=False,
+        )
+    with pytest.raises(ModelNotFoundError):
+        runner.invoke(app, [*args[:-2], "--model", str(tmp_path / "no-model")], catch_exceptions=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="is a file"):
+        runner.invoke(
+            app,
+            [
+                "serve",
+                "--store",
+                str(tmp_path / "file"),
+                "--keys",
+                str(store / "keys.json"),
+                "--edge",
+                "hashing",
+            ],
+            catch_exceptions=False,
+        )
+
+
+def start_server(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    fh = log.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeroute.framework.cli", "serve", "--port", str(port), *args],
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"serve did not start: {log.read_text()}")
+        time.sleep(0.2)
+
+
+def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    key = keys_create(store / "keys.json", "--tenant", "acme")
+    env = {**os.environ, "EDGEROUTE_EDGE": "hashing"}
+    env.pop("GEMINI_API_KEY", None)
+    env.pop("GOOGLE_API_KEY", None)
+    # A lone request waits the whole max-wait for company: in flight when SIGTERM arrives.
+    proc, url = start_server(
+        ["--store", str(store), "--max-wait-ms", "800", "--max-batch", "64"], env, tmp_path / "log"
+    )
+    out: dict[str, httpx.Response] = {}
+
+    def call() -> None:
+        out["r"] = httpx.post(
+            url + "/v1/embeddings",
+            json={"input": "in flight", "model": "edge"},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    t.join(10)
+    assert proc.wait(15) == 0
+    assert out["r"].status_code == 200 and len(out["r"].json()["data"]) == 1
+    log = (tmp_path / "log").read_text()
+    assert "in flight" not in log
+
+
+def test_missing_serve_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from edgeroute.framework.serve import MissingServeExtraError
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    with pytest.raises(MissingServeExtraError, match=r"pip install 'edgeroute\[serve\]'"):
+        runner.invoke(app, ["serve", "--store", str(tmp_path)], catch_exceptions=False)

@@ -1,0 +1,181 @@
+"""Unmodified clients against the service: the openai package, LangChain's OpenAIEmbeddings, and
+RemoteEngine behind the LangChain and LlamaIndex retrievers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from conftest import Served
+
+from edgeroute.framework.documents import Document
+from edgeroute.framework.errors import CollectionNotFoundError, ConfigurationError, InputError
+from edgeroute.framework.serve.remote import RemoteEngine, ServiceError
+from edgeroute.framework.testing.hashing import HashingEmbedder
+
+Start = Callable[..., Served]
+DOCS = [
+    Document("shoes", "Cushioned running shoes for long distances and trail races.", sensitivity="public"),
+    Document("coffee", "Espresso machines need descaling every two months.", title="Coffee care"),
+    Document("bikes", "Mountain bikes with full suspension handle rocky descents.", metadata={"lang": "en"}),
+]
+
+
+def test_openai_client_embeddings_and_models(serve: Start) -> None:
+    openai = pytest.importorskip("openai")
+    s = serve()
+    client = openai.OpenAI(base_url=s.url + "/v1", api_key=s.keys["acme"], max_retries=0)
+    texts = ["running shoes", "espresso machine descaling"]
+    res = client.embeddings.create(model=s.service.edge_model, input=texts)  # the client asks for base64
+    got = np.array([d.embedding for d in res.data], dtype=np.float32)
+    np.testing.assert_allclose(got, HashingEmbedder(128).embed_documents(texts), atol=1e-6)
+    assert res.model == s.service.edge_model and res.usage.total_tokens > 0
+    res = client.embeddings.create(model="edge", input="one", encoding_format="float", dimensions=64)
+    assert len(res.data[0].embedding) == 64
+    assert [m.id for m in client.models.list()] == [s.service.edge_model, s.service.cloud_model]
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client.embeddings.create(model=s.service.cloud_model, input="mail jane.roe@example.org")
+    assert info.value.code == "privacy.pii"
+    served = client.embeddings.create(
+        model=s.service.cloud_model, input="mail jane.roe@example.org", extra_body={"on_private": "edge"}
+    )
+    assert served.model == s.service.edge_model
+    bad = openai.OpenAI(base_url=s.url + "/v1", api_key="er-000000000000-" + "a" * 43, max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.embeddings.create(model="edge", input="x")
+    assert s.emu.request_count == 0
+
+
+async def test_openai_async_client(serve: Start) -> None:
+    openai = pytest.importorskip("openai")
+    s = serve()
+    client = openai.AsyncOpenAI(base_url=s.url + "/v1", api_key=s.keys["acme"], max_retries=0)
+    results = await asyncio.gather(
+        *(client.embeddings.create(model="edge", input=f"text {i}") for i in range(8))
+    )
+    assert all(len(r.data) == 1 for r in results)
+    await client.close()
+
+
+def test_langchain_openai_embeddings(serve: Start) -> None:
+    lco = pytest.importorskip("langchain_openai")
+    s = serve()
+    emb = lco.OpenAIEmbeddings(
+        model=s.service.edge_model,
+        base_url=s.url + "/v1",
+        api_key=s.keys["acme"],
+        check_embedding_ctx_length=False,  # send text, not tiktoken ids (the documented switch for non-OpenAI servers)
+        max_retries=0,
+    )
+    docs = emb.embed_documents(["running shoes", "espresso machine"])
+    np.testing.assert_allclose(
+        np.array(docs, dtype=np.float32),
+        HashingEmbedder(128).embed_documents(["running shoes", "espresso machine"]),
+        atol=1e-6,
+    )
+    assert len(emb.embed_query("shoes")) == 128
+
+
+def test_remote_engine_matches_the_engine_api(serve: Start) -> None:
+    s = serve()
+    with RemoteEngine(s.url, s.keys["acme"], "notes") as remote:
+        report = remote.ingest(DOCS)
+        assert report.documents == 3 and report.edge_written == 3 and report.cloud.written >= 1
+        result = remote.retrieve("trail running shoes", 2)
+        assert result.hits[0].id == "shoes" and result.decision.route.value in ("edge", "hybrid", "cloud")
+        assert result.audit["collection"] == "notes"
+        hybrid = remote.retrieve("bikes", 3, stakes="high")
+        assert hybrid.decision.route.value == "hybrid" and {h.index for h in hybrid.hits} <= {
+            "edge",
+            "cloud",
+            "hybrid",
+        }
+        async_result = asyncio.run(remote.aretrieve("espresso", 1))
+        assert async_result.hits[0].id == "coffee" and async_result.hits[0].title == "Coffee care"
+        with pytest.raises(InputError):
+            remote.retrieve("x", 0)
+    with pytest.raises(CollectionNotFoundError):
+        RemoteEngine(s.url, s.keys["globex"], "notes").retrieve("shoes")
+    with pytest.raises(ConfigurationError, match="API key rejected"):
+        RemoteEngine(s.url, "er-000000000000-" + "b" * 43, "notes").retrieve("shoes")
+    with pytest.raises(ServiceError, match="cannot reach"):
+        RemoteEngine("http://127.0.0.1:9", s.keys["acme"], "notes", timeout_s=2).retrieve("shoes")
+    assert "er-" not in repr(RemoteEngine(s.url, s.keys["acme"], "notes"))
+
+
+def test_remote_engine_sends_media_parts_and_maps_errors_back(serve: Start) -> None:
+    from edgeroute.framework.parts import Part
+
+    s = serve()
+    remote = RemoteEngine(s.url, s.keys["acme"], "notes")
+    remote.ingest(DOCS)
+    before = s.emu.request_count
+    # the service checks media as the engine does: a fake PNG is an input error, before any cloud call
+    with pytest.raises(InputError, match="HTTP 400"):
+        remote.retrieve([Part.text("shoes"), Part.image(b"not a png")])
+    with pytest.raises(InputError, match="list of Documents"):
+        remote.ingest(DOCS[0])  # type: ignore[arg-type]
+    assert s.emu.request_count == before
+
+
+def test_langchain_retriever_accepts_remote_engine(serve: Start) -> None:
+    pytest.importorskip("langchain_core")
+    from edgeroute.connectors.langchain import EdgeRouteRetriever
+
+    s = serve()
+    remote = RemoteEngine(s.url, s.keys["acme"], "notes")
+    remote.ingest(DOCS)
+    retriever = EdgeRouteRetriever(engine=remote, k=2)
+    docs = retriever.invoke("trail running shoes")
+    assert docs[0].id == "shoes" and docs[0].metadata["route"] in ("edge", "hybrid")
+    adocs = asyncio.run(retriever.ainvoke("espresso"))
+    assert adocs[0].id == "coffee"
+
+
+def test_llamaindex_retriever_accepts_remote_engine(serve: Start) -> None:
+    pytest.importorskip("llama_index.core")
+    from edgeroute.connectors.llamaindex import EdgeRouteRetriever
+
+    s = serve()
+    remote = RemoteEngine(s.url, s.keys["acme"], "notes")
+    remote.ingest(DOCS)
+    nodes = EdgeRouteRetriever(remote, k=2).retrieve("mountain bikes")
+    assert nodes[0].node.node_id == "bikes" and nodes[0].node.metadata["index"] in ("edge", "hybrid")
+
+
+@pytest.mark.slow
+def test_real_model_embeddings_through_openai_match_the_edge_embedder(serve: Start) -> None:
+    openai = pytest.importorskip("openai")
+    from edgeroute.framework.edge.embedder import EdgeEmbedder
+
+    edge = EdgeEmbedder.load(os.environ.get("EDGEROUTE_EDGE_MODEL"))
+    s = serve(edge=edge)
+    client = openai.OpenAI(base_url=s.url + "/v1", api_key=s.keys["acme"], max_retries=0)
+    texts = [
+        "Cushioned running shoes for long distances.",
+        "Die Katze schläft auf dem warmen Sofa.",
+        "Photosynthesis converts light into chemical energy in plants.",
+        "¿Dónde está la estación de tren?",
+    ]
+    for input_type, want in (
+        ("document", edge.embed_documents(texts)),
+        ("query", edge.embed_queries(texts)),
+    ):
+        # concurrent single-text requests, so the micro-batcher pads them into one batch
+        async def one(t: str, it: str = input_type) -> list[float]:
+            c = openai.AsyncOpenAI(base_url=s.url + "/v1", api_key=s.keys["acme"], max_retries=0)
+            r = await c.embeddings.create(model=edge.space.model, input=t, extra_body={"input_type": it})
+            await c.close()
+            return list(r.data[0].embedding)
+
+        async def all_of() -> list[list[float]]:
+            return list(await asyncio.gather(*(one(t) for t in texts)))
+
+        got = np.array(asyncio.run(all_of()), dtype=np.float32)
+        cos = np.sum(got * want, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+        assert cos.min() >= 0.9999, cos
+    res = client.embeddings.create(model=edge.space.model, input=texts)
+    assert len(res.data) == 4
