@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -529,9 +529,15 @@ class Collection:
             if flt is not None and type(exc).__name__ in {"InvalidArgumentError", "ValueError"}:
                 raise InputError(f"invalid metadata filter {dict(flt)!r}: {exc}") from exc
             raise StoreError(f"querying collection {self.name!r} failed: {exc}") from exc
+        return self._hits(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
+
+    def _hits(
+        self, ids: Sequence[str], docs: Sequence[Any], metas: Sequence[Any], dists: Sequence[float]
+    ) -> list[Hit]:
+        """One Chroma result row (ids, documents, metadatas, distances) as ranked :class:`Hit` objects."""
+        index: Literal["edge", "cloud"] = "cloud" if self.space.provider == "cloud" else "edge"
         hits = []
-        rows = zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
-        for rank, (rid, text, meta, dist) in enumerate(rows, start=1):
+        for rank, (rid, text, meta, dist) in enumerate(zip(ids, docs, metas, dists, strict=True), start=1):
             clean = {k2: v for k2, v in (meta or {}).items() if k2 != CONTENT_HASH_KEY}
             title = clean.get("title")
             hits.append(
@@ -540,7 +546,7 @@ class Collection:
                     text=text or "",
                     score=float(1.0 - dist) if math.isfinite(dist) else float("nan"),
                     rank=rank,
-                    index="cloud" if self.space.provider == "cloud" else "edge",
+                    index=index,
                     space=self.space.fingerprint,
                     metadata=clean,
                     title=title if isinstance(title, str) else None,
