@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..documents import Hit
-from ..errors import InputError, StoreError
+from ..errors import StoreError
 from ..spaces import EmbeddingSpace
 from ..store.chroma import Collection, VectorStore
 
@@ -105,12 +105,7 @@ class BatchedCollection(Collection):
     ) -> list[Hit]:
         if where is not None:
             return super().query(vector, k, space=space, where=where)
-        self.space.require_same(space, f"collection {self.name!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive integer, got {k!r}")
-        q = np.asarray(vector, dtype=np.float32)
-        if q.ndim == 2 and q.shape[0] == 1:
-            q = q[0]
+        q = self._query_vector(vector, k, space)
         if q.ndim != 1 or q.shape[0] != self.space.dims or not np.isfinite(q).all():
             return super().query(vector, k, space=space, where=where)  # its checks word the error
         return self._batcher.submit(q, k)

@@ -501,12 +501,7 @@ class Collection:
         ``{"year": {"$gte": 2020}}``); several plain keys are combined with ``$and``. A record's
         metadata key ``title`` (when a string) becomes ``Hit.title``.
         """
-        self.space.require_same(space, f"collection {self.name!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive integer, got {k!r}")
-        q = np.asarray(vector, dtype=np.float32)
-        if q.ndim == 2 and q.shape[0] == 1:
-            q = q[0]
+        q = self._query_vector(vector, k, space)
         if q.ndim != 1 or q.shape[0] != self.space.dims:
             raise InputError(
                 f"query vector must have shape ({self.space.dims},) for {self.space.fingerprint}, "
@@ -530,6 +525,19 @@ class Collection:
                 raise InputError(f"invalid metadata filter {dict(flt)!r}: {exc}") from exc
             raise StoreError(f"querying collection {self.name!r} failed: {exc}") from exc
         return self._hits(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
+
+    def _query_vector(
+        self, vector: np.ndarray[Any, Any], k: int, space: EmbeddingSpace
+    ) -> np.ndarray[Any, Any]:
+        """``vector`` as float32, a ``(1, dims)`` row flattened, after checking ``space`` and ``k``
+        (its shape and values are the caller's to check)."""
+        self.space.require_same(space, f"collection {self.name!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be a positive integer, got {k!r}")
+        q = np.asarray(vector, dtype=np.float32)
+        if q.ndim == 2 and q.shape[0] == 1:
+            q = q[0]
+        return q
 
     def _hits(
         self, ids: Sequence[str], docs: Sequence[Any], metas: Sequence[Any], dists: Sequence[float]
