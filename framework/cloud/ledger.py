@@ -98,6 +98,21 @@ class SpendLedger:
         self, tokens_by_modality: Mapping[str, int], cost_by_modality: Mapping[str, float], requests: int
     ) -> None:
         """Record one successful call: tokens and estimated USD per modality, and how many inputs it had."""
+        # Several processes switching the new file to WAL, or a long writer on a loaded box, can
+        # outlast one busy timeout: a few more tries keep the total exact instead of dropping a call.
+        for attempt in range(5):
+            if self._add_once(tokens_by_modality, cost_by_modality, requests, last=attempt == 4):
+                return
+            time.sleep(0.05 * (attempt + 1))
+
+    def _add_once(
+        self,
+        tokens_by_modality: Mapping[str, int],
+        cost_by_modality: Mapping[str, float],
+        requests: int,
+        *,
+        last: bool,
+    ) -> bool:
         now = time.time()
         with self._lock:
             try:
@@ -122,8 +137,13 @@ class SpendLedger:
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
+            except sqlite3.OperationalError as exc:
+                if not last:
+                    return False
+                logger.warning("could not record cloud spend in %s: %s", self.path, exc)
             except (OSError, sqlite3.Error) as exc:  # bookkeeping must never fail a cloud call
                 logger.warning("could not record cloud spend in %s: %s", self.path, exc)
+        return True
 
     def total(self) -> Spend:
         """What has been spent since the ledger was created or last reset (zero when it does not exist)."""
