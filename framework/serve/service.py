@@ -23,6 +23,7 @@ from ...policies.config import PolicyConfig
 from ..aio import to_thread
 from ..cloud.breaker import CircuitBreaker
 from ..cloud.embedder import CloudEmbedder
+from ..cloud.ledger import SpendLedger
 from ..edge.embedder import EdgeEmbedder
 from ..embedder import Embedder
 from ..errors import CollectionNotFoundError, ConfigurationError, EdgeRouteError, StoreError
@@ -191,6 +192,9 @@ class Service:
                 offline=s.offline,
                 breaker=self.breaker,
                 guard=PrivacyGuard(self.tenant_policy(tenant)),
+                # Spend per tenant beside the outbox: replicas sharing the host's outbox share budgets,
+                # and a restart does not reset them.
+                ledger=SpendLedger(self.settings.outbox_path.parent / "spend" / f"{tenant.name}.sqlite"),
             )
             if held is not None:
                 cloud.usage = held[1].usage  # new limits, the same spend so far
@@ -211,7 +215,7 @@ class Service:
 
     def spend(self, tenant: Tenant) -> float:
         held = self._clouds.get(tenant.name)
-        return held[1].usage.cost_usd if held is not None else 0.0
+        return held[1].usage.spent_usd() if held is not None else 0.0
 
     def budget_left(self, tenant: Tenant) -> float | None:
         if tenant.budget_usd is None:
