@@ -54,6 +54,15 @@ class RetrievalEngine(Protocol):
     aretrieve: Callable[..., Awaitable[RetrievalResult]]
 
 
+def check_engine(engine: Any) -> None:
+    """:class:`InputError` unless ``engine`` has the engine's ``retrieve`` and ``aretrieve``."""
+    if not callable(getattr(engine, "retrieve", None)) or not callable(getattr(engine, "aretrieve", None)):
+        raise InputError(
+            "engine must be an edgeroute HybridEngine (with retrieve and aretrieve), "
+            f"got {type(engine).__name__}"
+        )
+
+
 ROUTING_OPTIONS: tuple[str, ...] = ("k", "sensitivity", "stakes", "deadline_ms", "where")
 
 

@@ -34,6 +34,7 @@ from ..framework.parts import Part  # noqa: E402
 from . import tools as _tools  # noqa: E402
 from ._compat import (  # noqa: E402
     RetrievalEngine,
+    check_engine,
     cloud_embedder,
     edge_embedder,
     embed_async,
@@ -98,13 +99,7 @@ class EdgeRouteRetriever(BaseRetriever):
         super().__init__(**data)
         # Checked after pydantic so callers get InputError itself, not a wrapped ValidationError.
         engine = self.engine
-        if not callable(getattr(engine, "retrieve", None)) or not callable(
-            getattr(engine, "aretrieve", None)
-        ):
-            raise InputError(
-                "engine must be an edgeroute HybridEngine (with retrieve and aretrieve), "
-                f"got {type(engine).__name__}"
-            )
+        check_engine(engine)
         validate_options(self._defaults())
 
     def _defaults(self) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from ..framework.documents import RetrievalResult  # noqa: E402
 from ..framework.embedder import Embedder  # noqa: E402
 from ..framework.errors import InputError  # noqa: E402
 from . import _compat  # noqa: E402
-from ._compat import RetrievalEngine, cloud_embedder, edge_embedder, embed_async, embed_sync  # noqa: E402
+from ._compat import RetrievalEngine, check_engine, cloud_embedder, edge_embedder, embed_async, embed_sync  # noqa: E402
 
 if TYPE_CHECKING:
     from .tools import ToolDecision, ToolRouter
@@ -83,13 +83,7 @@ class EdgeRouteRetriever(BaseRetriever):
         where: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
-        if not callable(getattr(engine, "retrieve", None)) or not callable(
-            getattr(engine, "aretrieve", None)
-        ):
-            raise InputError(
-                "engine must be an edgeroute HybridEngine (with retrieve and aretrieve), "
-                f"got {type(engine).__name__}"
-            )
+        check_engine(engine)
         self._engine = engine
         self._options: dict[str, Any] = {
             "k": k,

@@ -161,7 +161,16 @@ def main() -> int:
         route = r["route"] + (" [degraded]" if r["degraded"] else "")
         table.add_row(r["query"], r["shows"], route, "\n".join(r["reasons"]), hit, f"{r['latency_ms']:.0f}")
     console.print(table)
-    console.print(f"audit: {result_doc['audit']}")
+    audit_summary = result_doc["audit"]
+    if isinstance(audit_summary, dict):
+        routes = ", ".join(f"{k} {v}" for k, v in audit_summary.get("routes", {}).items())
+        console.print(
+            f"audit: {audit_summary.get('queries')} queries ({routes}); degraded {audit_summary.get('degraded')}; "
+            f"cloud calls {audit_summary.get('cloud_calls')}, est. cost ${audit_summary.get('cloud_cost_usd', 0):.6f}; "
+            f"p50 {audit_summary.get('latency_p50_ms') or 0:.0f} ms"
+        )
+    else:
+        console.print(f"audit: {audit_summary}")
     verdict = "[green]none[/]" if not leaked else f"[red]{len(leaked)} LEAKED[/]"
     console.print(
         f"privacy check: {len(emu.requests)} requests reached the emulator; private texts found in them: {verdict}"

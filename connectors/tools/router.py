@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from ...framework.aio import run_sync
+from ...framework.aio import run_sync, syncify
 from ...framework.digest import sha256_text
 from ...framework.embedder import Embedder
 from ...framework.errors import CloudError, ConfigurationError, InputError
@@ -640,16 +640,7 @@ class ToolRouter:
         self._last.set(decision)
         return decision
 
-    def route_many(
-        self,
-        requests: Sequence[str],
-        k: int = 3,
-        *,
-        sensitivity: Sensitivity = "internal",
-        stakes: Stakes = "normal",
-    ) -> list[ToolDecision]:
-        """:meth:`aroute_many` for sync callers."""
-        return run_sync(self.aroute_many(requests, k, sensitivity=sensitivity, stakes=stakes))
+    route_many = syncify(aroute_many)
 
 
 def _check_sensitivity(level: str) -> None:

@@ -21,19 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from ...policies.config import ENTITY_KINDS
 from ..errors import ModelIntegrityError
 
-HEAD_KINDS: tuple[str, ...] = (
-    "person",
-    "street_address",
-    "location",
-    "date",
-    "age",
-    "organization",
-    "id_number",
-    "health",
-)
-"""Entity kinds the head tags."""
+# One list for the policy side and the head: the trained weights' tag order follows it, so a kind
+# added there needs a retrained head.
+HEAD_KINDS: tuple[str, ...] = ENTITY_KINDS
+"""Entity kinds the head tags (:data:`edgeroute.policies.config.ENTITY_KINDS`)."""
 
 TAGS: tuple[str, ...] = ("O", *(f"{p}-{k}" for k in HEAD_KINDS for p in ("B", "I")))
 

@@ -22,6 +22,7 @@ and takes the vector it just wrote back out of the cloud index.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,19 @@ class Outbox:
                 f"outbox {target} cannot be opened ({exc}); delete it if it is not an edgeroute outbox"
             ) from exc
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Hold the lock and one ``BEGIN IMMEDIATE`` transaction: committed when the block ends,
+        rolled back when it raises."""
+        with self._lock:
+            self._exec("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._exec("COMMIT")
+            except BaseException:
+                self._exec("ROLLBACK")
+                raise
+
     def _exec(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         if self.read_only and not sql.lstrip().upper().startswith(("SELECT", "PRAGMA")):
             raise StoreError(
@@ -276,28 +290,20 @@ class Outbox:
         """
         now = time.time()
         changed = 0
-        with self._lock:
-            self._exec("BEGIN IMMEDIATE")
-            try:
-                for doc in documents:
-                    cur = self._exec(
-                        "INSERT INTO outbox (collection, doc_id, content_hash, payload, enqueued_at) "
-                        "VALUES (?, ?, ?, ?, ?) "
-                        "ON CONFLICT (collection, doc_id) DO UPDATE SET "
-                        "content_hash = excluded.content_hash, payload = excluded.payload, "
-                        "enqueued_at = excluded.enqueued_at, attempts = 0, last_error = NULL "
-                        "WHERE outbox.content_hash != excluded.content_hash",
-                        (collection, doc.id, doc.content_hash(), document_to_json(doc), now),
-                    )
-                    changed += cur.rowcount
-                    # Queued again: no longer removed, whatever a drainer learns later.
-                    self._exec(
-                        "DELETE FROM tombstones WHERE collection = ? AND doc_id = ?", (collection, doc.id)
-                    )
-                self._exec("COMMIT")
-            except BaseException:
-                self._exec("ROLLBACK")
-                raise
+        with self._transaction():
+            for doc in documents:
+                cur = self._exec(
+                    "INSERT INTO outbox (collection, doc_id, content_hash, payload, enqueued_at) "
+                    "VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (collection, doc_id) DO UPDATE SET "
+                    "content_hash = excluded.content_hash, payload = excluded.payload, "
+                    "enqueued_at = excluded.enqueued_at, attempts = 0, last_error = NULL "
+                    "WHERE outbox.content_hash != excluded.content_hash",
+                    (collection, doc.id, doc.content_hash(), document_to_json(doc), now),
+                )
+                changed += cur.rowcount
+                # Queued again: no longer removed, whatever a drainer learns later.
+                self._exec("DELETE FROM tombstones WHERE collection = ? AND doc_id = ?", (collection, doc.id))
         return changed
 
     def pending(self, collection: str | None = None, limit: int | None = None) -> list[OutboxItem]:
@@ -320,19 +326,13 @@ class Outbox:
 
         A row whose document changed meanwhile (another hash) stays queued.
         """
-        with self._lock:
-            self._exec("BEGIN IMMEDIATE")
-            try:
-                n = 0
-                for doc_id, content_hash in written:
-                    n += self._exec(
-                        "DELETE FROM outbox WHERE collection = ? AND doc_id = ? AND content_hash = ?",
-                        (collection, doc_id, content_hash),
-                    ).rowcount
-                self._exec("COMMIT")
-            except BaseException:
-                self._exec("ROLLBACK")
-                raise
+        with self._transaction():
+            n = 0
+            for doc_id, content_hash in written:
+                n += self._exec(
+                    "DELETE FROM outbox WHERE collection = ? AND doc_id = ? AND content_hash = ?",
+                    (collection, doc_id, content_hash),
+                ).rowcount
         return n
 
     def mark_failed(self, collection: str, doc_ids: Sequence[str], error: str) -> None:
@@ -349,24 +349,18 @@ class Outbox:
         not be sent later). Each id leaves a tombstone, so a drainer sending it right now learns about it
         in :meth:`complete` and takes it back out of the cloud index."""
         now = time.time()
-        with self._lock:
-            self._exec("BEGIN IMMEDIATE")
-            try:
-                n = 0
-                for d in doc_ids:
-                    n += self._exec(
-                        "DELETE FROM outbox WHERE collection = ? AND doc_id = ?", (collection, d)
-                    ).rowcount
-                    self._exec(
-                        "INSERT INTO tombstones (collection, doc_id, removed_at) VALUES (?, ?, ?) "
-                        "ON CONFLICT (collection, doc_id) DO UPDATE SET removed_at = excluded.removed_at",
-                        (collection, d, now),
-                    )
-                self._exec("DELETE FROM tombstones WHERE removed_at < ?", (now - _TOMBSTONE_TTL_S,))
-                self._exec("COMMIT")
-            except BaseException:
-                self._exec("ROLLBACK")
-                raise
+        with self._transaction():
+            n = 0
+            for d in doc_ids:
+                n += self._exec(
+                    "DELETE FROM outbox WHERE collection = ? AND doc_id = ?", (collection, d)
+                ).rowcount
+                self._exec(
+                    "INSERT INTO tombstones (collection, doc_id, removed_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (collection, doc_id) DO UPDATE SET removed_at = excluded.removed_at",
+                    (collection, d, now),
+                )
+            self._exec("DELETE FROM tombstones WHERE removed_at < ?", (now - _TOMBSTONE_TTL_S,))
         return n
 
     # -- leases: several drainers, each row sent by one ------------------------------------------------
@@ -392,36 +386,30 @@ class Outbox:
             raise InputError(f"lease_s must be a positive number of seconds, got {lease_s!r}")
         if not owner:
             raise InputError("owner must be a non-empty id (use new_owner_id())")
-        with self._lock:
-            self._exec("BEGIN IMMEDIATE")
-            try:
-                now = time.time()
-                held = self._exec(
-                    "SELECT DISTINCT lease_owner FROM outbox WHERE collection = ? AND lease_until >= ? "
-                    "AND lease_owner IS NOT NULL AND lease_owner != ?",
-                    (collection, now, owner),
-                ).fetchall()
-                for (other,) in held:
-                    if _owner_is_dead(other):
-                        logger.info("reclaiming outbox rows leased by %s, a process that is gone", other)
-                        self._exec(
-                            "UPDATE outbox SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = ?",
-                            (other,),
-                        )
-                rows = self._exec(
-                    "SELECT seq, payload, content_hash, attempts, last_error FROM outbox "
-                    "WHERE collection = ? AND (lease_until < ? OR lease_owner = ?) ORDER BY seq LIMIT ?",
-                    (collection, now, owner, limit),
-                ).fetchall()
-                until = now + lease_s
-                self._db.executemany(
-                    "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE seq = ?",
-                    [(owner, until, seq) for seq, *_ in rows],
-                )
-                self._exec("COMMIT")
-            except BaseException:
-                self._exec("ROLLBACK")
-                raise
+        with self._transaction():
+            now = time.time()
+            held = self._exec(
+                "SELECT DISTINCT lease_owner FROM outbox WHERE collection = ? AND lease_until >= ? "
+                "AND lease_owner IS NOT NULL AND lease_owner != ?",
+                (collection, now, owner),
+            ).fetchall()
+            for (other,) in held:
+                if _owner_is_dead(other):
+                    logger.info("reclaiming outbox rows leased by %s, a process that is gone", other)
+                    self._exec(
+                        "UPDATE outbox SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = ?",
+                        (other,),
+                    )
+            rows = self._exec(
+                "SELECT seq, payload, content_hash, attempts, last_error FROM outbox "
+                "WHERE collection = ? AND (lease_until < ? OR lease_owner = ?) ORDER BY seq LIMIT ?",
+                (collection, now, owner, limit),
+            ).fetchall()
+            until = now + lease_s
+            self._db.executemany(
+                "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE seq = ?",
+                [(owner, until, seq) for seq, *_ in rows],
+            )
         items = [OutboxItem(collection, document_from_json(p), h, a, e) for _, p, h, a, e in rows]
         return Claim(owner, items, now, until)
 
@@ -457,41 +445,33 @@ class Outbox:
         done, changed, vanished = 0, [], []
         if collection is None:
             return Completion()
-        with self._lock:
-            self._exec("BEGIN IMMEDIATE")
-            try:
-                for doc_id, content_hash in written:
-                    row = self._exec(
-                        "SELECT content_hash, lease_owner FROM outbox WHERE collection = ? AND doc_id = ?",
-                        (collection, doc_id),
+        with self._transaction():
+            for doc_id, content_hash in written:
+                row = self._exec(
+                    "SELECT content_hash, lease_owner FROM outbox WHERE collection = ? AND doc_id = ?",
+                    (collection, doc_id),
+                ).fetchone()
+                if row is None:
+                    gone = self._exec(
+                        "SELECT 1 FROM tombstones WHERE collection = ? AND doc_id = ? AND removed_at >= ?",
+                        (collection, doc_id, claim.claimed_at),
                     ).fetchone()
-                    if row is None:
-                        gone = self._exec(
-                            "SELECT 1 FROM tombstones WHERE collection = ? AND doc_id = ? AND removed_at >= ?",
-                            (collection, doc_id, claim.claimed_at),
-                        ).fetchone()
-                        if gone is not None:
-                            vanished.append(doc_id)
-                        continue
-                    stored_hash, lease_owner = row
-                    if lease_owner != claim.owner:
-                        continue
-                    if stored_hash == content_hash:
-                        self._exec(
-                            "DELETE FROM outbox WHERE collection = ? AND doc_id = ?", (collection, doc_id)
-                        )
-                        done += 1
-                    else:
-                        self._exec(
-                            "UPDATE outbox SET lease_owner = NULL, lease_until = 0 "
-                            "WHERE collection = ? AND doc_id = ?",
-                            (collection, doc_id),
-                        )
-                        changed.append(doc_id)
-                self._exec("COMMIT")
-            except BaseException:
-                self._exec("ROLLBACK")
-                raise
+                    if gone is not None:
+                        vanished.append(doc_id)
+                    continue
+                stored_hash, lease_owner = row
+                if lease_owner != claim.owner:
+                    continue
+                if stored_hash == content_hash:
+                    self._exec("DELETE FROM outbox WHERE collection = ? AND doc_id = ?", (collection, doc_id))
+                    done += 1
+                else:
+                    self._exec(
+                        "UPDATE outbox SET lease_owner = NULL, lease_until = 0 "
+                        "WHERE collection = ? AND doc_id = ?",
+                        (collection, doc_id),
+                    )
+                    changed.append(doc_id)
         return Completion(done, changed, vanished)
 
     def fail(self, claim: Claim, doc_ids: Sequence[str], error: str) -> int:
@@ -499,20 +479,14 @@ class Outbox:
         if not claim.items:
             return 0
         collection = claim.items[0].collection
-        with self._lock:
-            self._exec("BEGIN IMMEDIATE")
-            try:
-                n = 0
-                for d in doc_ids:
-                    n += self._exec(
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?, lease_owner = NULL, "
-                        "lease_until = 0 WHERE collection = ? AND doc_id = ? AND lease_owner = ?",
-                        (error[:500], collection, d, claim.owner),
-                    ).rowcount
-                self._exec("COMMIT")
-            except BaseException:
-                self._exec("ROLLBACK")
-                raise
+        with self._transaction():
+            n = 0
+            for d in doc_ids:
+                n += self._exec(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?, lease_owner = NULL, "
+                    "lease_until = 0 WHERE collection = ? AND doc_id = ? AND lease_owner = ?",
+                    (error[:500], collection, d, claim.owner),
+                ).rowcount
         return n
 
     def release(self, owner: str, doc_ids: Sequence[str] | None = None) -> int:

@@ -38,6 +38,13 @@ def endpoint_label(path: str) -> str:
     return path if path in ENDPOINTS else "other"
 
 
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    """An unlabelled counter family holding ``value``."""
+    family = CounterMetricFamily(name, documentation)
+    family.add_metric([], value)
+    return family
+
+
 class _Live(Collector):
     def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
         self._read = read
@@ -71,30 +78,26 @@ class _Live(Collector):
             breaker.add_metric([state], 1.0 if state == current else 0.0)
         yield breaker
         batch = snap.get("batch", {})
-        batches = CounterMetricFamily("edgeroute_edge_batches", "Edge model calls made by the micro-batcher")
-        batches.add_metric([], batch.get("batches", 0))
-        yield batches
-        texts = CounterMetricFamily(
-            "edgeroute_edge_batched_texts", "Texts embedded through the micro-batcher"
+        yield _counter(
+            "edgeroute_edge_batches", "Edge model calls made by the micro-batcher", batch.get("batches", 0)
         )
-        texts.add_metric([], batch.get("texts", 0))
-        yield texts
-        dropped = CounterMetricFamily(
-            "edgeroute_edge_dropped_requests", "Requests dropped before their batch ran (client gone)"
+        yield _counter(
+            "edgeroute_edge_batched_texts", "Texts embedded through the micro-batcher", batch.get("texts", 0)
         )
-        dropped.add_metric([], batch.get("dropped", 0))
-        yield dropped
+        yield _counter(
+            "edgeroute_edge_dropped_requests",
+            "Requests dropped before their batch ran (client gone)",
+            batch.get("dropped", 0),
+        )
         sb = snap.get("store_batch", {})
-        store_calls = CounterMetricFamily(
-            "edgeroute_store_query_batches", "Store queries made by the query batcher"
+        yield _counter(
+            "edgeroute_store_query_batches", "Store queries made by the query batcher", sb.get("batches", 0)
         )
-        store_calls.add_metric([], sb.get("batches", 0))
-        yield store_calls
-        store_q = CounterMetricFamily(
-            "edgeroute_store_batched_queries", "Searches served through the query batcher"
+        yield _counter(
+            "edgeroute_store_batched_queries",
+            "Searches served through the query batcher",
+            sb.get("queries", 0),
         )
-        store_q.add_metric([], sb.get("queries", 0))
-        yield store_q
 
 
 class Metrics:

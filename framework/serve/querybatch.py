@@ -14,19 +14,18 @@ alike. Queries with a metadata filter run alone.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ..documents import Hit
-from ..errors import InputError, StoreError
+from ..errors import StoreError
 from ..spaces import EmbeddingSpace
-from ..store.chroma import CONTENT_HASH_KEY, Collection, VectorStore
+from ..store.chroma import Collection, VectorStore
 
 
 @dataclass
@@ -106,12 +105,7 @@ class BatchedCollection(Collection):
     ) -> list[Hit]:
         if where is not None:
             return super().query(vector, k, space=space, where=where)
-        self.space.require_same(space, f"collection {self.name!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive integer, got {k!r}")
-        q = np.asarray(vector, dtype=np.float32)
-        if q.ndim == 2 and q.shape[0] == 1:
-            q = q[0]
+        q = self._query_vector(vector, k, space)
         if q.ndim != 1 or q.shape[0] != self.space.dims or not np.isfinite(q).all():
             return super().query(vector, k, space=space, where=where)  # its checks word the error
         return self._batcher.submit(q, k)
@@ -129,31 +123,12 @@ class BatchedCollection(Collection):
             )
         except Exception as exc:
             raise StoreError(f"querying collection {self.name!r} failed: {exc}") from exc
-        index: Literal["edge", "cloud"] = "cloud" if self.space.provider == "cloud" else "edge"
-        out: list[list[Hit]] = []
-        for ids, docs, metas, dists in zip(
-            res["ids"], res["documents"], res["metadatas"], res["distances"], strict=True
-        ):
-            hits = []
-            for rank, (rid, text, meta, dist) in enumerate(
-                zip(ids, docs, metas, dists, strict=True), start=1
-            ):
-                clean = {k2: v for k2, v in (meta or {}).items() if k2 != CONTENT_HASH_KEY}
-                title = clean.get("title")
-                hits.append(
-                    Hit(
-                        id=rid,
-                        text=text or "",
-                        score=float(1.0 - dist) if math.isfinite(dist) else float("nan"),
-                        rank=rank,
-                        index=index,
-                        space=self.space.fingerprint,
-                        metadata=clean,
-                        title=title if isinstance(title, str) else None,
-                    )
-                )
-            out.append(hits)
-        return out
+        return [
+            self._hits(ids, docs, metas, dists)
+            for ids, docs, metas, dists in zip(
+                res["ids"], res["documents"], res["metadatas"], res["distances"], strict=True
+            )
+        ]
 
 
 class BatchingStore(VectorStore):

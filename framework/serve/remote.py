@@ -3,8 +3,8 @@
 Drop-in where a :class:`~edgeroute.framework.router.engine.HybridEngine` is expected by the
 LangChain and LlamaIndex retrievers: the same ``retrieve``/``aretrieve``/``ingest``/``aingest``
 signatures, the same result types, the same exceptions (an HTTP error's code maps back to the
-library's error tree). One async body per operation; the sync methods run it through
-:func:`edgeroute.framework.aio.run_sync`. httpx clients are bound to an event loop, so one is kept
+library's error tree). One async body per operation; the sync methods are its
+:func:`edgeroute.framework.aio.syncify` twins. httpx clients are bound to an event loop, so one is kept
 per loop (the caller's, and the portal's for sync calls).
 
 Only httpx is needed on the client side (a core dependency): not FastAPI, not the model.
@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from ...policies.decision import Reason, Route, RouteDecision
-from ..aio import run_sync
+from ..aio import run_sync, syncify
 from ..documents import Document, Hit, RetrievalResult
 from ..errors import (
     CloudUnavailableError,
@@ -198,22 +198,7 @@ class RemoteEngine:
             audit=dict(data.get("audit") or {}),
         )
 
-    def retrieve(
-        self,
-        query: str | Sequence[Part],
-        k: int = 10,
-        *,
-        sensitivity: str = "internal",
-        stakes: str = "normal",
-        deadline_ms: float | None = None,
-        where: Mapping[str, Any] | None = None,
-    ) -> RetrievalResult:
-        """:meth:`HybridEngine.retrieve`, answered by the service."""
-        return run_sync(
-            self.aretrieve(
-                query, k, sensitivity=sensitivity, stakes=stakes, deadline_ms=deadline_ms, where=where
-            )
-        )
+    retrieve = syncify(aretrieve)
 
     # -- ingest and delete -------------------------------------------------------------------------------
 
@@ -246,8 +231,7 @@ class RemoteEngine:
         cloud = SyncReport(**_known(SyncReport, data.get("cloud") or {}))
         return IngestReport(**{**_known(IngestReport, data), "cloud": cloud})
 
-    def ingest(self, documents: Sequence[Document]) -> IngestReport:
-        return run_sync(self.aingest(documents))
+    ingest = syncify(aingest)
 
     async def adelete(self, ids: Sequence[str]) -> dict[str, Any]:
         """Delete documents by id (needs a service whose engine can delete)."""
@@ -258,8 +242,7 @@ class RemoteEngine:
         )
         return data
 
-    def delete(self, ids: Sequence[str]) -> dict[str, Any]:
-        return run_sync(self.adelete(ids))
+    delete = syncify(adelete)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 

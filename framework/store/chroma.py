@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -501,12 +501,7 @@ class Collection:
         ``{"year": {"$gte": 2020}}``); several plain keys are combined with ``$and``. A record's
         metadata key ``title`` (when a string) becomes ``Hit.title``.
         """
-        self.space.require_same(space, f"collection {self.name!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive integer, got {k!r}")
-        q = np.asarray(vector, dtype=np.float32)
-        if q.ndim == 2 and q.shape[0] == 1:
-            q = q[0]
+        q = self._query_vector(vector, k, space)
         if q.ndim != 1 or q.shape[0] != self.space.dims:
             raise InputError(
                 f"query vector must have shape ({self.space.dims},) for {self.space.fingerprint}, "
@@ -529,9 +524,28 @@ class Collection:
             if flt is not None and type(exc).__name__ in {"InvalidArgumentError", "ValueError"}:
                 raise InputError(f"invalid metadata filter {dict(flt)!r}: {exc}") from exc
             raise StoreError(f"querying collection {self.name!r} failed: {exc}") from exc
+        return self._hits(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
+
+    def _query_vector(
+        self, vector: np.ndarray[Any, Any], k: int, space: EmbeddingSpace
+    ) -> np.ndarray[Any, Any]:
+        """``vector`` as float32, a ``(1, dims)`` row flattened, after checking ``space`` and ``k``
+        (its shape and values are the caller's to check)."""
+        self.space.require_same(space, f"collection {self.name!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be a positive integer, got {k!r}")
+        q = np.asarray(vector, dtype=np.float32)
+        if q.ndim == 2 and q.shape[0] == 1:
+            q = q[0]
+        return q
+
+    def _hits(
+        self, ids: Sequence[str], docs: Sequence[Any], metas: Sequence[Any], dists: Sequence[float]
+    ) -> list[Hit]:
+        """One Chroma result row (ids, documents, metadatas, distances) as ranked :class:`Hit` objects."""
+        index: Literal["edge", "cloud"] = "cloud" if self.space.provider == "cloud" else "edge"
         hits = []
-        rows = zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
-        for rank, (rid, text, meta, dist) in enumerate(rows, start=1):
+        for rank, (rid, text, meta, dist) in enumerate(zip(ids, docs, metas, dists, strict=True), start=1):
             clean = {k2: v for k2, v in (meta or {}).items() if k2 != CONTENT_HASH_KEY}
             title = clean.get("title")
             hits.append(
@@ -540,7 +554,7 @@ class Collection:
                     text=text or "",
                     score=float(1.0 - dist) if math.isfinite(dist) else float("nan"),
                     rank=rank,
-                    index="cloud" if self.space.provider == "cloud" else "edge",
+                    index=index,
                     space=self.space.fingerprint,
                     metadata=clean,
                     title=title if isinstance(title, str) else None,

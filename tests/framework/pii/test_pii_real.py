@@ -6,14 +6,11 @@ scripts/prepare-model, which upgrades an older export in place).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
+from model_helpers import token_state_edge
 
 from edgeroute.framework.edge.embedder import EdgeEmbedder
-from edgeroute.framework.edge.model_dir import default_model_cache
 from edgeroute.framework.pii import PiiDetector
 from edgeroute.policies.config import PolicyConfig
 
@@ -28,15 +25,7 @@ QUERY = "Patient Maria Lopez, born 12/03/1961, lives at 14 Elm Street, Springfie
 
 @pytest.fixture(scope="module")
 def edge() -> EdgeEmbedder:
-    path = Path(os.environ.get("EDGEROUTE_EDGE_MODEL") or default_model_cache())
-    if not path.is_dir():
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(f"model directory {path} is missing under CI; run scripts/prepare-model first")
-        pytest.skip(f"model directory {path} absent (run scripts/prepare-model)")
-    e = EdgeEmbedder.load(path)
-    if not e.has_token_states:
-        pytest.fail(f"{path} has no token-state outputs; run scripts/prepare-model to upgrade it")
-    return e
+    return token_state_edge()
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,19 @@ def _depth(outbox: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
 
+def _index_offline(path: Path, store: Path, emu: GeminiEmulator) -> subprocess.CompletedProcess[str]:
+    """``edgeroute index PATH --offline`` as public documents: done at the edge, cloud work queued."""
+    index = subprocess.run(
+        _cli("index", str(path), "--offline", "--sensitivity", "public", "--json"),
+        env=_env(store, emu),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert index.returncode == 3, index.stderr
+    return index
+
+
 def test_killed_sync_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.jsonl"
     rows = []
@@ -57,14 +70,7 @@ def test_killed_sync_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> Non
     outbox = store / "outbox.sqlite"
 
     with GeminiEmulator(latency_ms=120) as emu:
-        index = subprocess.run(
-            _cli("index", str(corpus), "--offline", "--sensitivity", "public", "--json"),
-            env=_env(store, emu),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert index.returncode == 3, index.stderr  # done at the edge, cloud work queued
+        index = _index_offline(corpus, store, emu)  # done at the edge, cloud work queued
         queued = json.loads(index.stdout)["queued"]
         assert queued == _depth(outbox) and 0 < queued < N_DOCS
         assert emu.request_count == 0
@@ -115,14 +121,7 @@ def test_sync_watch_drains_in_the_background_until_interrupted(tmp_path: Path) -
         (notes / f"n{i}.txt").write_text(f"public note {i} about espresso machines\n")
     store = tmp_path / "store"
     with GeminiEmulator() as emu:
-        index = subprocess.run(
-            _cli("index", str(notes), "--offline", "--sensitivity", "public", "--json"),
-            env=_env(store, emu),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert index.returncode == 3, index.stderr  # queued: edge done, cloud pending
+        _index_offline(notes, store, emu)  # queued: edge done, cloud pending
         assert _depth(store / "outbox.sqlite") == 4
         proc = subprocess.Popen(
             _cli("sync", "--watch", "--interval", "0.2", "--json"),

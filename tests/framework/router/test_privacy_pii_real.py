@@ -6,15 +6,12 @@ google-genai client talks to the recording emulator, whose log is the proof.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+from model_helpers import token_state_edge
 from router_helpers import leaked, make_cloud
 
 from edgeroute.framework.documents import Document
 from edgeroute.framework.edge.embedder import EdgeEmbedder
-from edgeroute.framework.edge.model_dir import default_model_cache
 from edgeroute.framework.router.audit import AuditLog
 from edgeroute.framework.router.engine import HybridEngine
 from edgeroute.framework.store.chroma import VectorStore
@@ -32,15 +29,7 @@ PRIVATE = [CLINIC_NOTE, QUERY, "Whitaker", "221 Baker Road", "Maria Lopez", "14 
 
 @pytest.fixture(scope="module")
 def edge() -> EdgeEmbedder:
-    path = Path(os.environ.get("EDGEROUTE_EDGE_MODEL") or default_model_cache())
-    if not path.is_dir():
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(f"model directory {path} is missing under CI; run scripts/prepare-model first")
-        pytest.skip(f"model directory {path} absent (run scripts/prepare-model)")
-    e = EdgeEmbedder.load(path)
-    if not e.has_token_states:
-        pytest.fail(f"{path} has no token-state outputs; run scripts/prepare-model to upgrade it")
-    return e
+    return token_state_edge()
 
 
 def test_the_clinic_note_and_the_query_never_reach_the_emulator(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from server_helpers import wait_ready
 from typer.testing import CliRunner
 
 from edgeroute.framework.cli import app
@@ -118,17 +119,8 @@ def start_server(args: list[str], env: dict[str, str], log: Path) -> tuple[subpr
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"serve did not start: {log.read_text()}")
-        time.sleep(0.2)
+    wait_ready(proc, url, log)
+    return proc, url
 
 
 def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -17,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from server_helpers import chroma_run, wait_ready
 from typer.testing import CliRunner
 
 from edgeroute.framework.cli import app
-from edgeroute.framework.errors import StoreError
 from edgeroute.framework.router.outbox import Outbox
 from edgeroute.framework.serve.server import free_port
 from edgeroute.framework.store.chroma import VectorStore
@@ -33,32 +32,8 @@ N_DOCS = 320
 
 @pytest.fixture
 def chroma(tmp_path: Path) -> Iterator[str]:
-    exe = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
-    port = free_port()
-    log = (tmp_path / "chroma.log").open("wb")
-    proc = subprocess.Popen(
-        [exe, "run", "--path", str(tmp_path / "chroma"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                VectorStore.http("127.0.0.1", port)
-                break
-            except StoreError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("chroma run did not come up") from None
-                time.sleep(0.2)
+    with chroma_run(tmp_path / "chroma", tmp_path / "chroma.log") as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def replica(
@@ -81,17 +56,8 @@ def replica(
     ]  # fmt: skip
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError((tmp / f"{name}.log").read_text())
-        time.sleep(0.2)
+    wait_ready(proc, url, tmp / f"{name}.log")
+    return proc, url
 
 
 def sent_texts(emu: GeminiEmulator) -> list[list[str]]:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from server_helpers import chroma_run
 
 from edgeroute.framework.documents import Document
 from edgeroute.framework.errors import (
@@ -21,6 +17,7 @@ from edgeroute.framework.errors import (
     SpaceMismatchError,
     StoreError,
 )
+from edgeroute.framework.serve.server import free_port
 from edgeroute.framework.store.chroma import (
     CONTENT_HASH_KEY,
     Collection,
@@ -47,42 +44,12 @@ DOCS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """A real `chroma run` on loopback for the whole session."""
-    exe = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
-    port = _free_port()
     data = tmp_path_factory.mktemp("chroma-server")
-    log = (data / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [exe, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                VectorStore.http("127.0.0.1", port)
-                break
-            except StoreError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"chroma run did not come up; see {data / 'server.log'}") from None
-                time.sleep(0.2)
+    with chroma_run(data / "db", data / "server.log") as port:
         yield "127.0.0.1", port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(params=["persistent", pytest.param("server", marks=pytest.mark.server)])
@@ -361,7 +328,7 @@ class TestPersistentPaths:
 
     def test_unreachable_server(self) -> None:
         with pytest.raises(StoreError, match="chroma run"):
-            VectorStore.http("127.0.0.1", _free_port())
+            VectorStore.http("127.0.0.1", free_port())
 
     def test_ephemeral_stores_are_private(self) -> None:
         a, b = VectorStore.ephemeral(), VectorStore.ephemeral()
