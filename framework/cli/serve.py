@@ -286,6 +286,7 @@ def bench_serve_command(
     ] = True,
     max_batch: Annotated[int, typer.Option(help="Micro-batch size of the servers started")] = 32,
     max_wait_ms: Annotated[float, typer.Option(help="Micro-batch wait of the servers started")] = 2.0,
+    docs: Annotated[int, typer.Option(help="Documents in the synthetic corpus indexed for retrieval")] = 400,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Requests/s, p50/p95/p99 and errors of `edgeroute serve` on loopback, micro-batching on vs off."""
@@ -307,6 +308,7 @@ def bench_serve_command(
         compare=compare,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
+        docs=docs,
         progress=say,
     )
     if as_json:

@@ -288,6 +288,7 @@ def run_serve_bench(
     max_wait_ms: float = 2.0,
     warmup_s: float = 3.0,
     single_s: float = 8.0,
+    docs: int = 400,
     progress: Callable[[str], None] | None = None,
 ) -> ServeBenchResult:
     """Measure the service; see the module docstring. ``url`` + ``key`` target a running loopback server."""
@@ -302,7 +303,7 @@ def run_serve_bench(
     def one_server(target: str, k: str, label: str, do_single: bool) -> tuple[LoadResult, float, int]:
         if endpoint == "retrieve":
             say(f"{label}: indexing the corpus")
-            r = httpx.post(target + "/v1/documents", json={"collection": collection, "documents": synthetic_corpus()},
+            r = httpx.post(target + "/v1/documents", json={"collection": collection, "documents": synthetic_corpus(docs)},
                            headers={"Authorization": f"Bearer {k}"}, timeout=600)  # fmt: skip
             if r.status_code != 200:
                 raise ConfigurationError(

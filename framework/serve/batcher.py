@@ -24,16 +24,17 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from ..aio import in_executor
+from ..aio import in_executor, to_thread
 from ..embedder import Embedder, Vectors
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _Key = tuple[str, int | None, str | None]  # (kind, dims, prompt name)
 
@@ -43,7 +44,7 @@ class _Job:
     key: _Key
     texts: list[str]
     titles: list[str | None] | None
-    future: asyncio.Future[Vectors]
+    future: asyncio.Future[Any]
     arrived: float = field(default_factory=time.monotonic)
 
 
@@ -107,15 +108,40 @@ class MicroBatcher:
 
     def embed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
         if self._bridged():
-            return self._from_thread(self.aembed_queries(texts, dims=dims))
+            out: Vectors = self._from_thread(self.aembed_queries(texts, dims=dims))
+            return out
         return self.inner.embed_queries(texts, dims=dims)
 
     def embed_documents(
         self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
     ) -> Vectors:
         if self._bridged():
-            return self._from_thread(self.aembed_documents(texts, titles=titles, dims=dims))
+            out: Vectors = self._from_thread(self.aembed_documents(texts, titles=titles, dims=dims))
+            return out
         return self.inner.embed_documents(texts, titles=titles, dims=dims)
+
+    def embed_with_token_states(
+        self, texts: Sequence[str], prompt_name: str | None = "query", *, dims: int | None = None
+    ) -> tuple[Vectors, list[Any]]:
+        """EdgeEmbedder's one pass for vectors and token states (the PII head reads them), batched too."""
+        if self._bridged():
+            out: tuple[Vectors, list[Any]] = self._from_thread(
+                self._submit(("states", dims, prompt_name), list(texts), None)
+            )
+            return out
+        result: tuple[Vectors, list[Any]] = self.inner.embed_with_token_states(texts, prompt_name, dims=dims)  # type: ignore[attr-defined]
+        return result
+
+    async def aembed_with_token_states(
+        self, texts: Sequence[str], prompt_name: str | None = "query", *, dims: int | None = None
+    ) -> tuple[Vectors, list[Any]]:
+        out: tuple[Vectors, list[Any]] = await self._submit(("states", dims, prompt_name), list(texts), None)
+        return out
+
+    async def arun(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run blocking ``fn`` that calls this embedder (PII detection) in a worker thread: its model
+        calls join the batches, instead of running alone on the inference thread."""
+        return await to_thread(fn, *args, **kwargs)
 
     def start(self) -> None:
         """Bind to the running loop now, so sync calls from worker threads batch from the first one."""
@@ -139,7 +165,7 @@ class MicroBatcher:
         except RuntimeError:
             return True
 
-    def _from_thread(self, coro: Coroutine[Any, Any, Vectors]) -> Vectors:
+    def _from_thread(self, coro: Coroutine[Any, Any, Any]) -> Any:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
@@ -147,17 +173,22 @@ class MicroBatcher:
         self, texts: Sequence[str], *, dims: int | None = None, task: str | None = None
     ) -> Vectors:
         key: _Key = ("prompt", dims, task) if task else ("query", dims, None)
-        return await self._submit(key, list(texts), None)
+        out: Vectors = await self._submit(key, list(texts), None)
+        return out
 
     async def aembed_documents(
         self, texts: Sequence[str], *, titles: Sequence[str | None] | None = None, dims: int | None = None
     ) -> Vectors:
-        return await self._submit(("document", dims, None), list(texts), list(titles) if titles else None)
+        out: Vectors = await self._submit(
+            ("document", dims, None), list(texts), list(titles) if titles else None
+        )
+        return out
 
     async def aembed(
         self, texts: Sequence[str], prompt_name: str | None, *, dims: int | None = None
     ) -> Vectors:
-        return await self._submit(("prompt", dims, prompt_name), list(texts), None)
+        out: Vectors = await self._submit(("prompt", dims, prompt_name), list(texts), None)
+        return out
 
     # -- batching ---------------------------------------------------------------------------------------
 
@@ -167,6 +198,9 @@ class MicroBatcher:
         (threads of that pool may be waiting on this very batch, see :meth:`_bridged`)."""
         kind, dims, prompt = key
         inner = self.inner
+        if kind == "states":
+            states: Any = await inner.aembed_with_token_states(texts, prompt, dims=dims)  # type: ignore[attr-defined]
+            return states  # type: ignore[no-any-return]
         if self._own_thread:
             if kind == "query":
                 return await inner.aembed_queries(texts, dims=dims)
@@ -206,7 +240,8 @@ class MicroBatcher:
                     f"unknown input_type {key[2]!r}; this model's prompts are: {', '.join(names)}"
                 )
 
-    async def _submit(self, key: _Key, texts: list[str], titles: list[str | None] | None) -> Vectors:
+    async def _submit(self, key: _Key, texts: list[str], titles: list[str | None] | None) -> Any:
+        # Any: vectors, or (vectors, token states) for the "states" kind
         loop = asyncio.get_running_loop()
         self._validate(key, texts, titles)
         if not self.enabled or not texts or (self._loop is not None and self._loop is not loop):
@@ -284,7 +319,10 @@ class MicroBatcher:
         for j in jobs:
             n = len(j.texts)
             if not j.future.done():
-                j.future.set_result(vecs[start : start + n])
+                if isinstance(vecs, tuple):  # (vectors, token states)
+                    j.future.set_result((vecs[0][start : start + n], vecs[1][start : start + n]))
+                else:
+                    j.future.set_result(vecs[start : start + n])
             start += n
 
     async def aclose(self) -> None:

@@ -130,7 +130,8 @@ async def create_embeddings(
         )
     routing: dict[str, Any] | None = None
     if side == "cloud":
-        reasons = await to_thread(privacy_reasons, texts, req.sensitivity, service.tenant_policy(tenant))
+        findings = await service.pii_for(tenant).adetect_many(texts)
+        reasons = privacy_reasons(findings, req.sensitivity, service.tenant_policy(tenant))
         left = service.budget_left(tenant)
         if not reasons and left is not None and left <= 0:
             # Not a privacy rule, but the same choice: refuse, or embed at the edge when asked to.

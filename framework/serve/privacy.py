@@ -10,12 +10,14 @@ from collections.abc import Sequence
 
 from ...policies.config import PolicyConfig
 from ...policies.decision import Reason
-from ...policies.pii import detect_pii
-from ...policies.signals import sensitivity_rank
+from ...policies.signals import PiiFinding, sensitivity_rank
 
 
-def privacy_reasons(texts: Sequence[str], sensitivity: str, policy: PolicyConfig) -> list[Reason]:
-    """Why ``texts`` may not go to the cloud (empty when they may)."""
+def privacy_reasons(
+    findings: Sequence[Sequence[PiiFinding]], sensitivity: str, policy: PolicyConfig
+) -> list[Reason]:
+    """Why texts with these ``findings`` (one list per text, from the on-device detector) may not go to
+    the cloud (empty when they may)."""
     reasons: list[Reason] = []
     if sensitivity_rank(sensitivity) > sensitivity_rank(policy.cloud_ceiling):
         reasons.append(
@@ -25,8 +27,8 @@ def privacy_reasons(texts: Sequence[str], sensitivity: str, policy: PolicyConfig
             )
         )
     flagged: dict[int, list[str]] = {}
-    for i, text in enumerate(texts):
-        kinds = sorted({f.kind for f in detect_pii(text, policy)})
+    for i, found in enumerate(findings):
+        kinds = sorted({f.kind for f in found})
         if kinds:
             flagged[i] = kinds
     if flagged:

@@ -23,8 +23,11 @@ from ...policies.config import PolicyConfig
 from ..aio import to_thread
 from ..cloud.breaker import CircuitBreaker
 from ..cloud.embedder import CloudEmbedder
+from ..cloud.ledger import SpendLedger
+from ..edge.embedder import EdgeEmbedder
 from ..embedder import Embedder
 from ..errors import CollectionNotFoundError, ConfigurationError, EdgeRouteError, StoreError
+from ..pii import PiiDetector
 from ..router.audit import AuditLog
 from ..router.engine import HybridEngine
 from ..router.guard import PrivacyGuard
@@ -118,6 +121,7 @@ class Service:
         self._engines: dict[str, tuple[Tenant, HybridEngine]] = {}
         self._retired: list[HybridEngine] = []
         self._clouds: dict[str, tuple[Tenant, CloudEmbedder]] = {}
+        self._pii: dict[str, tuple[Tenant, PiiDetector]] = {}
         self._known: set[str] = set()
         self.limiter = RateLimiter()
         self.metrics = Metrics(self.snapshot)
@@ -188,15 +192,30 @@ class Service:
                 offline=s.offline,
                 breaker=self.breaker,
                 guard=PrivacyGuard(self.tenant_policy(tenant)),
+                # Spend per tenant beside the outbox: replicas sharing the host's outbox share budgets,
+                # and a restart does not reset them.
+                ledger=SpendLedger(self.settings.outbox_path.parent / "spend" / f"{tenant.name}.sqlite"),
             )
             if held is not None:
                 cloud.usage = held[1].usage  # new limits, the same spend so far
             self._clouds[tenant.name] = (tenant, cloud)
         return cloud
 
+    def pii_for(self, tenant: Tenant) -> PiiDetector:
+        """The tenant's on-device PII detector. With EdgeEmbedder its named-entity head reads token states
+        from the same batched forward pass as the query's vector (the batcher stands in for the model)."""
+        with self._lock:
+            held = self._pii.get(tenant.name)
+            if held is not None and held[0] == tenant:
+                return held[1]
+            model: Any = self.edge if isinstance(self.raw_edge, EdgeEmbedder) else None
+            detector = PiiDetector(self.tenant_policy(tenant), embedder=model)
+            self._pii[tenant.name] = (tenant, detector)
+        return detector
+
     def spend(self, tenant: Tenant) -> float:
         held = self._clouds.get(tenant.name)
-        return held[1].usage.cost_usd if held is not None else 0.0
+        return held[1].usage.spent_usd() if held is not None else 0.0
 
     def budget_left(self, tenant: Tenant) -> float | None:
         if tenant.budget_usd is None:
@@ -216,6 +235,7 @@ class Service:
             if not exists:
                 raise CollectionNotFoundError(f"collection {collection!r} not found")
         cloud = self.cloud_for(tenant)
+        pii = self.pii_for(tenant)
         with self._lock:
             held = self._engines.get(name)
             if held is not None and held[0] == tenant:
@@ -224,6 +244,7 @@ class Service:
                 self.store,
                 name,
                 edge=self.edge,
+                pii_detector=pii,
                 cloud=cloud,
                 policy=self.tenant_policy(tenant),
                 outbox_path=self.settings.outbox_path,

@@ -236,6 +236,9 @@ def test_tenant_ceiling_and_budget(serve: Start) -> None:
     assert r.status_code == 403 and error_code(r) == "privacy.sensitivity"
     r = post(s, "/v1/embeddings", {"input": "plain text", "model": "cloud", "sensitivity": "public"}, "acme")
     assert r.status_code == 200
+    # spend is kept per tenant in a ledger beside the outbox (shared by the host's replicas, kept on restart)
+    assert (s.service.settings.outbox_path.parent / "spend" / "acme.sqlite").is_file()
+    assert s.service.spend(Tenant("acme", cloud_ceiling="public")) > 0
     r = post(s, "/v1/embeddings", {"input": "plain text", "model": "cloud"}, "globex")
     assert r.status_code == 403 and error_code(r) == "budget.exhausted"
 

@@ -179,3 +179,35 @@ def test_real_model_embeddings_through_openai_match_the_edge_embedder(serve: Sta
         assert cos.min() >= 0.9999, cos
     res = client.embeddings.create(model=edge.space.model, input=texts)
     assert len(res.data) == 4
+
+
+@pytest.mark.slow
+def test_real_model_named_entities_stay_home_through_the_service(serve: Start) -> None:
+    """The PII head reads token states from the batched pass: a name and an address without any
+    pattern-shaped identifier are caught on /v1/embeddings and /v1/retrieve alike."""
+    from edgeroute.framework.edge.embedder import EdgeEmbedder
+
+    edge = EdgeEmbedder.load(os.environ.get("EDGEROUTE_EDGE_MODEL"))
+    if not edge.has_token_states:
+        pytest.skip("the model directory has no token-state outputs (graph version < 3)")
+    s = serve(edge=edge)
+    note = "Patient Maria Lopez lives at 14 Elm Street, Springfield; what is her prognosis?"
+    client = RemoteEngine(s.url, s.keys["acme"], "notes")
+    client.ingest(
+        [Document("a", "Prognosis of early-stage lung cancer after surgery.", sensitivity="public")]
+    )
+    before = s.emu.request_count
+    import httpx
+
+    r = httpx.post(
+        s.url + "/v1/embeddings",
+        json={"input": note, "model": "cloud"},
+        headers=s.headers(),
+        timeout=60,
+    )
+    assert r.status_code == 403 and r.json()["error"]["code"] == "privacy.pii", r.text
+    result = client.retrieve(note, 3, stakes="high")
+    assert result.decision.route.value == "edge" and "privacy.pii" in [
+        x.code for x in result.decision.reasons
+    ]
+    assert s.emu.request_count == before
