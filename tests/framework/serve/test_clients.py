@@ -4,6 +4,7 @@ RemoteEngine behind the LangChain and LlamaIndex retrievers."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable
 
@@ -112,13 +113,13 @@ def test_remote_engine_sends_media_parts_and_maps_errors_back(serve: Start) -> N
     s = serve()
     remote = RemoteEngine(s.url, s.keys["acme"], "notes")
     remote.ingest(DOCS)
-    before = s.emu.request_count
     # the service checks media as the engine does: a fake PNG is an input error, before any cloud call
     with pytest.raises(InputError, match="HTTP 400"):
         remote.retrieve([Part.text("shoes"), Part.image(b"not a png")])
     with pytest.raises(InputError, match="list of Documents"):
         remote.ingest(DOCS[0])  # type: ignore[arg-type]
-    assert s.emu.request_count == before
+    # the documents above may still drain in the background: check that the fake image never left
+    assert not any("bm90IGEgcG5n" in json.dumps(r) for r in s.emu.requests)  # base64 of b"not a png"
 
 
 def test_langchain_retriever_accepts_remote_engine(serve: Start) -> None:
@@ -196,7 +197,6 @@ def test_real_model_named_entities_stay_home_through_the_service(serve: Start) -
     client.ingest(
         [Document("a", "Prognosis of early-stage lung cancer after surgery.", sensitivity="public")]
     )
-    before = s.emu.request_count
     import httpx
 
     r = httpx.post(
@@ -210,4 +210,6 @@ def test_real_model_named_entities_stay_home_through_the_service(serve: Start) -
     assert result.decision.route.value == "edge" and "privacy.pii" in [
         x.code for x in result.decision.reasons
     ]
-    assert s.emu.request_count == before
+    # a public document ingested above may still drain to the cloud in the background: the proof
+    # is in what the emulator received, not in how many requests it saw
+    assert not any("Maria Lopez" in json.dumps(r) or "Elm Street" in json.dumps(r) for r in s.emu.requests)
