@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...policies.config import ENTITY_KINDS
+from ..edge.blas import one_blas_thread
 from ..errors import ModelIntegrityError
 
 # One list for the policy side and the head: the trained weights' tag order follows it, so a kind
@@ -113,7 +114,8 @@ class PiiHead:
         """Typed spans whose score reaches the kind's threshold (kinds missing from ``thresholds`` are off)."""
         if len(states) == 0:
             return []
-        probs = self.probabilities(states)
+        with one_blas_thread():
+            probs = self.probabilities(states)
         n_kinds = len(HEAD_KINDS)
         # Probability that a token belongs to each kind (B + I), and of being outside any entity.
         kind_p = probs[:, 1:].reshape(len(probs), n_kinds, 2).sum(-1)
