@@ -203,17 +203,13 @@ class RemoteEngine:
     # -- ingest and delete -------------------------------------------------------------------------------
 
     async def aingest(self, documents: Sequence[Document]) -> IngestReport:
-        """:meth:`HybridEngine.aingest`; media parts are not sent (the service ingests text documents)."""
+        """:meth:`HybridEngine.aingest`: text, title, metadata, sensitivity and media parts (base64 or uri)."""
         if isinstance(documents, Document):
             raise InputError("ingest takes a list of Documents; wrap the one document in a list")
         docs = list(documents)
         bad = next((i for i, d in enumerate(docs) if not isinstance(d, Document)), None)
         if bad is not None:
             raise InputError(f"item {bad} is a {type(docs[bad]).__name__}, expected edgeroute Document")
-        if any(d.parts for d in docs):
-            raise InputError(
-                "the service ingests text documents; media parts are not supported over HTTP yet"
-            )
         body = {
             "collection": self.name,
             "documents": [
@@ -223,6 +219,7 @@ class RemoteEngine:
                     "title": d.title,
                     "metadata": dict(d.metadata),
                     "sensitivity": d.sensitivity,
+                    "parts": [_part(p) for p in d.parts],
                 }
                 for d in docs
             ],

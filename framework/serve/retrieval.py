@@ -18,28 +18,27 @@ from .schemas import DeleteRequest, IngestRequest, PartIn, RetrieveRequest, Retr
 router = APIRouter(tags=["retrieval"])
 
 
-def _part(i: int, p: PartIn) -> Part:
+def _part(i: int, p: PartIn, where: str = "query") -> Part:
+    """A request part as a :class:`Part`; ``where`` names it in errors (``query``, ``documents[3].parts``)."""
     if p.text is not None:
         if p.data is not None or p.uri is not None:
-            raise ApiError(
-                400, "invalid_request", f"query part {i} has text and media; give one", param="query"
-            )
+            raise ApiError(400, "invalid_request", f"{where} part {i} has text and media; give one", param=where)
         return Part.text(p.text)
     if not p.mime_type:
         raise ApiError(
-            400, "invalid_request", f"query part {i} needs a mime_type for its data or uri", param="query"
+            400, "invalid_request", f"{where} part {i} needs a mime_type for its data or uri", param=where
         )
     if p.data is not None:
         try:
             data = base64.b64decode(p.data, validate=True)
         except (binascii.Error, ValueError):
             raise ApiError(
-                400, "invalid_request", f"query part {i}: data is not valid base64", param="query"
+                400, "invalid_request", f"{where} part {i}: data is not valid base64", param=where
             ) from None
         return Part(data=data, mime_type=p.mime_type)
     if p.uri is not None:
         return Part.reference(p.uri, p.mime_type)
-    raise ApiError(400, "invalid_request", f"query part {i} is empty: give text, data or uri", param="query")
+    raise ApiError(400, "invalid_request", f"{where} part {i} is empty: give text, data or uri", param=where)
 
 
 def _hit(h: Hit) -> dict[str, Any]:
@@ -96,7 +95,8 @@ async def retrieve(
 @router.post("/v1/documents")
 async def ingest(req: IngestRequest, service: ServiceDep, tenant: TenantDep) -> dict[str, Any]:
     """Index documents into the tenant's collection (created on first use): every text into the edge
-    index, the cloud-eligible ones into the cloud index through the durable outbox.
+    index, the cloud-eligible ones (with their media ``parts``) into the cloud index through the
+    durable outbox.
 
     Idempotent by id and content: sending the same documents again writes nothing new, so a client
     whose replica died mid-request retries the whole request on another one.
@@ -108,8 +108,9 @@ async def ingest(req: IngestRequest, service: ServiceDep, tenant: TenantDep) -> 
             title=d.title,
             metadata=dict(d.metadata),
             sensitivity=d.sensitivity or req.sensitivity,
+            parts=tuple(_part(j, p, f"documents[{n}].parts") for j, p in enumerate(d.parts)),
         )
-        for d in req.documents
+        for n, d in enumerate(req.documents)
     ]
     engine = await service.engine(tenant, req.collection, create=True)
     report = await engine.aingest(docs)

@@ -130,6 +130,12 @@ class DocumentIn(_Strict):
     id: str = Field(min_length=1, max_length=512)
     text: str = Field(max_length=MAX_TEXT_CHARS)
     title: str | None = None
+    parts: list[PartIn] = Field(
+        default_factory=list,
+        max_length=16,
+        description="media for the cloud index (images, audio, video, PDF): base64 data or a uri, each "
+        "with its mime_type; the text is what the edge index embeds",
+    )
     metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
     sensitivity: Sensitivity | None = Field(default=None, description="default: the request's sensitivity")
 

@@ -4,10 +4,12 @@ RemoteEngine behind the LangChain and LlamaIndex retrievers."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 from collections.abc import Callable
 
+import httpx
 import numpy as np
 import pytest
 from conftest import Served
@@ -120,6 +122,36 @@ def test_remote_engine_sends_media_parts_and_maps_errors_back(serve: Start) -> N
         remote.ingest(DOCS[0])  # type: ignore[arg-type]
     # the documents above may still drain in the background: check that the fake image never left
     assert not any("bm90IGEgcG5n" in json.dumps(r) for r in s.emu.requests)  # base64 of b"not a png"
+
+
+def test_remote_engine_ingests_media_parts_to_the_cloud_index_and_keeps_private_media_home(
+    serve: Start,
+) -> None:
+    from edgeroute.framework.parts import Part
+
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+    private_png = b"\x89PNG\r\n\x1a\n" + b"\1" * 32
+    s = serve()
+    remote = RemoteEngine(s.url, s.keys["acme"], "pictures")
+    report = remote.ingest(
+        [
+            Document("poster", "A red bicycle poster", parts=(Part.image(png),), sensitivity="public"),
+            Document("scan", "Scanned badge", parts=(Part.image(private_png),), sensitivity="restricted"),
+        ]
+    )
+    assert report.documents == 2 and report.edge_written == 2 and report.private == 1
+    asyncio.run(s.service.drain_once())
+    sent = json.dumps(s.emu.requests)
+    assert hashlib.sha256(png).hexdigest() in sent  # the public image reached the cloud model (recorded by hash)
+    assert hashlib.sha256(private_png).hexdigest() not in sent and "Scanned badge" not in sent
+    # a bad part is refused with its position, before any cloud call
+    r = httpx.post(
+        s.url + "/v1/documents",
+        headers={"Authorization": f"Bearer {s.keys['acme']}"},
+        json={"collection": "pictures", "documents": [{"id": "x", "text": "t", "parts": [{"data": "AAAA"}]}]},
+    )
+    assert r.status_code == 400
+    assert "documents[0].parts part 0 needs a mime_type" in r.json()["error"]["message"]
 
 
 def test_langchain_retriever_accepts_remote_engine(serve: Start) -> None:
