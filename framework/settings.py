@@ -39,6 +39,9 @@ from .errors import ConfigurationError, StoreError
 from .store.chroma import validate_logical_name
 
 if TYPE_CHECKING:
+    from .cloud.breaker import CircuitBreaker
+    from .cloud.embedder import CloudEmbedder, Guard
+    from .cloud.ledger import SpendLedger
     from .embedder import Embedder
     from .router.engine import HybridEngine
     from .store.chroma import VectorStore
@@ -205,6 +208,26 @@ def spend_path(settings: RouterSettings) -> Path:
     return settings.store / "spend.sqlite"
 
 
+def cloud_embedder(
+    settings: RouterSettings, *, breaker: CircuitBreaker, ledger: SpendLedger, guard: Guard | None = None
+) -> CloudEmbedder:
+    """The cloud embedder these settings describe (model, dims, key, endpoint, timeout, offline), with the
+    caller's breaker, spend ledger and privacy guard: one place for what every process builds alike."""
+    from .cloud.embedder import CloudEmbedder
+
+    return CloudEmbedder(
+        settings.cloud_model,
+        settings.cloud_dims,
+        api_key=settings.api_key,
+        base_url=settings.base_url,
+        timeout_s=settings.cloud_timeout_s,
+        offline=settings.offline,
+        breaker=breaker,
+        ledger=ledger,
+        guard=guard,
+    )
+
+
 def load_policy(settings: RouterSettings) -> PolicyConfig:
     """The policy file's config (a broken file raises :class:`ConfigurationError`), or the defaults."""
     if settings.policy_file is None:
@@ -300,16 +323,10 @@ def build_engine(
         cloud = None
         if settings.cloud_configured:
             from .cloud.breaker import CircuitBreaker
-            from .cloud.embedder import CloudEmbedder
             from .cloud.ledger import SpendLedger
 
-            cloud = CloudEmbedder(
-                settings.cloud_model,
-                settings.cloud_dims,
-                api_key=settings.api_key,
-                base_url=settings.base_url,
-                timeout_s=settings.cloud_timeout_s,
-                offline=settings.offline,
+            cloud = cloud_embedder(
+                settings,
                 # Shared by every command on this store, so `edgeroute status` reports what the last run saw.
                 breaker=CircuitBreaker(state_path=Path(settings.store) / "circuit.json"),
                 # Likewise the spend: the budget cap holds across processes and `status` shows the real total.

@@ -32,7 +32,7 @@ from ..router.audit import AuditLog
 from ..router.engine import HybridEngine
 from ..router.guard import PrivacyGuard
 from ..router.outbox import Outbox
-from ..settings import RouterSettings, load_policy
+from ..settings import RouterSettings, cloud_embedder, load_policy
 from ..store.chroma import VectorStore, index_collection_name, validate_logical_name
 from .batcher import MicroBatcher
 from .keys import KeyStore, Tenant, namespaced, split_namespaced
@@ -182,14 +182,8 @@ class Service:
             held = self._clouds.get(tenant.name)
             if held is not None and held[0] == tenant:
                 return held[1]
-            s = self.settings
-            cloud = CloudEmbedder(
-                s.cloud_model,
-                s.cloud_dims,
-                api_key=s.api_key,
-                base_url=s.base_url,
-                timeout_s=s.cloud_timeout_s,
-                offline=s.offline,
+            cloud = cloud_embedder(
+                self.settings,
                 breaker=self.breaker,
                 guard=PrivacyGuard(self.tenant_policy(tenant)),
                 # Spend per tenant beside the outbox: replicas sharing the host's outbox share budgets,

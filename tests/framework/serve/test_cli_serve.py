@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -133,22 +134,30 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
     proc, url = start_server(
         ["--store", str(store), "--max-wait-ms", "800", "--max-batch", "64"], env, tmp_path / "log"
     )
-    out: dict[str, httpx.Response] = {}
+    out: dict[str, Any] = {}
+    sent = threading.Event()
 
     def call() -> None:
-        out["r"] = httpx.post(
-            url + "/v1/embeddings",
-            json={"input": "in flight", "model": "edge"},
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=10,
-        )
+        # The request hook fires as the request goes out: SIGTERM then lands while it waits for its batch,
+        # however slowly this thread started on a busy machine.
+        with httpx.Client(event_hooks={"request": [lambda _r: sent.set()]}, timeout=30) as client:
+            try:
+                out["r"] = client.post(
+                    url + "/v1/embeddings",
+                    json={"input": "in flight", "model": "edge"},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+            except httpx.HTTPError as exc:
+                out["error"] = exc
 
     t = threading.Thread(target=call)
     t.start()
-    time.sleep(0.3)
+    assert sent.wait(30)
+    time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
-    t.join(10)
-    assert proc.wait(15) == 0
+    t.join(30)
+    assert proc.wait(30) == 0
+    assert "error" not in out, out.get("error")
     assert out["r"].status_code == 200 and len(out["r"].json()["data"]) == 1
     log = (tmp_path / "log").read_text()
     assert "in flight" not in log
