@@ -220,6 +220,35 @@ class NearestExamples:
         tools = as_f32(tool_scores)
         return Scores(tools, tools, as_f32(no_tool) if no_tool is not None else None)
 
+    def shortlist(self, x: F32, tools: I64) -> tuple[F32, F32 | None]:
+        """Scores of the ``tools`` (``(n, k)`` indices) of each row only; every other tool gets -2.
+
+        The same cosines as :meth:`scores` for a few rows at a fraction of the work: one request
+        against 150 tools x 11 examples is a 1,650-row product, which OpenBLAS splits over threads
+        and which then waits on a busy machine's scheduler (8-35 ms measured on the 2-core box,
+        against ~0.1 ms for the shortlist's ~100 rows).
+        """
+        width = self.slots.shape[1]
+        slots = self.slots[tools]  # (n, k, width), padded with len(examples)
+        valid = slots < len(self.examples)
+        rows = self.examples[np.where(valid, slots, 0)]  # (n, k, width, dims)
+        sims = np.einsum("nkwd,nd->nkw", rows, x)
+        sims = np.where(valid, sims, -np.inf)
+        if self.top_k == 1 or width == 1:
+            per = sims.max(axis=2)
+        else:
+            per = -np.partition(-sims, self.top_k - 1, axis=2)[:, :, : self.top_k].mean(axis=2)
+        out = np.full((len(x), len(self.tools)), -2.0, dtype=np.float32)
+        np.put_along_axis(out, tools, per.astype(np.float32), axis=1)
+        no_tool = (
+            np.einsum("nd,md->nm", x, self.negatives).max(axis=1) if self.negatives is not None else None
+        )
+        return out, (as_f32(no_tool) if no_tool is not None else None)
+
+
+FEW_ROWS = 8
+"""Up to this many rows (one request and its clauses), :class:`HeadWithExamples` scores a shortlist."""
+
 
 @dataclass(frozen=True, slots=True)
 class HeadWithExamples:
@@ -234,6 +263,9 @@ class HeadWithExamples:
 
     head: LinearHead
     nearest: NearestExamples
+    shortlist: int = 8
+    """For a few rows, only the head's best ``shortlist`` tools get a confidence (the rest -2): a
+    decision needs the chosen tool's, the runner-up's and those offered with it (``k`` <= 8)."""
 
     @property
     def tools(self) -> tuple[str, ...]:
@@ -245,13 +277,18 @@ class HeadWithExamples:
 
     def scores(self, x: F32) -> Scores:
         ranked = self.head.scores(x)
-        near = self.nearest.scores(x)
-        if ranked.no_tool is None and near.no_tool is None:
-            return Scores(ranked.rank, near.confidence, None)
-        no_tool = near.no_tool if near.no_tool is not None else np.full(len(x), -np.inf, dtype=np.float32)
+        if len(x) <= FEW_ROWS and len(self.tools) > self.shortlist:
+            best = np.argsort(-ranked.rank, axis=1, kind="stable")[:, : self.shortlist]
+            confidence, near_no_tool = self.nearest.shortlist(x, best)
+        else:
+            near = self.nearest.scores(x)
+            confidence, near_no_tool = near.confidence, near.no_tool
+        if ranked.no_tool is None and near_no_tool is None:
+            return Scores(ranked.rank, confidence, None)
+        no_tool = near_no_tool if near_no_tool is not None else np.full(len(x), -np.inf, dtype=np.float32)
         if ranked.no_tool is not None:
             no_tool = np.where(ranked.no_tool > ranked.rank.max(axis=1), np.float32(2.0), no_tool)
-        return Scores(ranked.rank, near.confidence, as_f32(no_tool))
+        return Scores(ranked.rank, confidence, as_f32(no_tool))
 
 
 Scorer = NearestExamples | LinearHead | HeadWithExamples

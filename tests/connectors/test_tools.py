@@ -362,6 +362,14 @@ def test_head_ranks_and_nearest_examples_say_how_sure() -> None:
     head_says_none = head.no_tool > head.rank.max(axis=1)
     assert head_says_none.any() and (got.no_tool[head_says_none] > 1.0).all()
     assert np.array_equal(got.no_tool[~head_says_none], near.no_tool[~head_says_none])
+    # A request alone (a few rows) gets the confidence of the head's shortlist only: the same cosines.
+    short = HeadWithExamples(scorer.head, scorer.nearest, shortlist=2)
+    for row in range(6):
+        one = short.scores(x[row : row + 1])
+        top2 = np.argsort(-head.rank[row])[:2]
+        assert np.allclose(one.confidence[0, top2], near.confidence[row, top2], atol=1e-5)
+        assert (np.delete(one.confidence[0], top2) == -2.0).all()
+        assert one.no_tool is not None and np.isclose(one.no_tool[0], got.no_tool[row], atol=1e-5)
 
 
 def test_open_set_rule_and_threshold_choice() -> None:
