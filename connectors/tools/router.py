@@ -1,14 +1,15 @@
 """Agent tool routing: pick the tool(s) for a request on-device, or say "no tool / ask the user".
 
 A :class:`ToolRouter` embeds each registered tool's description and example requests with the edge
-embedder (EmbeddingGemma's classification prompt) and scores a request by its nearest examples per
-tool, "no tool" examples competing (:mod:`.fitting`; a calibrated linear head is the measured
-alternative). A request's decision is one query embedding and one small matrix product. When the best tool's probability is below the fitted
-threshold the edge is unsure, and the routing policy decides, exactly as for a retrieval, whether
-the request may be escalated to the cloud embedder: never when it contains PII, is marked above the
-cloud ceiling, or looks like a request for a tool whose domain is above the ceiling (a private
-tool's examples never reach the cloud either). Requests with several clauses ("book a flight and add
-it to my calendar") get one tool per clause. Every decision is audited.
+embedder (EmbeddingGemma's classification prompt). A linear head on those vectors ranks the tools
+for a request and the cosine of the chosen tool's nearest examples is its confidence, "no tool"
+examples competing (:mod:`.fitting`); a decision is one query embedding and two small products.
+When the confidence is below the fitted threshold (:mod:`.openset`) the edge is unsure, and the
+routing policy decides, exactly as for a retrieval, whether the request may be escalated to the
+cloud embedder: never when it contains PII, is marked above the cloud ceiling, or looks like a
+request for a tool whose domain is above the ceiling (:mod:`.privacy`; a private tool's examples
+never reach the cloud either). Requests with several clauses ("book a flight and add it to my
+calendar") get one tool per clause (:mod:`.reading`). Every decision is audited.
 
 The core is async (:meth:`ToolRouter.aroute`, :meth:`ToolRouter.aroute_many`, :meth:`ToolRouter.afit`);
 the sync methods run it through :func:`edgeroute.framework.aio.run_sync`.
