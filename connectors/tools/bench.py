@@ -12,8 +12,9 @@ examples, is fitted on the ``fit`` requests, and every figure is measured on the
 * ``decision_p50_ms``: one ``route()`` call on a request not in the cache, and ``embedding_p50_ms``: one
   bare query embedding of the same text with the same prompt, interleaved in the same run, and their
   ``decision_over_embedding`` ratio; ``cached_decision_p50_ms``: the same requests again (cache hits);
-* ``fit_seconds``: ``register`` + ``fit`` wall time, and ``fit_embedded`` how many texts it had to embed
-  (the rest came from the cache).
+* ``fit_seconds``: ``register`` + ``fit`` wall time, ``fit_cpu_seconds`` the CPU time this process
+  spent in them (all its threads; on a shared machine the wall time also counts waiting for a core),
+  and ``fit_embedded`` how many texts it had to embed (the rest came from the cache).
 """
 
 from __future__ import annotations
@@ -109,11 +110,11 @@ def measure_tool_routing(
     """Fit on the folder's fit requests, measure its test requests; figures as in the module docstring."""
     tool_set = load_tool_set(data_dir, shots=shots)
     misses0 = cache.misses if cache is not None else 0
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     router = build_router(tool_set, embedder, cache)
     fit_rows = [(r.text, r.tool) for r in tool_set.fit if not r.multi]
     fit = router.fit(fit_rows or None)
-    fit_seconds = time.perf_counter() - t0
+    fit_seconds, fit_cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     fit_embedded = (router.cache.misses - misses0) if cache is not None else router.cache.misses
 
     decisions: list[ToolDecision] = []
@@ -167,9 +168,11 @@ def measure_tool_routing(
         "latency_p50_ms": p50_decide,
         "timed_requests": len(sample),
         "fit_seconds": fit_seconds,
+        "fit_cpu_seconds": fit_cpu_seconds,
         "fit_embedded": fit_embedded,
         "threshold": fit.threshold,
         "temperature": fit.temperature,
+        "method": fit.method,
         "fit_accuracy": fit.accuracy,
     }
 

@@ -1,14 +1,15 @@
 """Agent tool routing: pick the tool(s) for a request on-device, or say "no tool / ask the user".
 
 A :class:`ToolRouter` embeds each registered tool's description and example requests with the edge
-embedder (EmbeddingGemma's classification prompt) and scores a request by its nearest examples per
-tool, "no tool" examples competing (:mod:`.fitting`; a calibrated linear head is the measured
-alternative). A request's decision is one query embedding and one small matrix product. When the best tool's probability is below the fitted
-threshold the edge is unsure, and the routing policy decides, exactly as for a retrieval, whether
-the request may be escalated to the cloud embedder: never when it contains PII, is marked above the
-cloud ceiling, or looks like a request for a tool whose domain is above the ceiling (a private
-tool's examples never reach the cloud either). Requests with several clauses ("book a flight and add
-it to my calendar") get one tool per clause. Every decision is audited.
+embedder (EmbeddingGemma's classification prompt). A linear head on those vectors ranks the tools
+for a request and the cosine of the chosen tool's nearest examples is its confidence, "no tool"
+examples competing (:mod:`.fitting`); a decision is one query embedding and two small products.
+When the confidence is below the fitted threshold (:mod:`.openset`) the edge is unsure, and the
+routing policy decides, exactly as for a retrieval, whether the request may be escalated to the
+cloud embedder: never when it contains PII, is marked above the cloud ceiling, or looks like a
+request for a tool whose domain is above the ceiling (:mod:`.privacy`; a private tool's examples
+never reach the cloud either). Requests with several clauses ("book a flight and add it to my
+calendar") get one tool per clause (:mod:`.reading`). Every decision is audited.
 
 The core is async (:meth:`ToolRouter.aroute`, :meth:`ToolRouter.aroute_many`, :meth:`ToolRouter.afit`);
 the sync methods run it through :func:`edgeroute.framework.aio.run_sync`.
@@ -20,9 +21,8 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,22 +30,18 @@ from ...framework.aio import run_sync, syncify
 from ...framework.digest import sha256_text
 from ...framework.embedder import Embedder
 from ...framework.errors import CloudError, ConfigurationError, InputError
+from ...framework.pii import PiiDetector
 from ...framework.store.cache import EmbeddingCache
-from ...policies.config import ConfidenceConfig, PolicyConfig
+from ...policies.config import PolicyConfig
 from ...policies.decision import Reason, Route, RouteDecision, Stakes
-from ...policies.pii import detect_pii
-from ...policies.rules import decide
-from ...policies.sensitivity import (
-    Sensitivity,
-    SensitivityError,
-    above_ceiling,
-    check_sensitivity,
-    sensitivity_rank,
-)
-from ...policies.signals import CloudState, QuerySignals
+from ...policies.sensitivity import Sensitivity, SensitivityError, above_ceiling, check_sensitivity
 from .clauses import split_clauses
 from .encoding import DEFAULT_PROMPT, TextEncoder
-from .fitting import F32, METHODS, NO_TOOL, OpenSetRule, Scorer, choose_threshold, fit_scorer, held_out_scores
+from .fitting import METHODS, NO_TOOL, fit_scorer
+from .openset import OpenSetRule, choose_threshold, held_out_scores
+from .privacy import Findings, PiiCheck, default_detector, may_leave, plan
+from .reading import Choice, FittedModel, read
+from .records import AuditSink, ToolDecision, ToolFit, ToolSpec
 
 logger = logging.getLogger(__name__)
 
@@ -54,94 +50,9 @@ __all__ = ["AuditSink", "ToolDecision", "ToolFit", "ToolRouter", "ToolSpec", "se
 DEFAULT_DIMS = 768
 """Matryoshka dims of the routing vectors; chosen by measurement (docs/tool-routing.md)."""
 
-DEFAULT_METHOD = "nearest"
-"""How tools are scored: ``nearest`` examples or a linear ``head``; chosen by measurement."""
-
-
-class AuditSink(Protocol):
-    """Anything with ``write(record)``, such as :class:`edgeroute.framework.router.audit.AuditLog`."""
-
-    def write(self, record: Mapping[str, Any]) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ToolSpec:
-    """One registered tool: what it does, how users ask for it, and how sensitive its domain is."""
-
-    name: str
-    description: str
-    examples: tuple[str, ...]
-    sensitivity: Sensitivity = "internal"
-
-
-@dataclass(frozen=True, slots=True)
-class ToolDecision:
-    """The answer for one request.
-
-    ``tools`` are the tools to offer, best first, as ``(name, probability)``; empty exactly when
-    ``unsure`` (then ask the user). A request of several clauses gets one tool per clause, in the
-    order asked. ``candidates`` ranks every tool for the whole request whatever the outcome.
-    ``served_by`` is ``"edge"`` or ``"cloud"`` (escalated); ``decision`` is the policy's
-    :class:`~edgeroute.policies.decision.RouteDecision`; ``audit`` is the record written to the log.
-    """
-
-    tools: list[tuple[str, float]]
-    unsure: bool
-    decision: RouteDecision
-    latency_ms: float
-    candidates: list[tuple[str, float]] = field(default_factory=list)
-    served_by: str = "edge"
-    audit: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def top(self) -> str | None:
-        """The chosen tool's name, or None for "no tool / ask the user"."""
-        return self.tools[0][0] if self.tools else None
-
-
-@dataclass(frozen=True, slots=True)
-class ToolFit:
-    """What :meth:`ToolRouter.fit` chose, and the figures it reaches on the requests it was chosen on.
-
-    ``threshold``: the best tool's probability below which the answer is "no tool". ``accuracy``:
-    decisions right (the tool when sure, "unsure" for no-tool labels) over the labelled requests, or
-    over held-out folds of the examples when none were given; ``top1_accuracy`` the best tool right
-    over those with a tool. ``temperature`` calibrates the head's probabilities; ``seconds`` is the
-    fit's wall time, embedding included.
-    """
-
-    threshold: float
-    min_margin: float
-    accuracy: float
-    top1_accuracy: float
-    requests: int
-    cloud_threshold: float | None = None
-    cloud_min_margin: float | None = None
-    temperature: float = 1.0
-    examples: int = 0
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Model:
-    """A fitted scorer over one embedding side (edge or cloud), for the tools it may score."""
-
-    scorer: Scorer
-    threshold: float
-    version: int
-
-    def rule(self) -> OpenSetRule:
-        return OpenSetRule(self.threshold)
-
-
-@dataclass(frozen=True, slots=True)
-class _Choice:
-    """One side's reading of a request: the tools it would offer, and its confidence."""
-
-    tools: list[tuple[str, float]]
-    candidates: list[tuple[str, float]]
-    top: float
-    margin: float
+DEFAULT_METHOD = "head+nearest"
+"""How tools are scored (:data:`~.fitting.METHODS`): the linear head ranks, the nearest examples' cosine
+is the confidence; chosen by measurement (docs/tool-routing.md)."""
 
 
 class ToolRouter:
@@ -153,10 +64,13 @@ class ToolRouter:
     :class:`~edgeroute.framework.router.audit.AuditLog` (or anything with ``write``); ``cache`` an
     :class:`~edgeroute.framework.store.cache.EmbeddingCache` for example and request vectors (default:
     a private in-memory one). ``prompt`` and ``dims`` choose the routing vectors (defaults measured).
-    ``threshold`` fixes the probability below which the router is unsure (default: fitted);
-    ``min_margin`` the lead the best tool needs over the runner-up; ``spread`` how far below the best
-    tool's probability a runner-up may be and still be offered with it (up to ``k``);
-    ``multi_tool`` whether requests of several clauses get one tool per clause.
+    ``method`` how tools are scored (:data:`DEFAULT_METHOD`, ``"nearest"`` or ``"head"``).
+    ``threshold`` fixes the confidence below which the router is unsure (default: fitted);
+    ``min_margin`` the lead the best tool's confidence needs over the runner-up's; ``spread`` how far
+    below the best tool's score a runner-up may be and still be offered with it (up to ``k``);
+    ``multi_tool`` whether requests of several clauses get one tool per clause. ``pii_detector``
+    replaces the on-device :class:`~edgeroute.framework.pii.PiiDetector` (default: one on ``embedder``
+    when it is EmbeddingGemma with token states, else the pattern layer alone).
     """
 
     def __init__(
@@ -174,6 +88,7 @@ class ToolRouter:
         min_margin: float = 0.0,
         spread: float = 0.05,
         multi_tool: bool = True,
+        pii_detector: PiiDetector | None = None,
     ) -> None:
         if not isinstance(embedder, Embedder):
             raise ConfigurationError(
@@ -193,6 +108,9 @@ class ToolRouter:
         self.embedder = embedder
         self.cloud = cloud
         self.policy = policy or PolicyConfig()
+        self.pii = PiiCheck(
+            self.policy, pii_detector if pii_detector is not None else default_detector(embedder, self.policy)
+        )
         self.audit = audit
         self.cache = cache if cache is not None else EmbeddingCache(None, 32 * 1024**2)
         self.encoder = TextEncoder(
@@ -211,10 +129,10 @@ class ToolRouter:
         self._tools: dict[str, ToolSpec] = {}
         self._no_tool: list[str] = []
         self._version = 0
-        self._edge: _Model | None = None
-        self._cloud: _Model | None = None
+        self._edge: FittedModel | None = None
+        self._cloud: FittedModel | None = None
         # One in-flight fit per side and event loop: concurrent first requests share it.
-        self._pending: dict[tuple[str, int], asyncio.Task[_Model | None]] = {}
+        self._pending: dict[tuple[str, int], asyncio.Task[FittedModel | None]] = {}
         self._last: contextvars.ContextVar[ToolDecision | None] = contextvars.ContextVar(
             f"edgeroute_tool_decision_{id(self)}", default=None
         )
@@ -321,7 +239,7 @@ class ToolRouter:
         names: Sequence[str],
         labelled: tuple[list[str], list[str | None]],
         fixed: float | None,
-    ) -> tuple[_Model, float, float]:
+    ) -> tuple[FittedModel, float, float]:
         """Fit one side's scorer and threshold; returns it with its decision and top-1 accuracy."""
         version = self._version
         texts, labels, is_description = self._training_set(names)
@@ -335,14 +253,14 @@ class ToolRouter:
             truth = [lab if lab in names else None for lab in req_labels]
             cal = [NO_TOOL if t is None else t for t in truth]
             scorer = fit_scorer(self.method, ex_vecs, labels, calibration=(req_vecs, cal))
-            tool_scores, no_tool = scorer.scores(req_vecs)
+            scores = scorer.scores(req_vecs)
             tools = scorer.tools
         else:
             scorer = fit_scorer(self.method, ex_vecs, labels)
-            tool_scores, no_tool, held = held_out_scores(self.method, ex_vecs, labels, is_description)
+            scores, held = held_out_scores(self.method, ex_vecs, labels, is_description)
             tools = tuple(dict.fromkeys(lab for lab in labels if lab != NO_TOOL))
             truth = [None if lab == NO_TOOL else lab for lab in held]
-        best, conf = OpenSetRule(-np.inf).accept(tool_scores, no_tool)
+        best, conf = OpenSetRule(-np.inf).accept(scores)
         conf = np.where(best < 0, np.float32(-2.0), conf)  # the no-tool examples won: never sure
         said_best = [tools[i] if i >= 0 else None for i in best]
         right = np.array([b == t for b, t in zip(said_best, truth, strict=True)])
@@ -351,14 +269,15 @@ class ToolRouter:
         sure = conf >= threshold
         accuracy = float(np.mean(np.where(sure, right, ~in_scope)))
         top1 = float(right[in_scope].mean()) if in_scope.any() else 0.0
-        return _Model(scorer, threshold, version), accuracy, top1
+        return FittedModel(scorer, threshold, version), accuracy, top1
 
     async def afit(self, labelled: Sequence[tuple[str, str | None]] | None = None) -> ToolFit:
         """Fit the scorer on the registered examples and choose the "no tool" threshold.
 
         ``labelled``: optional ``(request, tool name or None)`` pairs held out from the examples; the
-        threshold is chosen on them (maximising in-scope accuracy + no-tool recall). Without them it
-        is chosen on held-out folds of the examples (and the no-tool examples). A threshold given to
+        threshold is chosen on them (the most in-scope accuracy that keeps out-of-scope recall at
+        :data:`~.openset.OUT_OF_SCOPE_FLOOR`). Without them it is chosen the same way on held-out
+        folds of the examples (and the no-tool examples). A threshold given to
         the constructor is kept. With a cloud embedder the cloud side is fitted too, on the tools and
         requests the policy lets leave the device.
         """
@@ -372,7 +291,9 @@ class ToolRouter:
         self.threshold = model.threshold
         cloud_t: float | None = None
         if self.cloud_encoder is not None and self._cloud_names():
-            allowed = [i for i, t in enumerate(texts) if self._may_leave(t, labels[i])]
+            # Only labelled requests without PII (every layer, entities too) and not for a private tool.
+            found = await self.pii.afull(texts)
+            allowed = [i for i, f in enumerate(found) if may_leave(labels[i], f, self._tools, self.policy)]
             cloud, _, _ = await self._afit_side(
                 self.cloud_encoder,
                 self._cloud_names(),
@@ -392,6 +313,7 @@ class ToolRouter:
             temperature=getattr(model.scorer, "temperature", 1.0),
             examples=sum(len(s.examples) + 1 for s in self._tools.values()) + len(self._no_tool),
             seconds=time.perf_counter() - t0,
+            method=self.method,
         )
         return self.fitted
 
@@ -399,18 +321,11 @@ class ToolRouter:
         """:meth:`afit` for sync callers."""
         return run_sync(self.afit(labelled))
 
-    def _may_leave(self, text: str, label: str | None) -> bool:
-        if detect_pii(text, self.policy):
-            return False
-        if label is None:
-            return True
-        return not above_ceiling(self._tools[label].sensitivity, self.policy.cloud_ceiling)
-
     def _require_tools(self) -> None:
         if not self._tools:
             raise ConfigurationError("no tools registered; call router.register(name, description, examples)")
 
-    async def _amodel(self, side: str) -> _Model | None:
+    async def _amodel(self, side: str) -> FittedModel | None:
         """The fitted model of ``side``, fitting it (without labelled requests) on first use, once."""
         current = self._edge if side == "edge" else self._cloud
         if current is not None and current.version == self._version:
@@ -427,7 +342,7 @@ class ToolRouter:
             if task.done() and self._pending.get(key) is task:
                 del self._pending[key]
 
-    async def _afit_lazily(self, side: str) -> _Model | None:
+    async def _afit_lazily(self, side: str) -> FittedModel | None:
         self._require_tools()
         if side == "edge":
             model, _, _ = await self._afit_side(
@@ -447,72 +362,6 @@ class ToolRouter:
 
     # -- routing ---------------------------------------------------------------------------
 
-    def _cloud_state(self) -> CloudState:
-        if self.cloud is None:
-            return "absent"
-        if getattr(self.cloud, "offline", False):
-            return "offline"
-        state = getattr(self.cloud, "breaker_state", "closed")
-        if state == "open":
-            return "open"
-        return "half_open" if state == "half_open" else "closed"
-
-    def _read(self, model: _Model, whole: F32, clauses: F32 | None, k: int) -> _Choice:
-        """The tools ``model`` offers for one request (``whole``), per clause when it has several."""
-        rows = np.vstack([whole[None, :], clauses]) if clauses is not None else whole[None, :]
-        tool_scores, no_tool = model.scorer.scores(rows)
-        names = model.scorer.tools
-        row = tool_scores[0]
-        order = np.argsort(-row, kind="stable")
-        ranked = [(names[i], float(row[i])) for i in order]
-        top = ranked[0][1]
-        negative = float(no_tool[0]) if no_tool is not None else -np.inf
-        second = max(ranked[1][1] if len(ranked) > 1 else -np.inf, negative)
-        margin = max(0.0, top - second) if np.isfinite(second) else 1.0
-        chosen: list[tuple[str, float]] = []
-        if top >= model.threshold and margin >= self.min_margin and top > negative:
-            # Runners-up are offered too only when nearly as good as the best: a near tie, not a long tail.
-            chosen = [(n, p) for n, p in ranked[:k] if p >= model.threshold and top - p <= self.spread]
-        if clauses is not None and len(clauses) > 1:
-            per_clause, conf = model.rule().accept(
-                tool_scores[1:], no_tool[1:] if no_tool is not None else None
-            )
-            if all(c >= 0 for c in per_clause) and len({int(c) for c in per_clause}) > 1:
-                # Every clause confidently asks for a tool, and not all the same one: one per clause.
-                seen: dict[str, float] = {}
-                for c, p in zip(per_clause, conf, strict=True):
-                    seen.setdefault(names[c], float(p))
-                chosen = list(seen.items())[: max(k, 2)]
-                top, margin = min(seen.values()), max(margin, self.min_margin)
-        return _Choice(chosen, ranked, top, margin)
-
-    def _plan(self, request: str, edge: _Choice, sensitivity: Sensitivity, stakes: Stakes) -> RouteDecision:
-        # A request that looks like one for a private tool is as private as that tool's domain:
-        # the best candidate, and any other that would be offered with it.
-        near = {n for n, _ in edge.candidates[:1]} | {n for n, _ in edge.tools}
-        level = max([sensitivity, *(self._tools[n].sensitivity for n in near)], key=sensitivity_rank)
-        signals = QuerySignals(
-            modalities=frozenset({"text"}),
-            pii=detect_pii(request, self.policy),
-            sensitivity=level,
-            stakes=stakes,
-            edge_top1=max(-1.0, edge.top if edge.tools else min(edge.top, self.threshold - 1e-6)),
-            edge_margin=edge.margin,
-            cloud_state=self._cloud_state(),
-        )
-        config = self.policy.model_copy(
-            update={
-                "confidence": ConfidenceConfig(
-                    min_top1=max(-1.0, min(1.0, self.threshold)), min_margin=self.min_margin
-                )
-            }
-        )
-        decision = decide(signals, config)
-        if decision.redact:
-            # Tool routing never redacts-and-sends: a PII request is routed at the edge only.
-            return RouteDecision(Route.EDGE, (*decision.reasons,), degraded=False)
-        return decision
-
     def _check(self, requests: Sequence[str], k: int, sensitivity: str, stakes: str) -> None:
         for request in requests:
             if not isinstance(request, str) or not request.strip():
@@ -524,17 +373,52 @@ class ToolRouter:
             raise InputError(f"unknown stakes {stakes!r}; use 'normal' or 'high'")
 
     async def _aread_all(
-        self, model: _Model, encoder: TextEncoder, requests: Sequence[str], k: int
-    ) -> list[_Choice]:
+        self, model: FittedModel, encoder: TextEncoder, requests: Sequence[str], k: int
+    ) -> list[Choice]:
         """Each request's choice; every text (requests and their clauses) embedded in one call."""
         parts = [split_clauses(r) if self.multi_tool else [r] for r in requests]
         texts = list(dict.fromkeys([*requests, *(c for p in parts if len(p) > 1 for c in p)]))
         vecs = await encoder.aencode(texts)
         at = {t: i for i, t in enumerate(texts)}
         return [
-            self._read(model, vecs[at[r]], vecs[[at[c] for c in p]] if len(p) > 1 else None, k)
+            read(
+                model,
+                vecs[at[r]],
+                vecs[[at[c] for c in p]] if len(p) > 1 else None,
+                k,
+                min_margin=self.min_margin,
+                spread=self.spread,
+            )
             for r, p in zip(requests, parts, strict=True)
         ]
+
+    def _plan(self, edge: Choice, pii: Findings, sensitivity: Sensitivity, stakes: Stakes) -> RouteDecision:
+        return plan(
+            edge,
+            pii,
+            tools=self._tools,
+            policy=self.policy,
+            cloud=self.cloud,
+            sensitivity=sensitivity,
+            stakes=stakes,
+            threshold=self.threshold,
+            min_margin=self.min_margin,
+        )
+
+    async def _aplans(
+        self, requests: Sequence[str], edge: list[Choice], sensitivity: Sensitivity, stakes: Stakes
+    ) -> list[RouteDecision]:
+        """Each request's plan: on the pattern layer's findings, then, for the requests it would send
+        to the cloud, on every layer's (one batched detector pass), so PII the patterns miss stays."""
+        pii = [self.pii.patterns(r) for r in requests]
+        plans = [self._plan(e, f, sensitivity, stakes) for e, f in zip(edge, pii, strict=True)]
+        leaving = [i for i, d in enumerate(plans) if d.uses_cloud]
+        if leaving and self.pii.detector is not None:
+            found = await self.pii.afull([requests[i] for i in leaving])
+            for i, f in zip(leaving, found, strict=True):
+                if f:
+                    plans[i] = self._plan(edge[i], f, sensitivity, stakes)
+        return plans
 
     async def _aroute(
         self, requests: Sequence[str], k: int, sensitivity: Sensitivity, stakes: Stakes
@@ -545,8 +429,8 @@ class ToolRouter:
         model = await self._amodel("edge")
         assert model is not None
         edge = await self._aread_all(model, self.encoder, requests, k)
-        plans = [self._plan(r, e, sensitivity, stakes) for r, e in zip(requests, edge, strict=True)]
-        cloud: list[_Choice | None] = [None] * len(requests)
+        plans = await self._aplans(requests, edge, sensitivity, stakes)
+        cloud: list[Choice | None] = [None] * len(requests)
         errors: list[str | None] = [None] * len(requests)
         wanted = [i for i, d in enumerate(plans) if d.uses_cloud and self.cloud_encoder is not None]
         if wanted and self.cloud_encoder is not None:
@@ -571,9 +455,9 @@ class ToolRouter:
         self,
         request: str,
         latency: float,
-        edge: _Choice,
+        edge: Choice,
         decision: RouteDecision,
-        cloud: _Choice | None,
+        cloud: Choice | None,
         cloud_error: str | None,
     ) -> ToolDecision:
         chosen, served = (cloud, "cloud") if cloud is not None else (edge, "edge")

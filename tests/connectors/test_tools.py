@@ -21,13 +21,15 @@ from edgeroute.connectors.tools.clauses import split_clauses
 from edgeroute.connectors.tools.data import load_tool_set
 from edgeroute.connectors.tools.fitting import (
     NO_TOOL,
+    HeadWithExamples,
     NearestExamples,
-    OpenSetRule,
-    choose_threshold,
+    Scores,
     fit_head,
+    fit_scorer,
     fit_temperature,
     train_logistic,
 )
+from edgeroute.connectors.tools.openset import OpenSetRule, choose_threshold
 from edgeroute.framework.cloud.embedder import CloudEmbedder
 from edgeroute.framework.embedder import Vectors
 from edgeroute.framework.errors import ConfigurationError, InputError
@@ -179,6 +181,45 @@ def test_private_requests_never_reach_the_cloud(emulator: GeminiEmulator) -> Non
     assert all("lab results" not in json.dumps(req) for req in emulator.requests)
 
 
+class NameBackend:
+    """A named-entity backend standing in for the head (the hashing embedder has no token states)."""
+
+    name = "names"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def entities(self, text: str, thresholds: dict[str, float]) -> list[tuple[str, int, int, float]]:
+        self.seen.append(text)
+        at = text.find("Alice Moreau")
+        return [("PERSON", at, at + len("Alice Moreau"), 0.99)] if at >= 0 else []
+
+
+def test_entities_the_patterns_miss_never_reach_the_cloud(emulator: GeminiEmulator) -> None:
+    from edgeroute.framework.pii import PiiDetector
+
+    backend = NameBackend()
+    cloud = CloudEmbedder(base_url=emulator.base_url, api_key="test-key", dims=256)
+    r = _router(cloud=cloud, threshold=1.0, pii_detector=PiiDetector(backend=backend))
+    r.fit(
+        [
+            ("will it rain in Rome", "weather"),
+            ("refund the shoes Alice Moreau bought", "refund"),
+            ("hi", None),
+        ]
+    )
+    assert r.route("will it rain tomorrow").served_by == "cloud"  # no name: it may still escalate
+    named = r.route("will it rain where Alice Moreau lives")
+    assert named.served_by == "edge" and "privacy.pii" in named.decision.codes
+    assert "Alice" not in json.dumps(emulator.requests)  # neither the request nor the labelled one
+    # The detector ran on the texts that could leave, not on every request answered on the device.
+    assert "will it rain where Alice Moreau lives" in backend.seen
+    backend.seen.clear()
+    sure = _router(cloud=cloud, threshold=-1.0, pii_detector=PiiDetector(backend=backend))  # always sure
+    assert sure.route("is it sunny where Alice Moreau lives").served_by == "edge"
+    assert backend.seen == []
+
+
 def test_cloud_failure_degrades_to_edge(emulator: GeminiEmulator) -> None:
     cloud = CloudEmbedder(base_url=emulator.base_url, api_key="test-key", dims=256, offline=True)
     d = _router(cloud=cloud, threshold=1.0).route("will it rain tomorrow")
@@ -271,24 +312,110 @@ def test_logistic_head_separates_and_calibrates() -> None:
     assert ((x @ w + b).argmax(axis=1) == y).mean() == 1.0
     head = fit_head(x[::2], [str(c) for c in y[::2]], calibration=(x[1::2], [str(c) for c in y[1::2]]))
     assert 0.05 <= head.temperature <= 20 and head.tools == ("0", "1", "2", "3")
-    probs, no_tool = head.scores(x)
-    assert no_tool is None and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    got = head.scores(x)
+    assert got.no_tool is None and np.allclose(got.rank.sum(axis=1), 1.0, atol=1e-5)
     nearest = NearestExamples.build(x, [str(c) for c in y[:-1]] + [NO_TOOL])
-    scores, negative = nearest.scores(x[:3])
-    assert scores.shape == (3, 4) and negative is not None and (scores.argmax(axis=1) == 0).all()
+    near = nearest.scores(x[:3])
+    assert near.rank.shape == (3, 4) and near.no_tool is not None and (near.rank.argmax(axis=1) == 0).all()
     t = fit_temperature(np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0]], dtype=np.float32), np.array([0, 1, 1]))
     assert t > 1.0  # one confident mistake: soften
 
 
+def test_centred_logistic_regression_reaches_the_optimum() -> None:
+    # Inputs sharing a large common direction (as embeddings do): the centred descent still converges,
+    # to the same minimiser a much longer run reaches.
+    rng = np.random.default_rng(1)
+    common = rng.normal(size=32).astype(np.float32)
+    y = np.repeat(np.arange(5), 12)
+    x = (
+        3 * common
+        + rng.normal(size=(5, 32)).astype(np.float32)[y]
+        + rng.normal(size=(60, 32)).astype(np.float32)
+    )
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    def objective(w: np.ndarray, b: np.ndarray) -> float:
+        z = x @ w + b
+        z = z - z.max(axis=1, keepdims=True)
+        nll = np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]
+        return float(nll.mean() + 0.5 * 1e-3 * (w**2).sum())
+
+    short = objective(*train_logistic(x, y, 5, l2=1e-3, iterations=100))
+    long = objective(*train_logistic(x, y, 5, l2=1e-3, iterations=2000))
+    assert short == pytest.approx(long, rel=1e-3)
+
+
+def test_head_ranks_and_nearest_examples_say_how_sure() -> None:
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 32)).astype(np.float32)
+    y = np.repeat(np.arange(3), 8)
+    x = centers[y] + 0.3 * rng.normal(size=(24, 32)).astype(np.float32)
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    labels = [str(c) for c in y[:-4]] + [NO_TOOL] * 4
+    scorer = fit_scorer("head+nearest", x, labels)
+    assert isinstance(scorer, HeadWithExamples) and scorer.tools == ("0", "1", "2")
+    got = scorer.scores(x)
+    head, near = scorer.head.scores(x), scorer.nearest.scores(x)
+    assert np.array_equal(got.rank, head.rank) and np.array_equal(got.confidence, near.confidence)
+    assert got.no_tool is not None and head.no_tool is not None and near.no_tool is not None
+    # Where the head's no-tool class wins the request is "no tool" whatever the cosines say.
+    head_says_none = head.no_tool > head.rank.max(axis=1)
+    assert head_says_none.any() and (got.no_tool[head_says_none] > 1.0).all()
+    assert np.array_equal(got.no_tool[~head_says_none], near.no_tool[~head_says_none])
+    # A request alone (a few rows) gets the confidence of the head's shortlist only: the same cosines.
+    short = HeadWithExamples(scorer.head, scorer.nearest, shortlist=2)
+    for row in range(6):
+        one = short.scores(x[row : row + 1])
+        top2 = np.argsort(-head.rank[row])[:2]
+        assert np.allclose(one.confidence[0, top2], near.confidence[row, top2], atol=1e-5)
+        assert (np.delete(one.confidence[0], top2) == -2.0).all()
+        assert one.no_tool is not None and np.isclose(one.no_tool[0], got.no_tool[row], atol=1e-5)
+
+
 def test_open_set_rule_and_threshold_choice() -> None:
-    scores = np.array([[0.7, 0.2], [0.3, 0.3], [0.6, 0.1]], dtype=np.float32)
-    chosen, conf = OpenSetRule(0.5).accept(scores, np.array([0.1, 0.4, 0.65], dtype=np.float32))
-    assert chosen.tolist() == [0, -1, -1] and conf[0] == pytest.approx(0.7)
+    # The head ranks tool 1 first in row 0; the threshold applies to that tool's confidence.
+    scores = Scores(
+        rank=np.array([[0.4, 0.6], [0.3, 0.3], [0.6, 0.1]], dtype=np.float32),
+        confidence=np.array([[0.9, 0.7], [0.3, 0.3], [0.6, 0.1]], dtype=np.float32),
+        no_tool=np.array([0.1, 0.4, 0.65], dtype=np.float32),
+    )
+    chosen, conf = OpenSetRule(0.5).accept(scores)
+    assert chosen.tolist() == [1, -1, -1] and conf[0] == pytest.approx(0.7)
     conf = np.array([0.9, 0.8, 0.3, 0.2], dtype=np.float32)
     right = np.array([True, True, False, False])
     in_scope = np.array([True, True, False, False])
     t = choose_threshold(conf, right, in_scope)
     assert 0.3 < t < 0.8
+
+
+def _brute_force_threshold(conf: np.ndarray, right: np.ndarray, in_scope: np.ndarray, floor: float) -> float:
+    cands = np.unique(conf[conf > -1.5])
+    best, best_t = -9.0, 0.0
+    for t in cands:
+        sure = conf >= t
+        acc = (sure & right & in_scope).sum() / in_scope.sum()
+        rec = (~sure & ~in_scope).sum() / (~in_scope).sum()
+        score = acc if rec >= floor else rec - 2.0
+        if score > best + 1e-12:
+            best, best_t = score, float(t)
+    return best_t
+
+
+def test_threshold_keeps_the_out_of_scope_floor_and_answers_the_most() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        n = 200
+        in_scope = rng.random(n) < 0.8
+        right = in_scope & (rng.random(n) < 0.9)
+        conf = np.where(in_scope, rng.normal(0.7, 0.1, n), rng.normal(0.5, 0.1, n)).astype(np.float32)
+        conf[rng.random(n) < 0.05] = -2.0  # no-tool score won
+        for floor in (0.5, 0.8, 0.9):
+            t = choose_threshold(conf, right, in_scope, floor=floor)
+            expect = _brute_force_threshold(conf, right, in_scope, floor)
+            below = np.unique(conf[(conf > -1.5) & (conf < expect)])
+            assert t == pytest.approx((expect + below[-1]) / 2 if len(below) else expect - 1e-3)
+            recall = ((conf < t) & ~in_scope).sum() / (~in_scope).sum()
+            assert recall >= floor
 
 
 def test_prompt_and_dims_are_checked(tiny_model_dir: Path) -> None:
