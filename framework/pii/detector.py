@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..edge.embedder import EdgeEmbedder, TokenStates
 
 logger = logging.getLogger(__name__)
+_warned: set[str] = set()
 
 WINDOW_CHARS = 2000
 """Long texts go through the edge model in windows of this many characters (about 500 tokens)..."""
@@ -156,12 +157,19 @@ class PiiDetector:
                 )
                 self.head = None
         if self._thresholds and self.head is None and self.backend is None:
-            logger.warning(
-                "named-entity PII detection is unavailable (%s); only patterns and secret rules run",
+            why = (
                 "no edge model with token-state outputs"
                 if embedder is None or self.embedder is None
-                else "the head could not be loaded",
+                else "the head could not be loaded"
             )
+            # Once per process and reason: a detector is built per engine, tenant or watch round.
+            if why not in _warned:
+                _warned.add(why)
+                logger.warning(
+                    "named-entity PII detection is unavailable (%s); only patterns and secret rules run", why
+                )
+            else:
+                logger.debug("named-entity PII detection is unavailable (%s)", why)
 
     # -- identity -----------------------------------------------------------------------------------
 
