@@ -6,10 +6,14 @@ Every command takes ``--json`` for scripts; errors are edgeroute errors with a f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -327,6 +331,28 @@ def query_command(
     _exit(code)
 
 
+@contextlib.contextmanager
+def _stop_on_signal(enabled: bool) -> Iterator[threading.Event]:
+    """With ``enabled`` (``sync --watch``), Ctrl-C or SIGTERM ends the loop after the round in progress,
+    so its leases are completed or released and the stores closed; a second Ctrl-C stops at once."""
+    stop = threading.Event()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @app.command("sync")
 def sync_command(
     store: StoreOpt = None,
@@ -365,10 +391,14 @@ def sync_command(
         if not names:
             raise CollectionNotFoundError(f"no collections in {base.store}: index documents first")
     code = ExitCode.OK
-    with progress_bars(enabled=not as_json and not watch, console=_err) as progress:
+    with progress_bars(enabled=not as_json and not watch, console=_err) as progress, _stop_on_signal(
+        watch
+    ) as stop:
         while True:
             code = ExitCode.OK
             for name in names:
+                if stop.is_set():
+                    break
                 settings = dataclasses.replace(base, collection=name)
                 with build_engine(settings, existing=True, load_model=False) as engine:
                     report = engine.sync(limit, batch_size=batch_size, progress=progress)
@@ -384,11 +414,7 @@ def sync_command(
                         + (f" ({report.in_flight} being sent by another process)" if report.in_flight else "")
                         + (f" ({escape(report.error)})" if report.error else "")
                     )
-            if not watch:
-                break
-            try:
-                time.sleep(interval)
-            except KeyboardInterrupt:
+            if not watch or stop.wait(interval):
                 break
     _exit(code)
 

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from edgeroute.framework.settings import build_engine, resolve_settings
 from edgeroute.framework.testing.emulator import GeminiEmulator
 
@@ -137,5 +139,35 @@ def test_sync_watch_drains_in_the_background_until_interrupted(tmp_path: Path) -
         assert proc.poll() is None, "--watch must keep running"
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
         reports = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         assert sum(r["written"] for r in reports) == 4 and len(reports) >= 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sync_watch_finishes_the_round_in_flight_when_stopped(tmp_path: Path, sig: signal.Signals) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for i in range(3):
+        (notes / f"n{i}.txt").write_text(f"public note {i} about grinders\n")
+    store = tmp_path / "store"
+    with GeminiEmulator(latency_ms=1500) as emu:
+        _index_offline(notes, store, emu)
+        proc = subprocess.Popen(
+            _cli("sync", "--watch", "--interval", "0.2", "--json"),
+            env=_env(store, emu),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not emu.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert emu.requests, "the watch never called the cloud"
+        proc.send_signal(sig)  # lands while the cloud call of the first round is in flight
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err[-2000:]
+        assert "Traceback" not in err
+        reports = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        assert len(reports) == 1 and reports[0]["written"] == 3  # the round finished, no new one began
+        assert _depth(store / "outbox.sqlite") == 0
