@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -55,7 +55,10 @@ def emulator_command(
         console.print(f"  export GOOGLE_GEMINI_BASE_URL={emu.base_url} GEMINI_API_KEY={api_key or 'any-key'}")
         console.print("  export NO_PROXY=127.0.0.1,localhost")
         try:
-            threading.Event().wait()
+            # Wake now and then: a signal the kernel hands to a server thread only runs its handler (the
+            # KeyboardInterrupt) once the main thread wakes, and an endless wait never would.
+            while True:
+                time.sleep(0.2)
         except KeyboardInterrupt:
             console.print("stopped")
 
