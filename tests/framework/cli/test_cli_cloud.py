@@ -19,6 +19,12 @@ from edgeroute.framework.cli import cloud as _  # noqa: F401  (registers the com
 from edgeroute.framework.cli.app import app
 
 
+def _ctrl_c_enabled() -> None:
+    """In the child: Ctrl-C's default action, which a shell's background job (``cmd &``) starts ignored
+    and which a Python child then keeps ignoring, so the SIGINT these tests send would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_bench_cloud_json() -> None:
     result = CliRunner().invoke(app, ["bench", "cloud", "--json", "--texts", "300", "--calls", "5"])
     assert result.exit_code == 0, result.output
@@ -39,7 +45,9 @@ def test_emulator_command_serves_the_sdk(tmp_path: Path) -> None:
         "--record",
         str(record),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"}, preexec_fn=_ctrl_c_enabled
+    )
     try:
         assert proc.stdout is not None
         url = ""

@@ -19,6 +19,12 @@ from edgeroute.framework.testing.emulator import GeminiEmulator
 N_DOCS = 60
 
 
+def _ctrl_c_enabled() -> None:
+    """In the child: Ctrl-C's default action, which a shell's background job (``cmd &``) starts ignored
+    and which a Python child then keeps ignoring, so the SIGINT these tests send would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _env(store: Path, emu: GeminiEmulator, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEROUTE_", "GEMINI_", "GOOGLE_"))}
     env.update(
@@ -131,6 +137,7 @@ def test_sync_watch_drains_in_the_background_until_interrupted(tmp_path: Path) -
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_ctrl_c_enabled,
         )
         deadline = time.monotonic() + 60
         while _depth(store / "outbox.sqlite") and time.monotonic() < deadline:
@@ -159,6 +166,7 @@ def test_sync_watch_finishes_the_round_in_flight_when_stopped(tmp_path: Path, si
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_ctrl_c_enabled,
         )
         deadline = time.monotonic() + 60
         while not emu.requests and time.monotonic() < deadline:
