@@ -211,6 +211,21 @@ class ToolRouter:
         is_description.extend([False] * len(self._no_tool))
         return texts, labels, is_description
 
+    async def _without_pii(
+        self, texts: list[str], labels: list[str], is_description: list[bool]
+    ) -> tuple[list[str], list[str], list[bool]]:
+        """The training texts that may reach the cloud embedder: those in which no layer finds PII (the
+        others still train the edge side)."""
+        found = await self.pii.afull(texts)
+        keep = [i for i, f in enumerate(found) if not f]
+        if len(keep) < len(texts):
+            logger.info(
+                "tool router: %d of %d training texts hold PII and stay on the device",
+                len(texts) - len(keep),
+                len(texts),
+            )
+        return [texts[i] for i in keep], [labels[i] for i in keep], [is_description[i] for i in keep]
+
     def _cloud_names(self) -> list[str]:
         # A tool whose domain is above the cloud ceiling never has its examples sent to the cloud.
         ceiling = self.policy.cloud_ceiling
@@ -243,6 +258,8 @@ class ToolRouter:
         """Fit one side's scorer and threshold; returns it with its decision and top-1 accuracy."""
         version = self._version
         texts, labels, is_description = self._training_set(names)
+        if encoder is self.cloud_encoder:
+            texts, labels, is_description = await self._without_pii(texts, labels, is_description)
         req_texts, req_labels = labelled
         # One embedding call for the examples and the labelled requests (misses only; the rest is cached).
         vecs = await encoder.aencode([*texts, *req_texts])

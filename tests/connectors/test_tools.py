@@ -220,6 +220,25 @@ def test_entities_the_patterns_miss_never_reach_the_cloud(emulator: GeminiEmulat
     assert backend.seen == []
 
 
+def test_tool_examples_with_pii_train_the_edge_side_only(emulator: GeminiEmulator) -> None:
+    from edgeroute.framework.pii import PiiDetector
+
+    backend = NameBackend()
+    cloud = CloudEmbedder(base_url=emulator.base_url, api_key="test-key", dims=256)
+    r = _router(cloud=cloud, threshold=1.0, pii_detector=PiiDetector(backend=backend))
+    r.register(
+        "email_contact",
+        "Write an e-mail to a contact",
+        ["mail jane.roe@example.org about the invoice", "write to Alice Moreau about lunch", "send an e-mail"],
+    )
+    r.fit()
+    r.route("will it rain tomorrow")  # escalates: the cloud side is fitted and used
+    sent = json.dumps(emulator.requests)
+    assert "send an e-mail" in sent  # the example without PII trains the cloud side
+    assert "jane.roe" not in sent and "Alice Moreau" not in sent  # pattern and entity findings stay home
+    assert r.route("write to Alice Moreau about lunch").served_by == "edge"
+
+
 def test_cloud_failure_degrades_to_edge(emulator: GeminiEmulator) -> None:
     cloud = CloudEmbedder(base_url=emulator.base_url, api_key="test-key", dims=256, offline=True)
     d = _router(cloud=cloud, threshold=1.0).route("will it rain tomorrow")
