@@ -44,6 +44,18 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from edgeroute.framework.cli import main; main()", *args]
 
 
+def _watch(store: Path, emu: GeminiEmulator) -> subprocess.Popen[str]:
+    """``edgeroute sync --watch --interval 0.2 --json`` in the background, its output piped."""
+    return subprocess.Popen(
+        _cli("sync", "--watch", "--interval", "0.2", "--json"),
+        env=_env(store, emu),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ctrl_c_enabled,
+    )
+
+
 def _depth(outbox: Path) -> int:
     with sqlite3.connect(outbox, timeout=10) as db:
         return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
@@ -131,14 +143,7 @@ def test_sync_watch_drains_in_the_background_until_interrupted(tmp_path: Path) -
     with GeminiEmulator() as emu:
         _index_offline(notes, store, emu)  # queued: edge done, cloud pending
         assert _depth(store / "outbox.sqlite") == 4
-        proc = subprocess.Popen(
-            _cli("sync", "--watch", "--interval", "0.2", "--json"),
-            env=_env(store, emu),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=_ctrl_c_enabled,
-        )
+        proc = _watch(store, emu)
         deadline = time.monotonic() + 60
         while _depth(store / "outbox.sqlite") and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -160,14 +165,7 @@ def test_sync_watch_finishes_the_round_in_flight_when_stopped(tmp_path: Path, si
     store = tmp_path / "store"
     with GeminiEmulator(latency_ms=1500) as emu:
         _index_offline(notes, store, emu)
-        proc = subprocess.Popen(
-            _cli("sync", "--watch", "--interval", "0.2", "--json"),
-            env=_env(store, emu),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=_ctrl_c_enabled,
-        )
+        proc = _watch(store, emu)
         deadline = time.monotonic() + 60
         while not emu.requests and time.monotonic() < deadline:
             time.sleep(0.05)
