@@ -23,20 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from ...framework.errors import ConfigurationError, InputError
-from ...policies.sensitivity import SENSITIVITY_LEVELS, Sensitivity
+from ...policies.sensitivity import SENSITIVITY_LEVELS
+from .records import ToolSpec
+
+ToolSpecRow = ToolSpec  # a tools.jsonl row is a tool spec; the old name stays importable
 
 SHIPPED_DATA = Path(__file__).resolve().parent.parent / "data"
 """The labelled set that ships with the package (14 tools; see its README.md)."""
 
 SEED = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ToolSpecRow:
-    name: str
-    description: str
-    examples: tuple[str, ...]
-    sensitivity: Sensitivity = "internal"
 
 
 @dataclass(frozen=True, slots=True)
