@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...framework.edge.blas import one_blas_thread
 from .fitting import F32, Scorer, Scores
 from .openset import OpenSetRule
 
@@ -47,8 +46,7 @@ def read(
     tail (a head unsure between many tools gives them all similar probabilities).
     """
     rows = np.vstack([whole[None, :], clauses]) if clauses is not None else whole[None, :]
-    with one_blas_thread():  # small products beside the model's threads: see framework/edge/blas.py
-        scores = model.scorer.scores(rows)
+    scores = model.scorer.scores(rows)
     names = model.scorer.tools
     rank, confidence = scores.rank[0], scores.confidence[0]
     order = np.argsort(-rank, kind="stable")

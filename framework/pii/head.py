@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from ...policies.config import ENTITY_KINDS
-from ..edge.blas import one_blas_thread
 from ..errors import ModelIntegrityError
 
 # One list for the policy side and the head: the trained weights' tag order follows it, so a kind
@@ -114,8 +113,7 @@ class PiiHead:
         """Typed spans whose score reaches the kind's threshold (kinds missing from ``thresholds`` are off)."""
         if len(states) == 0:
             return []
-        with one_blas_thread():
-            probs = self.probabilities(states)
+        probs = self.probabilities(states)
         n_kinds = len(HEAD_KINDS)
         # Probability that a token belongs to each kind (B + I), and of being outside any entity.
         kind_p = probs[:, 1:].reshape(len(probs), n_kinds, 2).sum(-1)
