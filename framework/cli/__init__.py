@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
+
+# Before numpy loads: one OpenBLAS thread in edgeroute's own processes. ONNX Runtime already uses every
+# core, and OpenBLAS's pool for the small products beside it (the PII head's, the tool router's) made
+# them wait on busy cores: a served query took 149 ms at p50 with the default and 118 ms with one
+# thread (`edgeroute bench serve`, 2 cores). An explicit setting in the environment wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from rich.console import Console
 from rich.markup import escape
