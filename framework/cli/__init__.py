@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import EdgeRouteError
-from . import cloud, edge, pii, policy, router, serve, store  # noqa: F401  (they register commands)
+from . import cloud, edge, indexing, pii, policy, router, serve, store, sync  # noqa: F401  (they register commands)
 from .app import app
 from .exit_codes import exit_code_for
 

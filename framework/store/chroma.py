@@ -14,30 +14,21 @@ malformed calls raise :class:`InputError` before anything is written.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
-import math
 import os
 import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-
-from ..documents import Hit, MetadataValue
-from ..embedder import Vectors
-from ..errors import CollectionNotFoundError, EdgeRouteError, InputError, StoreError
+from ..errors import CollectionNotFoundError, InputError, StoreError
 from ..spaces import EmbeddingSpace
+from .collection import CONTENT_HASH_KEY, Collection, StoredRecord, translated
 
 logger = logging.getLogger(__name__)
-
-CONTENT_HASH_KEY = "_content_hash"
-"""Metadata key under which each record keeps the hash of the content its vector was computed from."""
 
 INDEX_SUFFIXES = (".edge", ".cloud")
 """A logical collection ``NAME`` is stored as the Chroma collections ``NAME.edge`` and ``NAME.cloud``."""
@@ -81,28 +72,6 @@ def index_collection_name(name: str, index: str) -> str:
     if f".{index}" not in INDEX_SUFFIXES:
         raise InputError(f"index must be 'edge' or 'cloud', got {index!r}")
     return f"{validate_logical_name(name)}.{index}"
-
-
-@contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
-    """Turn Chroma's (and the OS's) errors into :class:`StoreError`; let ours through unchanged."""
-    try:
-        yield
-    except EdgeRouteError:
-        raise
-    except Exception as exc:
-        raise StoreError(f"{what} failed: {exc}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    """A record as stored: what :meth:`Collection.get` returns. ``vector`` is set only when asked for."""
-
-    id: str
-    text: str
-    content_hash: str | None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    vector: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +141,7 @@ class VectorStore:
             if not read_only:
                 raise StoreError(f"store path {p} is not writable ({exc.strerror or exc}): {fix}.") from exc
             opened = _snapshot(p)
-        with _translated(f"opening the Chroma store at {p}"):
+        with translated(f"opening the Chroma store at {p}"):
             client = chromadb.PersistentClient(path=str(opened), settings=_settings())
         store = cls(client, str(p), read_only=read_only)
         store.snapshot = opened if opened != p else None
@@ -201,7 +170,7 @@ class VectorStore:
 
         # Chroma shares one in-memory system per process; a database of our own keeps stores apart.
         database = "edgeroute_" + uuid.uuid4().hex
-        with _translated("creating an in-memory Chroma store"):
+        with translated("creating an in-memory Chroma store"):
             chromadb.AdminClient(_settings()).create_database(database)
             client = chromadb.EphemeralClient(settings=_settings(), database=database)
         return cls(client, f"memory:{database}")
@@ -233,7 +202,7 @@ class VectorStore:
                 "delete it first, or pass exist_ok=True to reuse it."
             )
         metadata: dict[str, Any] = {**space.to_metadata(), "edgeroute_store": 1}
-        with _translated(f"creating collection {name!r} in {self.location}"):
+        with translated(f"creating collection {name!r} in {self.location}"):
             raw = self._client.get_or_create_collection(
                 name=name,
                 metadata=metadata,
@@ -263,7 +232,7 @@ class VectorStore:
 
     def list_collections(self) -> list[str]:
         """Names of every collection in the store, sorted."""
-        with _translated(f"listing collections in {self.location}"):
+        with translated(f"listing collections in {self.location}"):
             return sorted(c.name for c in self._client.list_collections())
 
     def logical_collections(self) -> list[str]:
@@ -278,7 +247,7 @@ class VectorStore:
     def describe(self) -> list[CollectionInfo]:
         """Every collection with its space (None when not created by edgeroute) and record count."""
         out = []
-        with _translated(f"listing collections in {self.location}"):
+        with translated(f"listing collections in {self.location}"):
             for raw in sorted(self._client.list_collections(), key=lambda c: c.name):
                 space = EmbeddingSpace.from_metadata(dict(raw.metadata or {}))
                 out.append(CollectionInfo(raw.name, space, int(raw.count())))
@@ -288,7 +257,7 @@ class VectorStore:
         """Delete a collection and its records; an unknown name raises :class:`CollectionNotFoundError`."""
         self.get_collection(name)
         self.require_writable(f"delete collection {name!r}")
-        with _translated(f"deleting collection {name!r} in {self.location}"):
+        with translated(f"deleting collection {name!r} in {self.location}"):
             self._client.delete_collection(name=name)
 
     def _wrap(self, raw: Any) -> Collection:
@@ -304,288 +273,6 @@ class VectorStore:
         return f"VectorStore({self.location!r})"
 
 
-def _check_ids(ids: Sequence[str], what: str = "ids") -> list[str]:
-    if isinstance(ids, str):
-        raise InputError(f"{what} must be a sequence of strings, not one string; wrap it in a list")
-    out = list(ids)
-    for i in out:
-        if not isinstance(i, str) or not i:
-            raise InputError(f"every id must be a non-empty string, got {i!r}")
-    return out
-
-
-def _check_metadata(meta: Mapping[str, MetadataValue], row: int) -> dict[str, MetadataValue]:
-    if not isinstance(meta, Mapping):
-        raise InputError(f"metadatas[{row}] must be a mapping, got {type(meta).__name__}")
-    out: dict[str, MetadataValue] = {}
-    for key, value in meta.items():
-        if not isinstance(key, str) or not key:
-            raise InputError(f"metadatas[{row}] has a key {key!r}: keys must be non-empty strings")
-        if key == CONTENT_HASH_KEY:
-            raise InputError(
-                f"metadatas[{row}] uses the reserved key {CONTENT_HASH_KEY!r}: pass content_hashes"
-            )
-        if not isinstance(value, (str, int, float, bool)):
-            raise InputError(
-                f"metadatas[{row}][{key!r}] is a {type(value).__name__}; Chroma stores only str, int, "
-                "float or bool: convert it (for example json.dumps a list)"
-            )
-        out[key] = value
-    return out
-
-
-class Collection:
-    """One Chroma collection bound to one embedding space. Get it from :class:`VectorStore`."""
-
-    def __init__(self, raw: Any, space: EmbeddingSpace, store: VectorStore) -> None:
-        self._raw = raw
-        self.name: str = raw.name
-        self.space: EmbeddingSpace = space
-        self._store = store
-
-    def __repr__(self) -> str:
-        return f"Collection({self.name!r}, space={self.space.fingerprint!r})"
-
-    def _batches(self, n: int) -> Iterator[slice]:
-        size = self._store.max_batch_size
-        for start in range(0, n, size):
-            yield slice(start, min(n, start + size))
-
-    def count(self) -> int:
-        """Number of records."""
-        with _translated(f"counting collection {self.name!r}"):
-            return int(self._raw.count())
-
-    def stale_ids(self, ids: Sequence[str], content_hashes: Sequence[str]) -> list[str]:
-        """The ids (in the given order) that are missing or were stored with another content hash."""
-        id_list = _check_ids(ids)
-        hashes = list(content_hashes)
-        if len(hashes) != len(id_list):
-            raise InputError(f"got {len(id_list)} ids but {len(hashes)} content hashes; pass one hash per id")
-        stored: dict[str, Any] = {}
-        unique = list(dict.fromkeys(id_list))
-        for part in self._batches(len(unique)):
-            with _translated(f"reading collection {self.name!r}"):
-                got = self._raw.get(ids=unique[part], include=["metadatas"])
-            for rid, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
-                stored[rid] = (meta or {}).get(CONTENT_HASH_KEY)
-        return [i for i, h in zip(id_list, hashes, strict=True) if stored.get(i) != h]
-
-    def upsert(
-        self,
-        ids: Sequence[str],
-        vectors: Vectors,
-        *,
-        space: EmbeddingSpace,
-        texts: Sequence[str],
-        metadatas: Sequence[Mapping[str, MetadataValue]] | None = None,
-        content_hashes: Sequence[str],
-    ) -> None:
-        """Insert or replace records by id. Everything is checked before the first write.
-
-        ``space`` must equal the collection's (else :class:`SpaceMismatchError`); ``vectors`` must be
-        ``(len(ids), space.dims)`` and finite; metadata values str/int/float/bool. Large calls are split
-        into batches under Chroma's limit.
-        """
-        self.space.require_same(space, f"collection {self.name!r}")
-        self._store.require_writable(f"write to collection {self.name!r}")
-        id_list = _check_ids(ids)
-        n = len(id_list)
-        if n == 0:
-            return
-        if len(set(id_list)) != n:
-            dup = next(i for i in id_list if id_list.count(i) > 1)
-            raise InputError(f"id {dup!r} appears more than once in one upsert; ids must be unique")
-        arr = np.asarray(vectors, dtype=np.float32)
-        if arr.ndim != 2 or arr.shape[0] != n:
-            raise InputError(f"vectors must have shape ({n}, {self.space.dims}), got {arr.shape}")
-        if arr.shape[1] != self.space.dims:
-            raise InputError(
-                f"vectors have {arr.shape[1]} dims but collection {self.name!r} holds {self.space.dims}-dim "
-                f"vectors of {self.space.fingerprint}: embed with dims={self.space.dims}"
-            )
-        if not np.isfinite(arr).all():
-            raise InputError("vectors contain NaN or infinity; check the embedder's output")
-        text_list = list(texts)
-        hash_list = list(content_hashes)
-        meta_list = list(metadatas) if metadatas is not None else [{} for _ in range(n)]
-        for label, seq in (("texts", text_list), ("content_hashes", hash_list), ("metadatas", meta_list)):
-            if len(seq) != n:
-                raise InputError(f"got {n} ids but {len(seq)} {label}; pass one per id")
-        for t in text_list:
-            if not isinstance(t, str):
-                raise InputError(f"every text must be a string, got {type(t).__name__}")
-        for h in hash_list:
-            if not isinstance(h, str) or not h:
-                raise InputError("every content hash must be a non-empty string (Document.content_hash())")
-        metas: list[dict[str, MetadataValue]] = [
-            {**_check_metadata(m, row), CONTENT_HASH_KEY: h}
-            for row, (m, h) in enumerate(zip(meta_list, hash_list, strict=True))
-        ]
-        for part in self._batches(n):
-            with _translated(f"writing to collection {self.name!r}"):
-                self._raw.upsert(
-                    ids=id_list[part], embeddings=arr[part], documents=text_list[part], metadatas=metas[part]
-                )
-
-    def delete(self, ids: Sequence[str]) -> None:
-        """Delete records by id; unknown ids are ignored."""
-        id_list = _check_ids(ids)
-        self._store.require_writable(f"delete from collection {self.name!r}")
-        for part in self._batches(len(id_list)):
-            with _translated(f"deleting from collection {self.name!r}"):
-                self._raw.delete(ids=id_list[part])
-
-    def ids(self, where: Mapping[str, Any] | None = None) -> list[str]:
-        """Every record id (those matching the metadata filter ``where``, if given), in storage order."""
-        return [rid for rid, _ in self._pages(where, include_metadata=False)]
-
-    def metadata(self, where: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-        """``{id: metadata}`` for every record (matching ``where``), without vectors or texts."""
-        return dict(self._pages(where, include_metadata=True))
-
-    def _pages(
-        self, where: Mapping[str, Any] | None, *, include_metadata: bool
-    ) -> list[tuple[str, dict[str, Any]]]:
-        flt = _normalise_where(where)
-        out: list[tuple[str, dict[str, Any]]] = []
-        size = self._store.max_batch_size
-        include = ["metadatas"] if include_metadata else []
-        while True:
-            with _translated(f"listing records in collection {self.name!r}"):
-                got = self._raw.get(where=flt, limit=size, offset=len(out), include=include)
-            metas = got.get("metadatas") or [None] * len(got["ids"])
-            page = [
-                (rid, {k: v for k, v in (m or {}).items() if k != CONTENT_HASH_KEY})
-                for rid, m in zip(got["ids"], metas, strict=True)
-            ]
-            out.extend(page)
-            if len(page) < size:
-                return out
-
-    def update_metadata(self, ids: Sequence[str], metadatas: Sequence[Mapping[str, MetadataValue]]) -> None:
-        """Replace the metadata of stored records (vectors, texts and content hashes stay).
-
-        For a change that needs no new vector: a document re-marked confidential, a new title. Keys
-        a record had and the new metadata lacks are removed; unknown ids raise :class:`InputError`.
-        """
-        id_list = _check_ids(ids)
-        metas = [_check_metadata(m, row) for row, m in enumerate(metadatas)]
-        if len(metas) != len(id_list):
-            raise InputError(f"got {len(id_list)} ids but {len(metas)} metadatas; pass one per id")
-        self._store.require_writable(f"update collection {self.name!r}")
-        stored = {r.id: r for r in self.get(id_list)}
-        missing = [i for i in id_list if i not in stored]
-        if missing:
-            raise InputError(f"cannot update metadata of {missing[:5]}: not in collection {self.name!r}")
-        rows: list[dict[str, MetadataValue | None]] = []
-        for rid, meta in zip(id_list, metas, strict=True):
-            gone: dict[str, MetadataValue | None] = {k: None for k in stored[rid].metadata if k not in meta}
-            rows.append({**gone, **meta})  # None removes a key in Chroma's update
-        for part in self._batches(len(id_list)):
-            with _translated(f"updating collection {self.name!r}"):
-                self._raw.update(ids=id_list[part], metadatas=rows[part])
-
-    def query(
-        self,
-        vector: np.ndarray,
-        k: int = 10,
-        *,
-        space: EmbeddingSpace,
-        where: Mapping[str, Any] | None = None,
-    ) -> list[Hit]:
-        """The ``k`` nearest records to ``vector`` (shape ``(dims,)`` or ``(1, dims)``), best first.
-
-        ``score`` is the cosine similarity, ``rank`` starts at 1, ``index`` is the space's provider and
-        ``space`` its fingerprint. ``where`` is a Chroma metadata filter (``{"lang": "en"}``,
-        ``{"year": {"$gte": 2020}}``); several plain keys are combined with ``$and``. A record's
-        metadata key ``title`` (when a string) becomes ``Hit.title``.
-        """
-        q = self._query_vector(vector, k, space)
-        if q.ndim != 1 or q.shape[0] != self.space.dims:
-            raise InputError(
-                f"query vector must have shape ({self.space.dims},) for {self.space.fingerprint}, "
-                f"got {q.shape}"
-            )
-        if not np.isfinite(q).all():
-            raise InputError("query vector contains NaN or infinity")
-        flt = _normalise_where(where)
-        count = self.count()
-        if count == 0:
-            return []
-        try:
-            res = self._raw.query(
-                query_embeddings=q[None, :],
-                n_results=min(k, count),
-                where=flt,
-                include=["documents", "metadatas", "distances"],
-            )
-        except Exception as exc:
-            if flt is not None and type(exc).__name__ in {"InvalidArgumentError", "ValueError"}:
-                raise InputError(f"invalid metadata filter {dict(flt)!r}: {exc}") from exc
-            raise StoreError(f"querying collection {self.name!r} failed: {exc}") from exc
-        return self._hits(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
-
-    def _query_vector(
-        self, vector: np.ndarray[Any, Any], k: int, space: EmbeddingSpace
-    ) -> np.ndarray[Any, Any]:
-        """``vector`` as float32, a ``(1, dims)`` row flattened, after checking ``space`` and ``k``
-        (its shape and values are the caller's to check)."""
-        self.space.require_same(space, f"collection {self.name!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive integer, got {k!r}")
-        q = np.asarray(vector, dtype=np.float32)
-        if q.ndim == 2 and q.shape[0] == 1:
-            q = q[0]
-        return q
-
-    def _hits(
-        self, ids: Sequence[str], docs: Sequence[Any], metas: Sequence[Any], dists: Sequence[float]
-    ) -> list[Hit]:
-        """One Chroma result row (ids, documents, metadatas, distances) as ranked :class:`Hit` objects."""
-        index: Literal["edge", "cloud"] = "cloud" if self.space.provider == "cloud" else "edge"
-        hits = []
-        for rank, (rid, text, meta, dist) in enumerate(zip(ids, docs, metas, dists, strict=True), start=1):
-            clean = {k2: v for k2, v in (meta or {}).items() if k2 != CONTENT_HASH_KEY}
-            title = clean.get("title")
-            hits.append(
-                Hit(
-                    id=rid,
-                    text=text or "",
-                    score=float(1.0 - dist) if math.isfinite(dist) else float("nan"),
-                    rank=rank,
-                    index=index,
-                    space=self.space.fingerprint,
-                    metadata=clean,
-                    title=title if isinstance(title, str) else None,
-                )
-            )
-        return hits
-
-    def get(self, ids: Sequence[str], *, include_vectors: bool = False) -> list[StoredRecord]:
-        """The stored records for ``ids``, in the given order; ids not in the collection are left out."""
-        id_list = _check_ids(ids)
-        include = ["documents", "metadatas", *(["embeddings"] if include_vectors else [])]
-        found: dict[str, StoredRecord] = {}
-        unique = list(dict.fromkeys(id_list))
-        for part in self._batches(len(unique)):
-            with _translated(f"reading collection {self.name!r}"):
-                got = self._raw.get(ids=unique[part], include=include)
-            vecs = got.get("embeddings") if include_vectors else None
-            for j, rid in enumerate(got["ids"]):
-                meta = dict((got["metadatas"] or [])[j] or {})
-                h = meta.pop(CONTENT_HASH_KEY, None)
-                vec = np.asarray(vecs[j], dtype=np.float32) if vecs is not None else None
-                found[rid] = StoredRecord(
-                    id=rid,
-                    text=(got["documents"] or [""])[j] or "",
-                    content_hash=h if isinstance(h, str) else None,
-                    metadata=meta,
-                    vector=vec,
-                )
-        return [found[i] for i in unique if i in found]
-
-
 def _probe_writable(p: Path) -> None:
     # A throw-away file: permission bits lie under root, ACLs and read-only mounts.
     fd, probe = tempfile.mkstemp(prefix=".edgeroute-probe-", dir=p)
@@ -598,25 +285,11 @@ def _snapshot(p: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix="edgeroute-ro-store-"))
     atexit.register(shutil.rmtree, tmp, True)
     copy = tmp / "store"
-    with _translated(f"copying the read-only store at {p}"):
+    with translated(f"copying the read-only store at {p}"):
         shutil.copytree(p, copy, ignore=shutil.ignore_patterns("*.sqlite", "*.sqlite-*", "*.json", "*.jsonl"))
     size = sum(f.stat().st_size for f in copy.rglob("*") if f.is_file())
     logger.info("store %s is not writable; reading a temporary snapshot of it (%.1f MB)", p, size / 1e6)
     return copy
-
-
-def _normalise_where(where: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if where is None:
-        return None
-    if not isinstance(where, Mapping):
-        raise InputError(f"where must be a mapping such as {{'lang': 'en'}}, got {type(where).__name__}")
-    flt = dict(where)
-    if not flt:
-        return None
-    # Chroma wants one top-level key; several plain keys mean "all of them".
-    if len(flt) > 1 and not any(k.startswith("$") for k in flt):
-        return {"$and": [{k: v} for k, v in flt.items()]}
-    return flt
 
 
 __all__ = [

@@ -1,0 +1,168 @@
+"""The outbox commands: sync (drain it into the cloud index) and status (queues, circuit, spend)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..errors import CollectionNotFoundError
+from ..settings import build_engine, require_store
+from .app import app
+from .exit_codes import ExitCode
+from .options import JsonOpt, PolicyOpt, StoreOpt, err, exit_with, out, print_json, settings_from
+from .progress import progress_bars
+
+
+@contextlib.contextmanager
+def _stop_on_signal(enabled: bool) -> Iterator[threading.Event]:
+    """With ``enabled`` (``sync --watch``), Ctrl-C or SIGTERM ends the loop after the round in progress,
+    so its leases are completed or released and the stores closed; a second Ctrl-C stops at once."""
+    stop = threading.Event()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@app.command("sync")
+def sync_command(
+    store: StoreOpt = None,
+    collection: Annotated[
+        str | None,
+        typer.Option(
+            "--collection",
+            "-c",
+            help="Drain one collection (default: every collection with queued documents)",
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Send at most N documents per collection")] = None,
+    batch_size: Annotated[int, typer.Option(help="Documents per cloud call")] = 32,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep draining in the background until Ctrl-C")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between drains with --watch")] = 5.0,
+    policy: PolicyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Drain the outbox into the cloud index. Safe to interrupt (even kill -9), to rerun, and to run in
+    several processes at once (each document is sent by one of them). Loads no model.
+
+    Exit codes: 0 every queue drained; 3 documents still queued or failed (the error says why); 2 an
+    unknown collection (the existing ones are listed).
+    """
+    from .sources import collection_given, collections_in, require_collection
+
+    base = settings_from(store, collection, policy)
+    existing = collections_in(base)
+    if collection_given(collection):
+        require_collection(base, existing)
+        names = [base.collection]
+    else:
+        names = existing
+        if not names:
+            raise CollectionNotFoundError(f"no collections in {base.store}: index documents first")
+    code = ExitCode.OK
+    with progress_bars(enabled=not as_json and not watch, console=err) as progress, _stop_on_signal(
+        watch
+    ) as stop:
+        while True:
+            code = ExitCode.OK
+            for name in names:
+                if stop.is_set():
+                    break
+                settings = dataclasses.replace(base, collection=name)
+                with build_engine(settings, existing=True, load_model=False) as engine:
+                    report = engine.sync(limit, batch_size=batch_size, progress=progress)
+                if not report.complete:
+                    code = ExitCode.EDGE_ONLY
+                if as_json:
+                    print(json.dumps({"collection": name, **report.to_dict()}), flush=True)
+                else:
+                    out.print(
+                        f"[bold]{name}[/]: {report.written} sent, {report.unchanged} already there, "
+                        f"{report.refused} refused by privacy, {report.failed} failed; "
+                        f"{report.remaining} still queued"
+                        + (f" ({report.in_flight} being sent by another process)" if report.in_flight else "")
+                        + (f" ({escape(report.error)})" if report.error else "")
+                    )
+            if not watch or stop.wait(interval):
+                break
+    exit_with(code)
+
+
+@app.command("status")
+def status_command(
+    store: StoreOpt = None,
+    collection: Annotated[
+        str | None,
+        typer.Option("--collection", "-c", help="One collection (default: every collection in the store)"),
+    ] = None,
+    policy: PolicyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue depth, circuit state, budget left, cloud spend, cache hit rate and index sizes. Loads no model
+    and creates nothing. With --json and no --collection: {"collections": [...]} (one object each)."""
+    from .sources import collection_given, collections_in, require_collection
+
+    base = settings_from(store, collection, policy)
+    require_store(base)
+    existing = collections_in(base)
+    given = collection_given(collection)
+    if given:
+        require_collection(base, existing)
+    names = [base.collection] if given else existing
+    statuses = []
+    for name in names:
+        with build_engine(
+            dataclasses.replace(base, collection=name), read_only=True, load_model=False
+        ) as engine:
+            statuses.append(engine.status())
+    if as_json:
+        print_json(statuses[0] if given else {"store": str(base.store), "collections": statuses})
+        return
+    if not statuses:
+        out.print(f"no collections in {base.store}")
+    for status in statuses:
+        _print_status(status)
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    table = Table("", "value", show_header=False, title=f"{status['collection']} at {status['store']}")
+    spend = status["cloud"].get("store_spend") or status["cloud"].get("usage", {})
+    rate = status["cache_hit_rate"]
+    leased = status["outbox"].get("leased", 0)
+    rows = {
+        "edge index": f"{status['edge_count']} records ({status['edge_space']})",
+        "cloud index": f"{status['cloud_count']} records ({status['cloud_space'] or 'no cloud configured'})",
+        "outbox depth": str(status["outbox_depth"]) + (f" ({leased} being sent)" if leased else ""),
+        "circuit": status["circuit"],
+        "budget left": "unlimited"
+        if status["budget_left_usd"] is None
+        else f"${status['budget_left_usd']:.6f}",
+        "cloud spend": f"${spend.get('cost_usd', 0.0):.6f} ({spend.get('total_tokens', 0)} tokens, "
+        f"{spend.get('calls', 0)} calls, every process on this store)",
+        "cache hit rate": "n/a" if rate is None else f"{rate:.1%}",
+    }
+    for key, value in rows.items():
+        table.add_row(key, escape(value))
+    out.print(table)
