@@ -26,6 +26,17 @@ if TYPE_CHECKING:
 CONTENT_HASH_KEY = "_content_hash"
 """Metadata key under which each record keeps the hash of the content its vector was computed from."""
 
+# Chroma 1.5's embedded store writes a record's metadata to SQLite in one statement of six variables
+# a key; past SQLite's 32,766 variables (about 5,460 keys: 5,400 were fine, 5,500 were not) the write
+# fails with "Error in compaction" and the collection is unusable for good: every later write, and
+# after a restart every read. So a record's metadata is bounded well below that, before any write.
+MAX_METADATA_KEYS = 1000
+"""Most metadata keys of one record (besides the reserved content-hash key)."""
+MAX_METADATA_KEY_CHARS = 256
+"""Longest metadata key, in characters."""
+MAX_METADATA_VALUE_CHARS = 65_536
+"""Longest string metadata value, in characters (the text belongs in the document, not its metadata)."""
+
 
 @contextlib.contextmanager
 def translated(what: str) -> Iterator[None]:
@@ -59,24 +70,45 @@ def _check_ids(ids: Sequence[str], what: str = "ids") -> list[str]:
     return out
 
 
-def _check_metadata(meta: Mapping[str, MetadataValue], row: int) -> dict[str, MetadataValue]:
+def check_metadata(meta: Mapping[str, MetadataValue], label: str = "metadata") -> dict[str, MetadataValue]:
+    """``meta`` as a dict, after checking what Chroma can store without harm; :class:`InputError`
+    (naming ``label``) for a non-mapping, too many keys, an empty, long or reserved key, or a value
+    that is not str/int/float/bool, a string over the length cap, or a non-finite float."""
     if not isinstance(meta, Mapping):
-        raise InputError(f"metadatas[{row}] must be a mapping, got {type(meta).__name__}")
+        raise InputError(f"{label} must be a mapping, got {type(meta).__name__}")
+    if len(meta) > MAX_METADATA_KEYS:
+        raise InputError(
+            f"{label} has {len(meta)} keys; at most {MAX_METADATA_KEYS} are allowed (Chroma cannot "
+            "store a record with thousands of keys): keep a few filterable keys, put the rest in the text"
+        )
     out: dict[str, MetadataValue] = {}
     for key, value in meta.items():
         if not isinstance(key, str) or not key:
-            raise InputError(f"metadatas[{row}] has a key {key!r}: keys must be non-empty strings")
-        if key == CONTENT_HASH_KEY:
+            raise InputError(f"{label} has a key {key!r}: keys must be non-empty strings")
+        if len(key) > MAX_METADATA_KEY_CHARS:
             raise InputError(
-                f"metadatas[{row}] uses the reserved key {CONTENT_HASH_KEY!r}: pass content_hashes"
+                f"{label} has a key of {len(key)} characters; the limit is {MAX_METADATA_KEY_CHARS}"
             )
+        if key == CONTENT_HASH_KEY:
+            raise InputError(f"{label} uses the reserved key {CONTENT_HASH_KEY!r}: pass content_hashes")
         if not isinstance(value, (str, int, float, bool)):
             raise InputError(
-                f"metadatas[{row}][{key!r}] is a {type(value).__name__}; Chroma stores only str, int, "
+                f"{label}[{key!r}] is a {type(value).__name__}; Chroma stores only str, int, "
                 "float or bool: convert it (for example json.dumps a list)"
             )
+        if isinstance(value, str) and len(value) > MAX_METADATA_VALUE_CHARS:
+            raise InputError(
+                f"{label}[{key!r}] has {len(value)} characters; the limit for a metadata value is "
+                f"{MAX_METADATA_VALUE_CHARS}: put long text in the document itself"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"{label}[{key!r}] is {value}; metadata numbers must be finite")
         out[key] = value
     return out
+
+
+def _check_metadata(meta: Mapping[str, MetadataValue], row: int) -> dict[str, MetadataValue]:
+    return check_metadata(meta, f"metadatas[{row}]")
 
 
 class Collection:
@@ -345,4 +377,12 @@ def normalise_where(where: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return flt
 
 
-__all__ = ["CONTENT_HASH_KEY", "Collection", "StoredRecord"]
+__all__ = [
+    "CONTENT_HASH_KEY",
+    "MAX_METADATA_KEYS",
+    "MAX_METADATA_KEY_CHARS",
+    "MAX_METADATA_VALUE_CHARS",
+    "Collection",
+    "StoredRecord",
+    "check_metadata",
+]
