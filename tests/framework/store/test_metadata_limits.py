@@ -60,7 +60,9 @@ def test_a_refused_write_leaves_the_collection_usable(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="at most 1000"):
         write(col, huge)
     # The cap itself is far below Chroma's limit (about 5,460 keys): a record at the cap is stored.
-    full = Document("full", "as many keys as allowed", metadata={f"k{i}": i for i in range(MAX_METADATA_KEYS)})
+    full = Document(
+        "full", "as many keys as allowed", metadata={f"k{i}": i for i in range(MAX_METADATA_KEYS)}
+    )
     write(col, full)
     assert len(col.get(["full"])[0].metadata) == MAX_METADATA_KEYS
     write(col, Document("new", "A record written after the refused one."))
