@@ -9,6 +9,7 @@ sha256 hashes; the raw text only when the log is opened with ``record_text=True`
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import threading
 import time
@@ -100,6 +101,17 @@ class AuditSummary:
         return asdict(self)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (in dicts, lists and tuples) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 class AuditLog:
     """Append-only decision records. Thread-safe; ``path=None`` keeps records in memory only.
 
@@ -136,7 +148,13 @@ class AuditLog:
     def write(self, record: QueryRecord | CloudCallRecord | Mapping[str, Any]) -> Record:
         """Append one record (a ``time`` field is added when missing); returns what was written."""
         rec: Record = {"time": time.time(), **record}
-        line = json.dumps(rec, ensure_ascii=False, default=str)
+        try:
+            line = json.dumps(rec, ensure_ascii=False, default=str, allow_nan=False)
+        except ValueError:
+            # NaN and Infinity are not JSON: written as is they make the log unreadable to every
+            # JSON reader. A non-finite number (a deadline of Infinity) is recorded as null instead.
+            rec = _finite(rec)
+            line = json.dumps(rec, ensure_ascii=False, default=str, allow_nan=False)
         with self._lock:
             if self.read_only:
                 raise ConfigurationError(f"audit log {self.path} was opened read-only; open it to append")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from edgeroute.framework.router.audit import AuditLog, text_sha256
 
 
@@ -86,3 +88,13 @@ def test_tail_returns_the_last_records_in_order(tmp_path: Path) -> None:
         assert [r["n"] for r in log.tail(2)] == [3, 4]
     lines = (tmp_path / "a.jsonl").read_text().splitlines()
     assert all("time" in json.loads(line) for line in lines)
+
+
+def test_non_finite_numbers_are_written_as_null_so_every_line_stays_json(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.write({"kind": "query", "deadline_ms": float("inf"), "scores": [0.5, float("nan")]})
+    log.close()
+    line = (tmp_path / "audit.jsonl").read_text(encoding="utf-8").strip()
+    assert "Infinity" not in line and "NaN" not in line
+    rec = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the audit log"))
+    assert rec["deadline_ms"] is None and rec["scores"] == [0.5, None]
