@@ -30,8 +30,9 @@ CONTENT_HASH_KEY = "_content_hash"
 # a key; past SQLite's 32,766 variables (about 5,460 keys: 5,400 were fine, 5,500 were not) the write
 # fails with "Error in compaction" and the collection is unusable for good: every later write, and
 # after a restart every read. So a record's metadata is bounded well below that, before any write.
-MAX_METADATA_KEYS = 1000
-"""Most metadata keys of one record (besides the reserved content-hash key)."""
+MAX_METADATA_KEYS = 1024
+"""Most metadata keys of one record as stored (besides the reserved content-hash key); the service
+lets a document bring 1,000, which leaves room for the keys the engine adds (sensitivity, title)."""
 MAX_METADATA_KEY_CHARS = 256
 """Longest metadata key, in characters."""
 MAX_METADATA_VALUE_CHARS = 65_536
@@ -70,15 +71,17 @@ def _check_ids(ids: Sequence[str], what: str = "ids") -> list[str]:
     return out
 
 
-def check_metadata(meta: Mapping[str, MetadataValue], label: str = "metadata") -> dict[str, MetadataValue]:
+def check_metadata(
+    meta: Mapping[str, MetadataValue], label: str = "metadata", *, max_keys: int = MAX_METADATA_KEYS
+) -> dict[str, MetadataValue]:
     """``meta`` as a dict, after checking what Chroma can store without harm; :class:`InputError`
     (naming ``label``) for a non-mapping, too many keys, an empty, long or reserved key, or a value
     that is not str/int/float/bool, a string over the length cap, or a non-finite float."""
     if not isinstance(meta, Mapping):
         raise InputError(f"{label} must be a mapping, got {type(meta).__name__}")
-    if len(meta) > MAX_METADATA_KEYS:
+    if len(meta) > max_keys:
         raise InputError(
-            f"{label} has {len(meta)} keys; at most {MAX_METADATA_KEYS} are allowed (Chroma cannot "
+            f"{label} has {len(meta)} keys; at most {max_keys} are allowed (Chroma cannot "
             "store a record with thousands of keys): keep a few filterable keys, put the rest in the text"
         )
     out: dict[str, MetadataValue] = {}
