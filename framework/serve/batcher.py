@@ -10,6 +10,12 @@ computing, new requests gather, so under load the batches grow by themselves and
 nothing. Sync calls made from worker threads while the loop runs (a blocking step of a flow) join
 the same batches.
 
+Model work is shared fairly between tenants (:data:`current_tenant`, set when a request is admitted):
+a request of more than ``max_batch`` texts is queued as slices of ``max_batch``, each batch starts
+with the oldest job of the tenant served longest ago, and is filled round-robin, one job per tenant
+at a time. So a tenant with a thousand texts queued delays another tenant's query by at most the
+batch in progress, not by its whole queue.
+
 Requests are batched only with requests of the same kind (queries, documents, or a named prompt)
 and dims. A request whose caller is cancelled (its client disconnected) before its batch starts is
 dropped from the batch. With ``enabled=False`` every call goes straight to the wrapped embedder:
@@ -25,8 +31,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import numpy as np
 
 from ..aio import in_executor, to_thread
 from ..embedder import Embedder, Vectors
@@ -38,6 +47,9 @@ T = TypeVar("T")
 
 _Key = tuple[str, int | None, str | None]  # (kind, dims, prompt name)
 
+current_tenant: ContextVar[str | None] = ContextVar("edgeroute_serve_tenant", default=None)
+"""The tenant of the request being served (the service's admission sets it); None outside one."""
+
 
 @dataclass
 class _Job:
@@ -45,6 +57,7 @@ class _Job:
     texts: list[str]
     titles: list[str | None] | None
     future: asyncio.Future[Any]
+    tenant: str | None = None
     arrived: float = field(default_factory=time.monotonic)
 
 
@@ -85,6 +98,8 @@ class MicroBatcher:
         self.enabled = enabled and max_batch > 1
         self.stats = BatchStats()
         self._pending: deque[_Job] = deque()
+        self._turn = 0  # batches started; a tenant's last turn orders the round-robin
+        self._last_turn: dict[str | None, int] = {}
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -248,28 +263,64 @@ class MicroBatcher:
             return await self._call(key, texts, titles)
         if self._worker is None or self._worker.done():
             self.start()
-        job = _Job(key, texts, titles, loop.create_future())
-        self._pending.append(job)
+        tenant = current_tenant.get()
+        futures: list[asyncio.Future[Any]] = []
+        # Slices of max_batch: a large request takes turns with other tenants' work between slices.
+        for start in range(0, len(texts), self.max_batch):
+            part = slice(start, start + self.max_batch)
+            job = _Job(key, texts[part], titles[part] if titles else None, loop.create_future(), tenant)
+            self._pending.append(job)
+            futures.append(job.future)
         assert self._wakeup is not None
         self._wakeup.set()
         self.stats.requests += 1
-        return await job.future
+        if len(futures) == 1:
+            return await futures[0]
+        parts = await asyncio.gather(*futures)
+        if key[0] == "states":
+            return np.concatenate([p[0] for p in parts]), [s for p in parts for s in p[1]]
+        return np.concatenate(parts)
 
     def _ready(self, key: _Key) -> int:
         return sum(len(j.texts) for j in self._pending if j.key == key)
 
-    def _take(self, key: _Key) -> list[_Job]:
-        """The oldest jobs of ``key`` up to ``max_batch`` texts (the first always, however large)."""
-        taken: list[_Job] = []
-        size = 0
-        rest: deque[_Job] = deque()
+    def _first(self) -> _Job:
+        """The oldest job of the tenant whose last turn is the longest ago (never served: first)."""
+        best = self._pending[0]
+        best_turn = self._last_turn.get(best.tenant, -1)
         for job in self._pending:
-            if job.key == key and (not taken or size + len(job.texts) <= self.max_batch):
-                taken.append(job)
-                size += len(job.texts)
-            else:
-                rest.append(job)
-        self._pending = rest
+            turn = self._last_turn.get(job.tenant, -1)
+            if turn < best_turn:
+                best, best_turn = job, turn
+        return best
+
+    def _take(self, first: _Job) -> list[_Job]:
+        """``first``, then jobs of its key round-robin across tenants (least recently served first,
+        each tenant's in arrival order), up to ``max_batch`` texts."""
+        queues: dict[str | None, deque[_Job]] = {}
+        for job in self._pending:
+            if job is not first and job.key == first.key:
+                queues.setdefault(job.tenant, deque()).append(job)
+        order = sorted((t for t in queues if t != first.tenant), key=lambda t: self._last_turn.get(t, -1))
+        if first.tenant in queues:
+            order.append(first.tenant)
+        taken = [first]
+        size = len(first.texts)
+        progress = True
+        while progress:
+            progress = False
+            for tenant in order:
+                queue = queues[tenant]
+                if queue and size + len(queue[0].texts) <= self.max_batch:
+                    job = queue.popleft()
+                    taken.append(job)
+                    size += len(job.texts)
+                    progress = True
+        chosen = {id(j) for j in taken}
+        self._pending = deque(j for j in self._pending if id(j) not in chosen)
+        self._turn += 1
+        for job in taken:
+            self._last_turn[job.tenant] = self._turn
         return taken
 
     async def _run(self) -> None:
@@ -279,7 +330,7 @@ class MicroBatcher:
             while not self._pending:
                 wakeup.clear()
                 await wakeup.wait()
-            first = self._pending[0]
+            first = self._first()
             # Gather for up to max_wait after the oldest request arrived (no wait if it already has).
             while self._ready(first.key) < self.max_batch:
                 left = first.arrived + self.max_wait_s - time.monotonic()
@@ -288,7 +339,7 @@ class MicroBatcher:
                 wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), left)
-            jobs = self._take(first.key)
+            jobs = self._take(first)
             live = [j for j in jobs if not j.future.done()]
             self.stats.dropped += len(jobs) - len(live)
             if not live:

@@ -168,3 +168,81 @@ async def test_the_loop_keeps_running_while_the_model_computes() -> None:
     t.cancel()
     assert ticks >= 20  # ~40 possible in 0.4 s; a blocked loop would give 0
     await b.aclose()
+
+
+class Gated(Recording):
+    """A model whose first call waits until the test opens the gate, so that work queues behind it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self.gate = threading.Event()
+
+    def embed_queries(self, texts: Sequence[str], *, dims: int | None = None) -> Vectors:
+        if not self.seen:
+            self.seen.append(list(texts))
+            self.gate.wait(10)
+            return HashingEmbedder.embed_queries(self, texts, dims=dims)
+        return super().embed_queries(texts, dims=dims)
+
+
+async def _as_tenant(tenant: str, coro: Callable[[], object]) -> object:
+    from edgeroute.framework.serve.batcher import current_tenant
+
+    current_tenant.set(tenant)  # each task has its own context: this sets it for this call only
+    return await coro()  # type: ignore[misc]
+
+
+async def test_model_work_is_shared_round_robin_between_tenants() -> None:
+    inner = Gated()
+    b = MicroBatcher(inner, max_batch=4, max_wait_ms=0)
+    blocker = asyncio.ensure_future(_as_tenant("bulk", lambda: b.aembed_queries(["blocker"])))
+    while not inner.seen:
+        await asyncio.sleep(0.005)
+    # While the model is busy, "bulk" queues 40 texts in one request and 3 more, then "small" and
+    # "other" one query each.
+    bulk = asyncio.ensure_future(
+        _as_tenant("bulk", lambda: b.aembed_queries([f"bulk{i}" for i in range(40)]))
+    )
+    more = [
+        asyncio.ensure_future(_as_tenant("bulk", lambda i=i: b.aembed_queries([f"more{i}"])))
+        for i in range(3)
+    ]
+    await asyncio.sleep(0.02)
+    small = asyncio.ensure_future(_as_tenant("small", lambda: b.aembed_queries(["small query"])))
+    other = asyncio.ensure_future(_as_tenant("other", lambda: b.aembed_queries(["other query"])))
+    await asyncio.sleep(0.02)
+    inner.gate.set()
+    out = await asyncio.gather(blocker, bulk, *more, small, other)
+    batches = inner.seen[1:]
+    # The first batch after the busy one already serves the two small tenants, beside bulk's slice.
+    assert "small query" in batches[0] and "other query" in batches[0], batches
+    assert all(len(c) <= 4 for c in batches)
+    # bulk's 40 texts came back whole and in order, from 10 slices.
+    bulk_rows = out[1]
+    np.testing.assert_allclose(
+        bulk_rows, HashingEmbedder(64).embed_queries([f"bulk{i}" for i in range(40)]), atol=1e-6
+    )
+    await b.aclose()
+
+
+async def test_a_tenant_that_arrives_behind_a_long_queue_is_served_next() -> None:
+    inner = Gated()
+    b = MicroBatcher(inner, max_batch=2, max_wait_ms=0)
+    blocker = asyncio.ensure_future(_as_tenant("a", lambda: b.aembed_queries(["blocker"])))
+    while not inner.seen:
+        await asyncio.sleep(0.005)
+    a_jobs = [
+        asyncio.ensure_future(_as_tenant("a", lambda i=i: b.aembed_queries([f"a{i}"]))) for i in range(10)
+    ]
+    await asyncio.sleep(0.02)
+    late = asyncio.ensure_future(_as_tenant("b", lambda: b.aembed_queries(["b0"])))
+    await asyncio.sleep(0.02)
+    inner.gate.set()
+    await asyncio.gather(blocker, *a_jobs, late)
+    batches = inner.seen[1:]
+    # Arrival order would put b0 in the sixth batch; round-robin puts it in the first.
+    assert batches[0] == ["b0", "a0"] or batches[0] == ["a0", "b0"], batches
+    assert [t for c in batches for t in c if t.startswith("a")] == [f"a{i}" for i in range(10)]
+    await b.aclose()
