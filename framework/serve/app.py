@@ -25,7 +25,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import EdgeRouteError
 from . import embeddings, ops, retrieval, tools
+from .admission import Admission, send_error
 from .errors import ApiError, error_body, from_edgeroute
+from .limits import body_too_large
 from .metrics import Metrics, endpoint_label
 from .service import Service
 
@@ -40,16 +42,21 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class ObserveAndCancel:
-    """ASGI middleware: metrics and an access line per request, and cancellation on client disconnect.
+    """ASGI middleware: admission, metrics and an access line per request, and cancellation on
+    client disconnect.
 
-    The body is read first; then the app runs as a task while the connection is watched, and a
-    disconnect before the response is complete cancels the task (its queued embedding work is
-    dropped, its cloud call cancelled). Such a request is counted with status 499.
+    The request is admitted on its headers first (:mod:`.admission`: body size, key, rate limit),
+    so a refused request is answered without its body being read. Then the body is read, counted
+    against the size cap as it arrives (413 past it); then the app runs as a task while the
+    connection is watched, and a disconnect before the response is complete cancels the task (its
+    queued embedding work is dropped, its cloud call cancelled). Such a request is counted with
+    status 499.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, admission: Admission | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,12 +66,25 @@ class ObserveAndCancel:
         endpoint = endpoint_label(scope.get("path", ""))
         status = {"code": 500, "done": False}
         state: dict[str, Any] = scope.setdefault("state", {})
+        refused = self.admission.refusal(scope) if self.admission is not None else None
+        if refused is not None:
+            await send_error(send, refused[0], close=refused[1])
+            self._finish(scope, endpoint, state, refused[0].status, t0)
+            return
+        cap = self.admission.max_body if self.admission is not None else None
 
         body: list[Message] = []
+        size = 0
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
                 self._finish(scope, endpoint, state, 499, t0)
+                return
+            size += len(msg.get("body", b""))
+            if cap is not None and size > cap:  # a chunked body without a length, or a lying one
+                body.clear()
+                await send_error(send, body_too_large(cap), close=True)
+                self._finish(scope, endpoint, state, 413, t0)
                 return
             body.append(msg)
             if not msg.get("more_body"):
@@ -203,7 +223,7 @@ def create_app(service: Service, *, tool_defaults: list[Any] | None = None) -> F
     for module in (embeddings, retrieval, tools, ops):
         app.include_router(module.router)
     _install_handlers(app)
-    app.add_middleware(ObserveAndCancel, metrics=service.metrics)
+    app.add_middleware(ObserveAndCancel, metrics=service.metrics, admission=Admission(service))
     return app
 
 

@@ -1,11 +1,14 @@
-"""Request dependencies: the service, the caller's tenant (401 without a valid key), its rate limit.
+"""Who is asking: the caller's tenant (401 without a valid key) and its rate limit (429).
 
-They are coroutines on purpose: FastAPI runs plain ``def`` dependencies in a thread pool, two thread
-hops per request for work that takes microseconds (a sha256 and a dictionary look-up).
+:func:`admit` runs on the request's headers alone. The app's middleware calls it before the body is
+read (:mod:`.admission`), so a refused request costs a sha256 and a dictionary look-up, never an
+upload, a parse or model work. The dependencies are coroutines on purpose: FastAPI runs plain
+``def`` dependencies in a thread pool, two thread hops per request for work that takes microseconds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -21,17 +24,18 @@ async def get_service(request: Request) -> Service:
     return service
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+def bearer(headers: Mapping[str, str]) -> str | None:
+    header = headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
 
 
-async def get_tenant(request: Request, service: Annotated[Service, Depends(get_service)]) -> Tenant:
-    """The key's tenant; 401 for a missing or unknown key, 429 (with Retry-After) over the rate limit."""
-    tenant = service.keys.authenticate(_bearer(request))
+def admit(service: Service, headers: Mapping[str, str]) -> Tenant:
+    """The key's tenant, a rate-limit token taken; 401 for a missing or unknown key, 429 (with
+    Retry-After) over the rate limit."""
+    tenant = service.keys.authenticate(bearer(headers))
     if tenant is None:
         raise ApiError(
             401,
@@ -40,20 +44,35 @@ async def get_tenant(request: Request, service: Annotated[Service, Depends(get_s
             "`edgeroute keys create --tenant NAME`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    request.state.tenant = tenant.name
     wait = service.limiter.acquire(tenant.name, tenant.rate_per_s, tenant.burst)
     if wait > 0:
-        raise ApiError(
+        raise RateLimited(tenant, wait)
+    return tenant
+
+
+class RateLimited(ApiError):
+    def __init__(self, tenant: Tenant, wait: float) -> None:
+        super().__init__(
             429,
             "rate_limited",
             f"tenant {tenant.name!r} is over its rate limit of {tenant.rate_per_s:g} requests/s; "
             f"retry in {wait:.2f} s",
             headers={"Retry-After": retry_after_header(wait)},
         )
+        self.tenant = tenant
+
+
+async def get_tenant(request: Request, service: Annotated[Service, Depends(get_service)]) -> Tenant:
+    """The tenant the middleware admitted; admitted here when the app runs without it."""
+    admitted = getattr(request.state, "admitted", None)
+    if isinstance(admitted, Tenant):
+        return admitted
+    tenant = admit(service, request.headers)
+    request.state.tenant = tenant.name
     return tenant
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
 TenantDep = Annotated[Tenant, Depends(get_tenant)]
 
-__all__ = ["ServiceDep", "TenantDep", "get_service", "get_tenant"]
+__all__ = ["RateLimited", "ServiceDep", "TenantDep", "admit", "bearer", "get_service", "get_tenant"]

@@ -16,6 +16,7 @@ from ..embedder import Vectors
 from .auth import ServiceDep, TenantDep
 from .errors import ApiError
 from .keys import Tenant
+from .limits import StrictJSONRoute
 from .privacy import privacy_reasons
 from .schemas import (
     MAX_INPUTS,
@@ -27,7 +28,7 @@ from .schemas import (
 )
 from .service import Service
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter(tags=["embeddings"], route_class=StrictJSONRoute)
 
 _CLOUD_DIMS = [128, 256, 512, 768, 1536, 3072]
 

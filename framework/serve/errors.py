@@ -49,6 +49,7 @@ CODES = {
     "privacy.pii": "PII was found in the input, so it may not go to the cloud",
     "privacy.guard": "the privacy guard refused a cloud call",
     "budget.exhausted": "the tenant's cloud budget is spent",
+    "too_large": "the request body is over the server's size limit (--max-body-mb)",
     "rate_limited": "the tenant's rate limit is exceeded; retry after Retry-After seconds",
     "routing.refused": "the policy cannot serve this query (e.g. media the cloud may not see)",
     "space.mismatch": "the collection was built with another embedding model or dims",

@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse
 
 from .auth import ServiceDep
 from .errors import error_body
+from .limits import StrictJSONRoute
 from .metrics import CONTENT_TYPE
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=StrictJSONRoute)
 
 
 @router.get("/healthz")

@@ -11,18 +11,22 @@ from fastapi.responses import JSONResponse
 
 from ..documents import Document, Hit
 from ..parts import Part
+from ..store.collection import check_metadata
 from .auth import ServiceDep, TenantDep
 from .errors import ApiError
+from .limits import MAX_DOCUMENT_METADATA_KEYS, StrictJSONRoute, check_query_length
 from .schemas import DeleteRequest, IngestRequest, PartIn, RetrieveRequest, RetrieveResponse
 
-router = APIRouter(tags=["retrieval"])
+router = APIRouter(tags=["retrieval"], route_class=StrictJSONRoute)
 
 
 def _part(i: int, p: PartIn, where: str = "query") -> Part:
     """A request part as a :class:`Part`; ``where`` names it in errors (``query``, ``documents[3].parts``)."""
     if p.text is not None:
         if p.data is not None or p.uri is not None:
-            raise ApiError(400, "invalid_request", f"{where} part {i} has text and media; give one", param=where)
+            raise ApiError(
+                400, "invalid_request", f"{where} part {i} has text and media; give one", param=where
+            )
         return Part.text(p.text)
     if not p.mime_type:
         raise ApiError(
@@ -69,6 +73,10 @@ async def retrieve(
     The body is what ``edgeroute query --json`` prints: the decision actually served, the hits
     (each says which index served it) and the audit record (hashes, not text).
     """
+    check_query_length(
+        [req.query] if isinstance(req.query, str) else [p.text for p in req.query if p.text is not None],
+        service.config.max_query_chars,
+    )
     engine = await service.engine(tenant, req.collection, create=False)
     query: str | list[Part] = (
         req.query if isinstance(req.query, str) else [_part(i, p) for i, p in enumerate(req.query)]
@@ -101,12 +109,18 @@ async def ingest(req: IngestRequest, service: ServiceDep, tenant: TenantDep) -> 
     Idempotent by id and content: sending the same documents again writes nothing new, so a client
     whose replica died mid-request retries the whole request on another one.
     """
+    # Checked before any store call or model work: metadata Chroma cannot store would break the
+    # collection for good (store.collection's caps), and the engine adds keys of its own.
+    metas = [
+        check_metadata(d.metadata, f"documents[{n}].metadata", max_keys=MAX_DOCUMENT_METADATA_KEYS)
+        for n, d in enumerate(req.documents)
+    ]
     docs = [
         Document(
             d.id,
             d.text,
             title=d.title,
-            metadata=dict(d.metadata),
+            metadata=metas[n],
             sensitivity=d.sensitivity or req.sensitivity,
             parts=tuple(_part(j, p, f"documents[{n}].parts") for j, p in enumerate(d.parts)),
         )

@@ -105,7 +105,7 @@ class RetrieveRequest(_Strict):
     k: int = Field(default=10, ge=1, le=1000)
     sensitivity: Sensitivity = "internal"
     stakes: Stakes = "normal"
-    deadline_ms: float | None = Field(default=None, gt=0)
+    deadline_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     where: dict[str, Any] | None = None
 
 

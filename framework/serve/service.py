@@ -36,6 +36,7 @@ from ..settings import RouterSettings, cloud_embedder, load_policy
 from ..store.chroma import VectorStore, index_collection_name, validate_logical_name
 from .batcher import MicroBatcher
 from .keys import KeyStore, Tenant, namespaced, split_namespaced
+from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUERY_CHARS
 from .metrics import Metrics
 from .querybatch import BatchingStore
 from .ratelimit import RateLimiter
@@ -59,6 +60,8 @@ class ServeConfig:
     batching: bool = True
     tools_file: Path | None = None
     drain_interval_s: float = 5.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_query_chars: int = DEFAULT_MAX_QUERY_CHARS
 
 
 def parse_chroma_url(url: str) -> tuple[str, int]:

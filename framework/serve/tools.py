@@ -20,10 +20,11 @@ from ..errors import ConfigurationError
 from .auth import ServiceDep, TenantDep
 from .errors import ApiError
 from .keys import Tenant
+from .limits import StrictJSONRoute, check_query_length
 from .schemas import ToolIn, ToolRouteRequest, ToolRouteResponse
 from .service import Service
 
-router = APIRouter(tags=["tools"])
+router = APIRouter(tags=["tools"], route_class=StrictJSONRoute)
 _MAX_ROUTERS = 64
 
 
@@ -104,6 +105,7 @@ async def route_tools(
     req: ToolRouteRequest, request: Request, service: ServiceDep, tenant: TenantDep
 ) -> dict[str, Any]:
     """The tool(s) for a request, best first; ``unsure`` (no tools) means: ask the user."""
+    check_query_length([req.request], service.config.max_query_chars, "request")
     routers: ToolRouters = request.app.state.tool_routers
     d = await routers.route(tenant, req)
     request.state.route = d.served_by
