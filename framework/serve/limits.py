@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
 
 from .errors import ApiError
@@ -58,9 +58,10 @@ def check_query_length(texts: Sequence[str], limit: int, param: str = "query") -
 
 
 def _refuse_constant(name: str) -> Any:
-    raise ApiError(
+    # An HTTPException, because FastAPI turns any other error raised while parsing the body into a
+    # bare "There was an error parsing the body"; the app's handler gives it the one error shape.
+    raise HTTPException(
         400,
-        "invalid_request",
         f"the JSON body holds {name}, which is not JSON: send a finite number, or null where a field "
         "may be unset",
     )

@@ -23,14 +23,20 @@ async def healthz() -> dict[str, Any]:
 
 @router.get("/readyz")
 async def readyz(service: ServiceDep) -> Response:
-    """Readiness: 200 when the model is loaded and the store answers, else 503. Also reports the cloud
-    circuit breaker's state and the outbox depth."""
+    """Readiness: 200 when the model is loaded, the store answers and every collection in use can be
+    counted, else 503 with the reason. Also reports the cloud circuit breaker's state and the outbox
+    depth. Liveness is /healthz: a broken collection makes the replica unready, not dead."""
     ok, checks = await service.readiness()
     if ok:
         return JSONResponse({"status": "ready", **checks})
-    body = error_body(
-        503, "not_ready", "not ready: " + ("shutting down" if service.closing else f"store {checks['store']}")
-    )
+    if service.closing:
+        reason = "shutting down"
+    elif checks["store"] != "ok":
+        reason = f"store {checks['store']}"
+    else:
+        names = ", ".join(sorted(checks["collections"]["unusable"]))
+        reason = f"collections unusable: {names} (the store refuses to count them; see 'collections')"
+    body = error_body(503, "not_ready", "not ready: " + reason)
     return JSONResponse({**body, "status": "not_ready", **checks}, status_code=503)
 
 

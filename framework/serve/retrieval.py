@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from ..documents import Document, Hit
+from ..errors import StoreError
 from ..parts import Part
 from ..store.collection import check_metadata
 from .auth import ServiceDep, TenantDep
@@ -127,7 +128,11 @@ async def ingest(req: IngestRequest, service: ServiceDep, tenant: TenantDep) -> 
         for n, d in enumerate(req.documents)
     ]
     engine = await service.engine(tenant, req.collection, create=True)
-    report = await engine.aingest(docs)
+    try:
+        report = await engine.aingest(docs)
+    except StoreError as exc:
+        service.note_write_failure(engine.name, exc)
+        raise
     return {"collection": req.collection, **report.to_dict()}
 
 
@@ -143,7 +148,11 @@ async def delete(req: DeleteRequest, service: ServiceDep, tenant: TenantDep) -> 
             "deleting documents needs HybridEngine.delete (the index lifecycle work, issue 12), "
             "which this build does not have yet",
         )
-    report = await adelete(req.ids)
+    try:
+        report = await adelete(req.ids)
+    except StoreError as exc:
+        service.note_write_failure(engine.name, exc)
+        raise
     to_dict = getattr(report, "to_dict", None)
     return {"collection": req.collection, **(to_dict() if callable(to_dict) else {"result": report})}
 

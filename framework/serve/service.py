@@ -43,6 +43,10 @@ from .ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
 
+# /readyz counts the indexes of at most this many collections in use (two cheap calls each).
+_PROBED_COLLECTIONS = 64
+_PROBE_ID = "__edgeroute_readiness_probe__"
+
 
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
@@ -126,6 +130,7 @@ class Service:
         self._clouds: dict[str, tuple[Tenant, CloudEmbedder]] = {}
         self._pii: dict[str, tuple[Tenant, PiiDetector]] = {}
         self._known: set[str] = set()
+        self._failed_writes: dict[str, str] = {}
         self.limiter = RateLimiter()
         self.metrics = Metrics(self.snapshot)
         self._lock = threading.Lock()
@@ -272,6 +277,42 @@ class Service:
             return "offline"
         return str(self.breaker.state)
 
+    def note_write_failure(self, collection: str, exc: BaseException) -> None:
+        """A write to ``collection`` (namespaced) failed in the store: /readyz probes it until a write
+        succeeds again."""
+        self._failed_writes[collection] = f"{type(exc).__name__}: {str(exc)[:200]}"
+
+    def unusable_collections(self) -> dict[str, str]:
+        """``{collection (index): reason}`` for the collections in use (their engines are open) that
+        the store cannot serve.
+
+        Two cheap probes. Every index in use is counted: a collection that Chroma broke fails every
+        read after a restart. A collection whose last write failed is also probed with the delete of
+        an id that does not exist: Chroma (1.5) can keep answering reads from a collection on which
+        every write fails ("Error in compaction"), and a read cannot tell. A probe that succeeds
+        clears the failure.
+        """
+        bad: dict[str, str] = {}
+        for name, (_, engine) in list(self._engines.items())[:_PROBED_COLLECTIONS]:
+            write_probe = name in self._failed_writes and not self.store.read_only
+            healthy = True
+            for index in ("edge", "cloud"):
+                try:
+                    col = engine.open_index(index)  # type: ignore[arg-type]
+                    if col is None:
+                        continue
+                    col.count()
+                    if write_probe:
+                        col.delete([_PROBE_ID])
+                except CollectionNotFoundError:
+                    continue  # deleted since: nothing to serve, nothing broken
+                except EdgeRouteError as exc:
+                    healthy = False
+                    bad[f"{name} ({index})"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if healthy:
+                self._failed_writes.pop(name, None)
+        return bad
+
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         checks: dict[str, Any] = {"model": self.edge_model, "model_loaded": True}
         try:
@@ -279,9 +320,16 @@ class Service:
             checks["store"] = "ok"
         except (EdgeRouteError, TimeoutError) as exc:
             checks["store"] = f"unreachable ({type(exc).__name__})"
+        unusable: dict[str, str] = {}
+        if checks["store"] == "ok":
+            try:
+                unusable = await asyncio.wait_for(to_thread(self.unusable_collections), timeout=5.0)
+            except TimeoutError:
+                unusable = {"*": "probing the collections in use took over 5 s"}
+        checks["collections"] = "ok" if not unusable else {"unusable": unusable}
         checks["breaker"] = self.breaker_state()
         checks["outbox_depth"] = await to_thread(self.outbox.depth)
-        ok = self.ready and not self.closing and checks["store"] == "ok"
+        ok = self.ready and not self.closing and checks["store"] == "ok" and not unusable
         return ok, checks
 
     def snapshot(self) -> dict[str, Any]:

@@ -142,7 +142,9 @@ def test_remote_engine_ingests_media_parts_to_the_cloud_index_and_keeps_private_
     assert report.documents == 2 and report.edge_written == 2 and report.private == 1
     asyncio.run(s.service.drain_once())
     sent = json.dumps(s.emu.requests)
-    assert hashlib.sha256(png).hexdigest() in sent  # the public image reached the cloud model (recorded by hash)
+    assert (
+        hashlib.sha256(png).hexdigest() in sent
+    )  # the public image reached the cloud model (recorded by hash)
     assert hashlib.sha256(private_png).hexdigest() not in sent and "Scanned badge" not in sent
     # a bad part is refused with its position, before any cloud call
     r = httpx.post(
