@@ -97,6 +97,23 @@ def serve_command(
     ] = True,
     offline: Annotated[bool, typer.Option("--offline", help="Never call the cloud; queue documents")] = False,
     drain_interval: Annotated[float, typer.Option(help="Seconds between background outbox drains")] = 5.0,
+    max_body_mb: Annotated[
+        float,
+        typer.Option(
+            "--max-body-mb",
+            envvar="EDGEROUTE_MAX_BODY_MB",
+            help="Largest request body in MiB, refused with 413 before it is read "
+            "[env EDGEROUTE_MAX_BODY_MB]",
+        ),
+    ] = 32.0,
+    max_query_chars: Annotated[
+        int,
+        typer.Option(
+            "--max-query-chars",
+            envvar="EDGEROUTE_MAX_QUERY_CHARS",
+            help="Longest query (retrieve, tool route) in characters [env EDGEROUTE_MAX_QUERY_CHARS]",
+        ),
+    ] = 32_768,
     allow_remote: Annotated[
         bool, typer.Option("--allow-remote", help="Permit binding a non-loopback address (put TLS in front)")
     ] = False,
@@ -129,6 +146,10 @@ def serve_command(
         raise InputError(
             "--state-dir goes with --chroma-url; with --store the state lives in the store directory"
         )
+    if not 0 < max_body_mb <= 4096:
+        raise InputError(f"--max-body-mb {max_body_mb:g} must be above 0 and at most 4096")
+    if max_query_chars < 1:
+        raise InputError(f"--max-query-chars {max_query_chars} must be at least 1")
     settings = resolve_settings(
         store=(state_dir or Path("~/.edgeroute/serve")) if chroma_url else store,
         edge=edge,
@@ -147,6 +168,8 @@ def serve_command(
         batching=batching,
         tools_file=tools,
         drain_interval_s=drain_interval,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        max_query_chars=max_query_chars,
     )
     level = log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -169,3 +169,33 @@ def test_missing_serve_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setitem(sys.modules, "fastapi", None)
     with pytest.raises(MissingServeExtraError, match=r"pip install 'edgeroute\[serve\]'"):
         runner.invoke(app, ["serve", "--store", str(tmp_path)], catch_exceptions=False)
+
+
+def test_serve_limits_from_the_command_line_and_the_environment(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    key = keys_create(store / "keys.json", "--tenant", "acme")
+    with pytest.raises(InputError, match="--max-body-mb 0 must be above 0"):
+        runner.invoke(
+            app,
+            ["serve", "--store", str(store), "--edge", "hashing", "--max-body-mb", "0"],
+            catch_exceptions=False,
+        )
+    env = {**os.environ, "EDGEROUTE_EDGE": "hashing", "EDGEROUTE_MAX_BODY_MB": "1"}
+    env.pop("GEMINI_API_KEY", None)
+    env.pop("GOOGLE_API_KEY", None)
+    proc, url = start_server(["--store", str(store), "--max-query-chars", "100"], env, tmp_path / "log")
+    try:
+        auth = {"Authorization": f"Bearer {key}"}
+        docs = {"collection": "docs", "documents": [{"id": f"d{i}", "text": "x" * 60_000} for i in range(20)]}
+        r = httpx.post(url + "/v1/documents", json=docs, headers=auth, timeout=30)
+        assert r.status_code == 413 and "1,048,576 bytes (1 MiB)" in r.json()["error"]["message"]
+        httpx.post(
+            url + "/v1/documents",
+            json={"collection": "docs", "documents": [{"id": "a", "text": "t"}]},
+            headers=auth,
+        )
+        r = httpx.post(url + "/v1/retrieve", json={"collection": "docs", "query": "q" * 101}, headers=auth)
+        assert r.status_code == 400 and "the limit is 100" in r.json()["error"]["message"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
