@@ -199,6 +199,52 @@ def serve_command(
     server.run()
 
 
+@bench_app.command("limits")
+def bench_limits_command(
+    body_mb: Annotated[float, typer.Option(help="Size of the huge bodies sent, in MiB")] = 1024.0,
+    phase: Annotated[float, typer.Option(help="Seconds of each alone / flood phase")] = 5.0,
+    rounds: Annotated[int, typer.Option(help="Alone / flood rounds (medians are compared)")] = 3,
+    flood_concurrency: Annotated[int, typer.Option(help="Refused requests in flight at once")] = 16,
+    flood_body_kb: Annotated[int, typer.Option(help="KiB of query in each flood request")] = 16,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """A huge body refused (status, time, server RSS) and a tenant's p50 alone vs during another
+    tenant's flood of refused (429) requests, on loopback with the hashing edge embedder."""
+    from ..eval.bench_limits import run_limits_bench
+
+    def say(msg: str) -> None:
+        if not as_json:
+            _err.print(f"[dim]{msg}[/]")
+
+    result = run_limits_bench(
+        body_mb=body_mb,
+        phase_s=phase,
+        rounds=rounds,
+        flood_concurrency=flood_concurrency,
+        flood_body_kb=flood_body_kb,
+        progress=say,
+    )
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    table = Table(
+        "body", "status", "s to answer", "MiB sent", "RSS idle", "RSS peak", "RSS after", "/healthz ms"
+    )
+    for b in result.bodies:
+        table.add_row(
+            b.mode, str(b.status), f"{b.seconds_to_answer:.3f}", f"{b.sent_mb:g}", f"{b.rss_idle_mb:.0f}",
+            f"{b.rss_peak_mb:.0f}", f"{b.rss_after_mb:.0f}", f"{b.healthz_ms_after:.1f}",
+        )  # fmt: skip
+    Console().print(table)
+    f = result.flood
+    Console().print(
+        f"/v1/retrieve p50, one request at a time: alone {f.alone_p50_ms} ms, during the flood {f.flood_p50_ms} ms; "
+        f"medians {f.alone_median_ms:.1f} vs {f.flood_median_ms:.1f} ms ({f.ratio:.2f}x). Flood: "
+        f"{f.flood_requests} requests of {f.flood_body_kb} KiB ({f.flood_per_s:.0f}/s), {f.flood_refused_429} "
+        f"refused with 429, {f.server_cpu_ms_per_refused:.3f} ms of server CPU each; {result.cores} cores"
+    )
+
+
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option("--tenant", help="Tenant name (lower-case letters, digits, dashes)")],

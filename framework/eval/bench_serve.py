@@ -236,7 +236,9 @@ def _server(
     max_batch: int,
     max_wait_ms: float,
     log: Path,
-) -> Iterator[str]:
+    with_pid: bool = False,
+) -> Iterator[Any]:
+    """The server's URL, or ``(url, pid)`` with ``with_pid`` (``bench limits`` reads its RSS)."""
     from ..serve.server import free_port
 
     port = free_port()
@@ -264,7 +266,7 @@ def _server(
                     f"the bench server did not start; its log: {log}\n{log.read_text()[-2000:]}"
                 )
             time.sleep(0.25)
-        yield url
+        yield (url, proc.pid) if with_pid else url
     finally:
         proc.terminate()
         try:
