@@ -298,7 +298,7 @@ class Service:
             healthy = True
             for index in ("edge", "cloud"):
                 try:
-                    col = engine.open_index(index)  # type: ignore[arg-type]
+                    col = engine.open_index(index)
                     if col is None:
                         continue
                     col.count()
