@@ -32,3 +32,16 @@ def test_bench_targets_loopback_only() -> None:
 def test_queries_are_varied() -> None:
     qs = synthetic_queries(200)
     assert len(set(qs)) == 200  # no repeats: a cache cannot flatter the figures
+
+
+def test_bench_limits_runs_and_reports_the_refusals() -> None:
+    from edgeroute.framework.eval.bench_limits import run_limits_bench
+
+    result = run_limits_bench(
+        body_mb=64, phase_s=0.5, rounds=1, flood_concurrency=2, flood_body_kb=1, docs=20
+    )
+    assert [b.status for b in result.bodies] == [413, 413]
+    assert result.bodies[0].sent_mb < 64 and all(b.rss_peak_mb >= b.rss_idle_mb > 0 for b in result.bodies)
+    f = result.flood
+    assert f.flood_refused_429 > 0 and f.alone_median_ms > 0 and f.flood_median_ms > 0
+    assert set(result.to_dict()["targets"]) == {"huge_body_413_within_100_mb", "flood_p50_le_2x"}
