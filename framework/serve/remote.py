@@ -52,6 +52,7 @@ class ServiceError(EdgeRouteError):
 
 _BY_STATUS: dict[int, type[EdgeRouteError]] = {
     400: InputError,
+    413: InputError,  # the body is over the server's --max-body-mb: send less per request
     404: CollectionNotFoundError,
     409: SpaceMismatchError,
     422: RoutingError,

@@ -247,3 +247,15 @@ def test_real_model_named_entities_stay_home_through_the_service(serve: Start) -
     # a public document ingested above may still drain to the cloud in the background: the proof
     # is in what the emulator received, not in how many requests it saw
     assert not any("Maria Lopez" in json.dumps(r) or "Elm Street" in json.dumps(r) for r in s.emu.requests)
+
+
+def test_remote_engine_raises_input_error_for_a_body_over_the_cap(serve: Start) -> None:
+    from edgeroute.framework.documents import Document
+
+    s = serve(max_body_bytes=256 * 1024)
+    docs = [Document(f"d{i}", "long text " * 9000) for i in range(5)]  # about 450 KB
+    with (
+        RemoteEngine(s.url, s.keys["acme"], "notes") as remote,
+        pytest.raises(InputError, match="262,144 bytes"),
+    ):
+        remote.ingest(docs)
