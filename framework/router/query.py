@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -74,6 +75,11 @@ def check_call(k: int, sensitivity: str, stakes: str, deadline_ms: float | None)
     """Refuse a bad ``k``, sensitivity, stakes or deadline with :class:`InputError`."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}")
+    if deadline_ms is not None and not math.isfinite(deadline_ms):
+        raise InputError(
+            f"deadline_ms must be a finite number of milliseconds, got {deadline_ms}; leave it unset "
+            "for the policy's default"
+        )
     try:
         QuerySignals(
             frozenset({"text"}),
