@@ -82,10 +82,9 @@ def sync_command(
         if not names:
             raise CollectionNotFoundError(f"no collections in {base.store}: index documents first")
     code = ExitCode.OK
-    with (
-        progress_bars(enabled=not as_json and not watch, console=err) as progress,
-        _stop_on_signal(watch) as stop,
-    ):
+    with progress_bars(enabled=not as_json and not watch, console=err) as progress, _stop_on_signal(
+        watch
+    ) as stop:
         while True:
             code = ExitCode.OK
             for name in names:

@@ -208,14 +208,8 @@ def score_findings(rows: list[LabelledText], found: list[tuple[PiiFinding, ...]]
                 fp += 1
                 fp_kinds[f.kind] = fp_kinds.get(f.kind, 0) + 1
                 if len(examples) < 30:
-                    examples.append(
-                        {"kind": f.kind, "span": row.text[f.start : f.end], "text": row.text[:200]}
-                    )
-        groups = [
-            "all",
-            f"lang:{row.lang}" if row.lang else "lang:?",
-            f"genre:{row.genre}" if row.genre else "genre:?",
-        ]
+                    examples.append({"kind": f.kind, "span": row.text[f.start : f.end], "text": row.text[:200]})
+        groups = ["all", f"lang:{row.lang}" if row.lang else "lang:?", f"genre:{row.genre}" if row.genre else "genre:?"]
         for g in groups:
             d = docs.setdefault(g, [0, 0, 0, 0])
             if row.spans:
@@ -226,16 +220,9 @@ def score_findings(rows: list[LabelledText], found: list[tuple[PiiFinding, ...]]
                 d[3] += bool(fs)
     return {
         "texts": len(rows),
-        "span_recall": {
-            k: {"spans": v[0], "recall": _ratio(v[1], v[0])} for k, v in sorted(per_label.items())
-        },
+        "span_recall": {k: {"spans": v[0], "recall": _ratio(v[1], v[0])} for k, v in sorted(per_label.items())},
         "documents": {
-            g: {
-                "pii_texts": d[0],
-                "doc_recall": _ratio(d[1], d[0]),
-                "clean_texts": d[2],
-                "fp_rate": _ratio(d[3], d[2]),
-            }
+            g: {"pii_texts": d[0], "doc_recall": _ratio(d[1], d[0]), "clean_texts": d[2], "fp_rate": _ratio(d[3], d[2])}
             for g, d in sorted(docs.items())
         },
         "finding_precision": _ratio(tp, tp + fp),
