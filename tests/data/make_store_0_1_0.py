@@ -62,7 +62,9 @@ def main() -> None:
         # Left queued in the outbox: the cloud index and the outbox both have rows.
         cli(emu, "index", str(docs / "it"), "-c", "handbook", "--sensitivity", "public", "--offline")
         # A record ingested through the library: no path or origin metadata.
-        settings = resolve_settings(store=ROOT / "store", collection="handbook", edge="hashing", offline=True, env={})
+        settings = resolve_settings(
+            store=ROOT / "store", collection="handbook", edge="hashing", offline=True, env={}
+        )
         with build_engine(settings) as engine:
             engine.ingest([Document(id="note-1", text="The canteen opens at noon.", sensitivity="public")])
     with tarfile.open(OUT, "w:gz") as tar:
