@@ -83,12 +83,13 @@ def claim_ids(
     ``loaded.origins`` is updated to the final ids, for pruning."""
     from ..router.provenance import check_conflicts, resolve_prefix, with_prefix
 
-    prefixes = {origin: resolve_prefix(engine, origin, id_prefix) for origin in loaded.origins}
+    queued = engine.outbox.queued(engine.name)  # read once: a long offline spell makes it long
+    prefixes = {origin: resolve_prefix(engine, origin, id_prefix, queued) for origin in loaded.origins}
     for origin, prefix in prefixes.items():
         if prefix is not None:
             loaded.origins[origin] = {f"{prefix}/{i}" for i in loaded.origins[origin]}
     out = [[with_prefix(d, prefixes.get(str(d.metadata.get("origin")))) for d in g] for g in groups]
-    check_conflicts(engine, [d for g in out for d in g], _prefix_hint(loaded.origins))
+    check_conflicts(engine, [d for g in out for d in g], _prefix_hint(loaded.origins), queued)
     return out
 
 

@@ -93,30 +93,34 @@ def _text(meta: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def recorded_prefixes(engine: HybridEngine, origin: str) -> set[str]:
-    """The id prefixes (``""`` for none) of the records indexed from ``origin``, in both indexes and the outbox."""
-    found: set[str] = set()
+def recorded_prefix(engine: HybridEngine, origin: str, queued: Mapping[str, dict[str, Any]]) -> str | None:
+    """The id prefix (``""`` for none) recorded for ``origin``, or None when nothing was indexed from it.
+    One record tells: a PATH's records share one prefix (another is refused by :func:`resolve_prefix`)."""
     for col in _indexes(engine):
-        found.update(_text(m, PREFIX_KEY) or "" for m in col.metadata({"origin": origin}).values())
-    queued = engine.outbox.queued(engine.name)
-    found.update(_text(m, PREFIX_KEY) or "" for m in queued.values() if m.get("origin") == origin)
-    return found
+        meta = col.first_metadata({"origin": origin})
+        if meta is not None:
+            return _text(meta, PREFIX_KEY) or ""
+    for meta in queued.values():
+        if meta.get("origin") == origin:
+            return _text(meta, PREFIX_KEY) or ""
+    return None
 
 
-def resolve_prefix(engine: HybridEngine, origin: str, given: str | None) -> str | None:
+def resolve_prefix(
+    engine: HybridEngine, origin: str, given: str | None, queued: Mapping[str, dict[str, Any]]
+) -> str | None:
     """The id prefix to index ``origin`` with: ``given``, or the one recorded for it. A prefix other
     than the recorded one is :class:`InputError` (it would store every file of ``origin`` twice)."""
-    recorded = recorded_prefixes(engine, origin)
-    if not recorded:
+    recorded = recorded_prefix(engine, origin, queued)
+    if recorded is None:
         return given
-    if given is None and len(recorded) == 1:
-        return next(iter(recorded)) or None  # "" is no prefix
-    if recorded != {given or ""}:
-        was = ", ".join(f"--id-prefix {p}" if p else "no --id-prefix" for p in sorted(recorded))
+    if given is None:
+        return recorded or None
+    if recorded != given:
+        was = f"--id-prefix {recorded}" if recorded else "no --id-prefix"
         raise InputError(
             f"{origin} was indexed into collection {engine.name!r} with {was}; indexing it with "
-            f"{f'--id-prefix {given}' if given else 'no --id-prefix'} would store each of its files "
-            "twice, so nothing was written. "
+            f"--id-prefix {given} would store each of its files twice, so nothing was written. "
             f"Re-index it as before, or remove it first (`edgeroute delete --source {origin}`) to change its ids"
         )
     return given
@@ -127,8 +131,8 @@ def _stored_by_id(
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for col in _indexes(engine):
-        for rec in col.get(ids):
-            out.setdefault(rec.id, rec.metadata)
+        for rid, meta in col.metadata_of(ids).items():
+            out.setdefault(rid, meta)
     wanted = set(ids)
     for doc_id, meta in queued.items():
         if doc_id in wanted:
@@ -164,13 +168,17 @@ def _renamed(stored_id: str, meta: Mapping[str, Any], ours: Document) -> bool:
     return (_text(meta, PREFIX_KEY) or "") != (_text(ours.metadata, PREFIX_KEY) or "")
 
 
-def find_conflicts(engine: HybridEngine, docs: Sequence[Document]) -> tuple[list[Conflict], list[Conflict]]:
+def find_conflicts(
+    engine: HybridEngine, docs: Sequence[Document], queued: Mapping[str, dict[str, Any]] | None = None
+) -> tuple[list[Conflict], list[Conflict]]:
     """``(collisions, duplicates)`` between ``docs`` (tagged with ``path``/``origin``) and the
-    collection's stored records. Reads metadata only."""
+    collection's stored records (``queued``: the outbox's rows, read here when not given). Reads
+    metadata only."""
     ids = [d.id for d in docs]
     if not ids:
         return [], []
-    queued = engine.outbox.queued(engine.name)
+    if queued is None:
+        queued = engine.outbox.queued(engine.name)
     collisions: list[Conflict] = []
     stored = _stored_by_id(engine, ids, queued)
     for d in docs:
@@ -181,6 +189,13 @@ def find_conflicts(engine: HybridEngine, docs: Sequence[Document]) -> tuple[list
     by_path: dict[str, Document] = {}
     for d in docs:
         by_path.setdefault(str(d.metadata.get("path", "")), d)
+    # A file already stored under this run's naming is stored under no other: every write since this
+    # check came in ran it. So only files new to the collection (or to this naming) are looked up, and
+    # re-indexing an unchanged folder costs one read by id.
+    for d in docs:
+        meta = stored.get(d.id)
+        if meta is not None and _text(meta, "path") == d.metadata.get("path"):
+            by_path.pop(str(d.metadata.get("path", "")), None)
     wanted = set(ids)
     duplicates: list[Conflict] = []
     for sid, meta in sorted(_stored_by_path(engine, sorted(by_path), queued).items()):
@@ -287,10 +302,15 @@ def check_run(docs: Sequence[Document]) -> None:
         raise InputError(within_run_message(clashes))
 
 
-def check_conflicts(engine: HybridEngine, docs: Sequence[Document], prefix_hint: str) -> None:
+def check_conflicts(
+    engine: HybridEngine,
+    docs: Sequence[Document],
+    prefix_hint: str,
+    queued: Mapping[str, dict[str, Any]] | None = None,
+) -> None:
     """:class:`InputError` (exit 2) naming the collisions, else the duplicates, before anything is written."""
     check_run(docs)
-    collisions, duplicates = find_conflicts(engine, docs)
+    collisions, duplicates = find_conflicts(engine, docs, queued)
     if collisions:
         raise InputError(collision_message(engine.name, collisions, prefix_hint))
     if duplicates:
@@ -304,7 +324,7 @@ __all__ = [
     "check_prefix",
     "check_run",
     "find_conflicts",
-    "recorded_prefixes",
+    "recorded_prefix",
     "resolve_prefix",
     "with_prefix",
 ]
