@@ -268,6 +268,10 @@ def duplicate_message(collection: str, found: Sequence[Conflict]) -> str:
             for c in found
         }
     )
+    # Stored as <prefix>/<our id>: the same naming under a prefix, which this run can take too.
+    prefixes = sorted({c.stored_id[: -len(c.id) - 1] for c in found if c.stored_id.endswith("/" + c.id)})
+    if prefixes:
+        again = f"Index them with `--id-prefix {prefixes[0]}` as before, or remove"
     files = len({c.path for c in found})
     return (
         f"{files} file(s) that indexing {', '.join(ours)} would write are already stored in collection "

@@ -206,6 +206,10 @@ def test_prune_and_delete_source_with_prefixes(env: Path, docs: Path) -> None:
     assert "it/vpn.md#0" not in texts and "it/faq.md#0" in texts
     assert {i for i in texts if i.startswith("hr/")} >= {"hr/faq.md#0", "hr/leave.md#0", "hr/leave.md#1"}
 
+    message = refused(str(docs / "it/faq.md"))  # one file of it, on its own, forgetting the prefix
+    assert "stored as it/faq.md#0" in message and "Index them with `--id-prefix it` as before" in message
+    assert index(str(docs / "it/faq.md"), "--id-prefix", "it")["edge_written"] == 0
+
     result = runner.invoke(app, ["delete", "--source", str(docs / "it/faq.md"), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["ids"] == ["it/faq.md#0"]
