@@ -304,6 +304,18 @@ def check_run(docs: Sequence[Document]) -> None:
             clashes.setdefault(d.id, [first]).append(path)
     if clashes:
         raise InputError(within_run_message(clashes))
+    # Overlapping PATHs in one run (`index docs docs/hr`): one file under two namings.
+    names: dict[str, set[str]] = {}
+    for d in docs:
+        if isinstance(d.metadata.get("chunk"), int):
+            names.setdefault(str(d.metadata.get("path", "")), set()).add(_base(d.id))
+    twice = {path: sorted(bases) for path, bases in sorted(names.items()) if len(bases) > 1}
+    if twice:
+        rows = [f"{path}: as {' and '.join(f'{b}#...' for b in bases)}" for path, bases in twice.items()]
+        raise InputError(
+            f"{len(rows)} file(s) would be stored twice, under two ids each, by overlapping PATHs in this "
+            f"one run, so nothing was written:\n{_listing(rows)}\nGive only the outer folder."
+        )
 
 
 def check_conflicts(

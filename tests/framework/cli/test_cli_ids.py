@@ -152,6 +152,9 @@ def test_one_run_with_two_folders_of_the_same_file_names_is_refused(env: Path, d
     message = refused(str(docs / "hr"), str(docs / "it"))
     assert "1 document id(s) would come from two files in this one run" in message
     assert f"faq.md#0: from {docs / 'hr/faq.md'} and {docs / 'it/faq.md'}" in message
+    message = refused(str(docs), str(docs / "hr"))  # overlapping PATHs: each hr file under two ids
+    assert "2 file(s) would be stored twice, under two ids each, by overlapping PATHs" in message
+    assert f"{docs / 'hr/faq.md'}: as faq.md#... and hr/faq.md#..." in message
     assert not env.exists() or "handbook.edge" not in snapshot(env)
 
 
