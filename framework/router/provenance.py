@@ -76,6 +76,7 @@ class Conflict:
     stored_id: str
     stored_path: str | None
     stored_origin: str | None
+    stored_prefix: str | None = None
 
 
 def _indexes(engine: HybridEngine) -> Iterator[Collection]:
@@ -202,7 +203,9 @@ def find_conflicts(
         ours = by_path.get(_text(meta, "path") or "")
         if ours is not None and sid not in wanted and _renamed(sid, meta, ours):
             path, origin = str(ours.metadata["path"]), str(ours.metadata.get("origin", ""))
-            duplicates.append(Conflict(ours.id, path, origin, sid, path, _text(meta, "origin")))
+            duplicates.append(
+                Conflict(ours.id, path, origin, sid, path, _text(meta, "origin"), _text(meta, PREFIX_KEY))
+            )
     return collisions, duplicates
 
 
@@ -269,7 +272,7 @@ def duplicate_message(collection: str, found: Sequence[Conflict]) -> str:
         }
     )
     # Stored as <prefix>/<our id>: the same naming under a prefix, which this run can take too.
-    prefixes = sorted({c.stored_id[: -len(c.id) - 1] for c in found if c.stored_id.endswith("/" + c.id)})
+    prefixes = sorted({p for c in found if (p := c.stored_prefix) and c.stored_id == f"{p}/{c.id}"})
     if prefixes:
         again = f"Index them with `--id-prefix {prefixes[0]}` as before, or remove"
     files = len({c.path for c in found})
