@@ -57,6 +57,15 @@ def index_command(
             "--skip-bad", help="Index the good files and list the bad ones, instead of refusing the run"
         ),
     ] = False,
+    id_prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--id-prefix",
+            help="Ids become NAME/<path in PATH>#<chunk>, so two folders with files of the same names can "
+            "share a collection. Recorded: re-indexing PATH keeps it without the option.",
+            metavar="NAME",
+        ),
+    ] = None,
     policy: PolicyOpt = None,
     edge: EdgeOpt = None,
     model: ModelOpt = None,
@@ -65,15 +74,20 @@ def index_command(
 ) -> None:
     """Index documents: all into the edge index, the cloud-eligible ones into the cloud index (or the outbox).
 
-    Re-indexing a PATH makes the collection mirror what it holds now (see --no-prune). Every bad file is
-    listed; without --skip-bad nothing is written when any file is bad. Exit codes: 0 all done; 2 bad
-    input; 3 indexed at the edge, cloud work queued or failed (`edgeroute sync` later).
+    Ids are each file's path relative to PATH (`faq.md#0`). Re-indexing a PATH makes the collection
+    mirror what it holds now (see --no-prune). A run that would replace a document indexed from another
+    file (same id), or store a file a second time (indexed before from an overlapping PATH), is refused
+    with exit 2 and nothing written; --id-prefix keeps two folders apart. Every bad file is listed;
+    without --skip-bad nothing is written when any file is bad. Exit codes: 0 all done; 2 bad input or
+    refused ids; 3 indexed at the edge, cloud work queued or failed (`edgeroute sync` later).
     """
     from ...policies.pii import detect_pii
     from ..router.placement import cloud_allowed, pii_text
-    from .sources import load_sources
+    from ..router.provenance import check_prefix
+    from .sources import claim_ids, load_sources
 
     level = check_sensitivity_option(sensitivity)
+    id_prefix = check_prefix(id_prefix)
     settings = settings_from(store, collection, policy, edge, model, offline)
     with progress_bars(enabled=not as_json, console=err) as progress:
         loaded = load_sources(paths, level, progress)
@@ -105,6 +119,8 @@ def index_command(
             )
         pruned = 0
         with build_engine(settings) as engine:
+            # In the session that writes: checked and written under one hold of the store.
+            docs, not_indexable = claim_ids(engine, loaded, [docs, not_indexable], id_prefix)
             report = engine.ingest(docs, progress=progress) if docs else None
             if not_indexable:
                 # Placed nowhere now (private media): an earlier copy in the cloud index must go too.

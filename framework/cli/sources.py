@@ -2,18 +2,22 @@
 and the collections a store holds.
 
 Each document gets two metadata keys: ``path`` (the absolute path of its file) and ``origin`` (the
-absolute path given on the command line). ``edgeroute delete --source P`` matches ``path``; pruning
-after ``edgeroute index P`` matches ``origin``, so re-indexing one folder never touches another's
-documents (see :mod:`edgeroute.framework.router.lifecycle`).
+absolute path given on the command line), and ``id_prefix`` with ``--id-prefix``. ``edgeroute delete
+--source P`` matches ``path``; pruning after ``edgeroute index P`` matches ``origin``, so re-indexing
+one folder never touches another's documents (see :mod:`edgeroute.framework.router.lifecycle`).
+Before anything is written, :func:`claim_ids` refuses ids stored for other files and files stored
+under other ids (see :mod:`edgeroute.framework.router.provenance`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..documents import Document
 from ..errors import CollectionNotFoundError
@@ -21,6 +25,9 @@ from ..router.lifecycle import source_key
 from ..settings import RouterSettings
 from ..store.loaders import LoadProblem, load_paths
 from .progress import ProgressFn
+
+if TYPE_CHECKING:
+    from ..router.engine import HybridEngine
 
 
 @dataclass
@@ -67,6 +74,31 @@ def load_sources(paths: Sequence[Path], sensitivity: str, progress: ProgressFn) 
     return out
 
 
+def claim_ids(
+    engine: HybridEngine, loaded: Loaded, groups: Sequence[list[Document]], id_prefix: str | None
+) -> list[list[Document]]:
+    """Give each group of documents its ids for this run (the ``--id-prefix`` given, or the one recorded
+    for its PATH), then refuse the run (:class:`InputError`, nothing written) if an id is stored for
+    another file or a file is stored under another id (:mod:`edgeroute.framework.router.provenance`).
+    ``loaded.origins`` is updated to the final ids, for pruning."""
+    from ..router.provenance import check_conflicts, resolve_prefix, with_prefix
+
+    queued = engine.outbox.queued(engine.name)  # read once: a long offline spell makes it long
+    prefixes = {origin: resolve_prefix(engine, origin, id_prefix, queued) for origin in loaded.origins}
+    for origin, prefix in prefixes.items():
+        if prefix is not None:
+            loaded.origins[origin] = {f"{prefix}/{i}" for i in loaded.origins[origin]}
+    out = [[with_prefix(d, prefixes.get(str(d.metadata.get("origin")))) for d in g] for g in groups]
+    check_conflicts(engine, [d for g in out for d in g], _prefix_hint(loaded.origins), queued)
+    return out
+
+
+def _prefix_hint(origins: Iterable[str]) -> str:
+    """A prefix to suggest: the name of the (first) PATH given, in the characters a prefix allows."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(next(iter(origins), "NAME")).stem).strip("-._")
+    return name[:64] or "NAME"
+
+
 def collections_in(settings: RouterSettings) -> list[str]:
     """Logical collections in the store or with documents queued in its outbox (nothing is created)."""
     from ..router.outbox import Outbox
@@ -95,4 +127,4 @@ def collection_given(option: str | None) -> bool:
     return option is not None or bool(os.environ.get("EDGEROUTE_COLLECTION"))
 
 
-__all__ = ["Loaded", "collection_given", "collections_in", "load_sources", "require_collection"]
+__all__ = ["Loaded", "claim_ids", "collection_given", "collections_in", "load_sources", "require_collection"]

@@ -224,6 +224,26 @@ class Collection:
         """``{id: metadata}`` for every record (matching ``where``), without vectors or texts."""
         return dict(self._pages(where, include_metadata=True))
 
+    def metadata_of(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``{id: metadata}`` of the stored records among ``ids`` (others are left out), without vectors or texts."""
+        unique = list(dict.fromkeys(_check_ids(ids)))
+        out: dict[str, dict[str, Any]] = {}
+        for part in self._batches(len(unique)):
+            with translated(f"reading collection {self.name!r}"):
+                got = self._raw.get(ids=unique[part], include=["metadatas"])
+            for rid, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
+                out[rid] = {k: v for k, v in (meta or {}).items() if k != CONTENT_HASH_KEY}
+        return out
+
+    def first_metadata(self, where: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The metadata of one record matching ``where``, or None: cheaper than listing them all."""
+        with translated(f"reading collection {self.name!r}"):
+            got = self._raw.get(where=normalise_where(where), limit=1, include=["metadatas"])
+        if not got["ids"]:
+            return None
+        meta = (got.get("metadatas") or [None])[0] or {}
+        return {k: v for k, v in meta.items() if k != CONTENT_HASH_KEY}
+
     def _pages(
         self, where: Mapping[str, Any] | None, *, include_metadata: bool
     ) -> list[tuple[str, dict[str, Any]]]:

@@ -138,6 +138,17 @@ def test_ids_by_metadata_and_metadata_updates_keep_vectors(tmp_path: Path) -> No
     assert col.get(["d1"])[0].metadata == {"source": "s1.txt", "sensitivity": "internal"}  # title removed
 
 
+def test_metadata_of_ids_and_first_match_read_metadata_only(tmp_path: Path) -> None:
+    _fill(tmp_path / "store")
+    col = VectorStore.persistent(tmp_path / "store", read_only=True).get_collection("notes.edge")
+    assert col.metadata_of(["d2", "nope", "d0"]) == {
+        "d2": {"source": "s2.txt", "sensitivity": "internal"},
+        "d0": {"source": "s0.txt", "sensitivity": "internal"},
+    }  # no content hash, unknown ids left out
+    assert col.first_metadata({"source": "s1.txt"}) == {"source": "s1.txt", "sensitivity": "internal"}
+    assert col.first_metadata({"source": "none.txt"}) is None
+
+
 @needs_ro_mount
 def test_query_and_status_commands_work_on_a_read_only_store(tmp_path: Path) -> None:
     import os
