@@ -274,17 +274,17 @@ _API_KEYS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("slack_token", re.compile(r"(?<![A-Za-z0-9_-])xox[abposr]-[A-Za-z0-9-]{10,250}" + _TOKEN_END)),
     (
         "slack_webhook",
-        re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]{16,}"),
+        re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]++/B[A-Z0-9]++/[A-Za-z0-9]{16,}+"),
     ),
     ("stripe_key", re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,247}" + _TOKEN_END)),
     (
         "openai_api_key",
-        re.compile(r"(?<![A-Za-z0-9_-])sk-(?:proj-|svcacct-|admin-|ant-[a-z0-9]+-)?[A-Za-z0-9_-]{20,}"),
+        re.compile(r"(?<![A-Za-z0-9_-])sk-(?:proj-|svcacct-|admin-|ant-[a-z0-9]{1,20}-)?[A-Za-z0-9_-]{20,}+"),
     ),
     (
         "jwt",
         re.compile(
-            r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}" + _TOKEN_END
+            r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}+\.eyJ[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]{8,}+" + _TOKEN_END
         ),
     ),
 )
@@ -299,8 +299,10 @@ def _api_keys(text: str) -> Iterator[_Span]:
             yield kind, m.start(), m.end()
 
 
+# The body is bounded (a 16384-bit RSA key is about 12,600 characters of PEM), so a header without its
+# END line costs one bounded scan; the rest of the text is then flagged, as a key cut short may be.
 _PEM = re.compile(
-    r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----(?:.*?-----END \1-----|.*\Z)", re.S
+    r"-----BEGIN ((?:[A-Z0-9]++ ){0,8}PRIVATE KEY(?: BLOCK)?)-----(?:.{0,20000}?-----END \1-----|.*+\Z)", re.S
 )
 
 
@@ -309,8 +311,9 @@ def _private_keys(text: str) -> Iterator[_Span]:
         yield "private_key", m.start(), m.end()
 
 
-_ENTROPY_CANDIDATE = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
-_LOWER_RUN = re.compile(r"[a-z]{3,}")
+# Possessive: a run is read once (no class character follows it, so giving some back never helps).
+_ENTROPY_CANDIDATE = re.compile(r"[A-Za-z0-9+/_-]{8,}+={0,2}+")
+_LOWER_RUN = re.compile(r"[a-z]{3,}+")
 
 
 def _high_entropy(threshold: float, min_length: int) -> _Detector:
