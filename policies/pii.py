@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from .config import PII_DETECTORS, PiiConfig, PolicyConfig, UserPattern
+from .secret_context import is_identifier, is_placeholder, key_is_allowlisted
 from .signals import PiiFinding
 
 _Span = tuple[str, int, int]  # (kind, start, end)
@@ -294,6 +295,8 @@ def _api_keys(text: str) -> Iterator[_Span]:
     for kind, rx in _API_KEYS:
         for m in rx.finditer(text):
             s = m.group()
+            if is_placeholder(s):  # ghp_xxxx..., AKIAIOSFODNN7EXAMPLE
+                continue
             if kind == "openai_api_key" and not (re.search(r"\d", s) and re.search(r"[A-Za-z]{2}", s[3:])):
                 continue  # "sk-learn-compatible-wrapper" is prose, keys mix digits in
             yield kind, m.start(), m.end()
@@ -316,8 +319,38 @@ _ENTROPY_CANDIDATE = re.compile(r"[A-Za-z0-9+/_-]{8,}+={0,2}+")
 _LOWER_RUN = re.compile(r"[a-z]{3,}+")
 
 
+_KEY_BEFORE = re.compile(r"([\w.-]{1,50})[\"']?\s{0,3}(?::{1,2}=?|=>?|\?=)\s{0,3}[\"'`]?$")
+_PUBLIC_BLOCK = re.compile(r"-----BEGIN (?:PGP PUBLIC KEY BLOCK|PUBLIC KEY|RSA PUBLIC KEY|CERTIFICATE)-----")
+_PUBLIC_END = re.compile(r"-----END (?:PGP PUBLIC KEY BLOCK|PUBLIC KEY|RSA PUBLIC KEY|CERTIFICATE)-----")
+
+
+def _public_blocks(text: str) -> list[tuple[int, int]]:
+    """Spans of public keys and certificates (one pass; a block without END runs to the text's end)."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while (b := _PUBLIC_BLOCK.search(text, pos)) is not None:
+        e = _PUBLIC_END.search(text, b.end())
+        end = e.end() if e is not None else len(text)
+        out.append((b.end(), end))
+        pos = end
+    return out
+
+
+def _benign_context(text: str, start: int, blocks: list[tuple[int, int]]) -> bool:
+    """The string's place says it is no secret: a URL path segment, the body of a public key or
+    certificate, or the value of a key that holds none (``public_key``, ``csrf-token``, ``commit``)."""
+    if start and (text[start - 1] == "/" or (text[start - 1] in ".@" and "/" in text[start : start + 64])):
+        return True  # a URL's path (the class holds "/", so a candidate may start at "com/...")
+    m = _KEY_BEFORE.search(text, max(0, start - 60), start)
+    if m is not None and key_is_allowlisted(m.group(1)):
+        return True
+    i = bisect.bisect_right(blocks, (start, len(text) + 1)) - 1
+    return i >= 0 and blocks[i][0] <= start < blocks[i][1]
+
+
 def _high_entropy(threshold: float, min_length: int) -> _Detector:
     def detect(text: str) -> Iterator[_Span]:
+        blocks = _public_blocks(text) if "-----BEGIN" in text else []
         for m in _ENTROPY_CANDIDATE.finditer(text):
             s = m.group().rstrip("=")
             if len(s) < min_length or text.endswith("base64,", 0, m.start()):  # inline media, not a secret
@@ -328,6 +361,8 @@ def _high_entropy(threshold: float, min_length: int) -> _Detector:
                 continue
             # Random text rarely holds long lower-case runs; identifiers made of words do.
             if sum(len(w) for w in _LOWER_RUN.findall(s)) > 0.5 * len(s):
+                continue
+            if is_placeholder(s) or is_identifier(s) or _benign_context(text, m.start(), blocks):
                 continue
             yield "high_entropy_string", m.start(), m.start() + len(s)
 

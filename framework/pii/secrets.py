@@ -15,6 +15,8 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
+from ...policies.secret_context import is_placeholder, looks_like_lookalike
+
 _END = r"(?=[\x60'\"\s;,)\]}>]|\\[nr]|$)"
 
 # (kind, regex) - kind is the finding's kind, named after the gitleaks rule id.
@@ -91,10 +93,26 @@ def shannon_entropy(s: str) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(s).values()) if n else 0.0
 
 
+_KEY_START = re.compile(r"[\w.-]{1,50}$")
+
+
+def _key_before(text: str, keyword_start: int, value_start: int) -> str:
+    """The key a value was assigned to: the identifier that holds the keyword, through the operator
+    (``pub const X509_pubkey_st =``), which is what gitleaks' allowlist reads."""
+    m = _KEY_START.search(text, max(0, keyword_start - 50), keyword_start)
+    return text[m.start() if m else keyword_start : value_start]
+
+
 def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
-    """Yield ``(kind, start, end)`` for every rule match in ``text`` (overlaps resolved by the caller)."""
+    """Yield ``(kind, start, end)`` for every rule match in ``text`` (overlaps resolved by the caller).
+
+    Matches that read as placeholders (``ghp_xxxx...``, ``AKIAIOSFODNN7EXAMPLE``) are dropped; the generic
+    rule also drops ids, hashes and identifiers by their key (:mod:`edgeroute.policies.secret_context`).
+    """
     for kind, rx in _COMPILED:
         for m in rx.finditer(text):
+            if kind != "private_key" and is_placeholder(m.group()):
+                continue
             yield kind, m.start(), m.end()
     for m in _GENERIC.finditer(text):
         value = m.group(1)
@@ -105,6 +123,8 @@ def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
             not any(c.isdigit() for c in value)
             and value.replace("-", "").replace("_", "").replace(".", "").isalpha()
         ):
+            continue
+        if looks_like_lookalike(value, _key_before(text, m.start(), m.start(1))):
             continue
         yield "generic_secret", m.start(1), m.end(1)
 
