@@ -16,6 +16,7 @@ never a template, and rarely holds a placeholder word. Fixtures that use filler 
 
 from __future__ import annotations
 
+import itertools
 import re
 
 _PLACEHOLDER_WORDS = re.compile(
@@ -55,31 +56,19 @@ _ID_KEY = re.compile(r"(?i)(?:^|[_.\-\s\"'])(?:[a-z]*id|ids|uuid|guid|sha\d*|has
                      r"[a-z](?:Id|ID|Ids)\W*$")
 
 
-def _step(a: str, b: str) -> int:
-    return ord(b) - ord(a)
-
-
 def filler_share(value: str) -> float:
     """Share of ``value`` in filler: runs of 5+ equal characters (``xxxxx``, ``00000``) and runs of 6+
     consecutive ones up or down the alphabet or digits (``abcdef``, ``123456``, ``987654``)."""
     n = len(value)
     if n < 6:
         return 0.0
+    codes = value.encode("utf-32-le")[::4]  # one byte per character (the low byte): steps between neighbours
     covered = 0
-    i = 0
-    while i < n - 1:
-        step = _step(value[i], value[i + 1])
-        j = i + 1
-        if step in (-1, 0, 1) and value[i].isalnum():
-            while j + 1 < n and _step(value[j], value[j + 1]) == step and value[j + 1].isalnum():
-                j += 1
-        length = j - i + 1
-        if (step == 0 and length >= 5) or (step != 0 and abs(step) == 1 and length >= 6):
-            covered += length
-            i = j + 1
-        else:
-            i += 1
-    return covered / n
+    for step, group in itertools.groupby(y - x for x, y in itertools.pairwise(codes)):
+        run = sum(1 for _ in group) + 1  # k equal steps join k + 1 characters
+        if (step == 0 and run >= 5) or (step in (-1, 1) and run >= 6):
+            covered += run
+    return min(1.0, covered / n)
 
 
 def is_sequential(value: str) -> bool:

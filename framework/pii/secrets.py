@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from ...policies.secret_context import is_placeholder, looks_like_lookalike
+from .ported_rules import find_ported
 
 _END = r"(?=[\x60'\"\s;,)\]}>]|\\[nr]|$)"
 
@@ -85,7 +86,50 @@ _GENERIC = re.compile(
 _GENERIC_ENTROPY = 3.5
 _STOPWORDS = re.compile(r"(?i)^(?:true|false|null|none|undefined|example|changeme|password|secret|token)")
 
+# Substrings (lower case) one of which a rule's match must hold, as gitleaks' rule keywords: a rule runs
+# only when one occurs in the text, so rules cost little where their prefix is absent.
+_KEYWORDS: tuple[tuple[str, ...], ...] = (
+    ("a3t", "akia", "asia", "abia", "acca"),  # aws_access_key_id
+    ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),  # github_token
+    ("github_pat_",),  # github_token
+    ("glpat-",),  # gitlab_token
+    ("glrt-", "gldt-", "glft-", "glsoat-"),  # gitlab_token
+    ("aiza",),  # google_api_key
+    ("xox",),  # slack_token
+    ("xapp-",),  # slack_token
+    ("hooks.slack.com",),  # slack_webhook
+    ("sk_", "rk_", "pk_"),  # stripe_key
+    ("sk-",),  # openai_api_key
+    ("t3blbkfj",),  # openai_api_key
+    ("sk-ant-",),  # anthropic_api_key
+    ("npm_",),  # npm_token
+    ("pypi-",),  # pypi_token
+    ("hf_",),  # huggingface_token
+    ("sg.",),  # sendgrid_api_key
+    ("sk",),  # twilio_api_key
+    ("shpat_", "shpca_", "shppa_", "shpss_"),  # shopify_token
+    ("doo_v1_", "dop_v1_", "dor_v1_"),  # digitalocean_token
+    ("dapi",),  # databricks_token
+    ("dp.pt.",),  # doppler_token
+    ("dt0c01.",),  # dynatrace_token
+    ("lin_api_",),  # linear_api_key
+    ("pmak-",),  # postman_api_key
+    ("pul-",),  # pulumi_token
+    ("eaaa", "sq0atp-"),  # square_token
+    ("glc_", "glsa_"),  # grafana_token
+    ("hvs.",),  # vault_token
+    ("age-secret-key-1",),  # age_secret_key
+    ("q~",),  # azure_ad_client_secret
+    ("key-",),  # mailgun_key
+    ("atatt3",),  # atlassian_token
+    (".ey",),  # jwt
+    ("-----begin",),  # private_key
+    ("://",),  # url_credentials
+)
+assert len(_KEYWORDS) == len(_RULES)
+
 _COMPILED = tuple((kind, re.compile(rx)) for kind, rx in _RULES)
+_GATED = tuple(zip(_COMPILED, _KEYWORDS, strict=True))
 
 
 def shannon_entropy(s: str) -> float:
@@ -109,7 +153,10 @@ def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
     Matches that read as placeholders (``ghp_xxxx...``, ``AKIAIOSFODNN7EXAMPLE``) are dropped; the generic
     rule also drops ids, hashes and identifiers by their key (:mod:`edgeroute.policies.secret_context`).
     """
-    for kind, rx in _COMPILED:
+    low = text.lower()
+    for (kind, rx), keywords in _GATED:
+        if not any(k in low for k in keywords):
+            continue
         for m in rx.finditer(text):
             if kind != "private_key" and is_placeholder(m.group()):
                 continue
@@ -127,6 +174,9 @@ def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
         if looks_like_lookalike(value, _key_before(text, m.start(), m.start(1))):
             continue
         yield "generic_secret", m.start(1), m.end(1)
+    # gitleaks' other provider rules, keyword-gated (the hand-tuned ones above come first: overlaps
+    # are resolved by the caller in favour of earlier spans).
+    yield from find_ported(text)
 
 
 RULE_COUNT = len(_RULES) + 1
