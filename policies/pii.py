@@ -295,7 +295,7 @@ def _api_keys(text: str) -> Iterator[_Span]:
     for kind, rx in _API_KEYS:
         for m in rx.finditer(text):
             s = m.group()
-            if is_placeholder(s):  # ghp_xxxx..., AKIAIOSFODNN7EXAMPLE
+            if is_placeholder(s) or is_identifier(s):  # ghp_xxxx..., AKIAIOSFODNN7EXAMPLE, xoxb-my-bot-token
                 continue
             if kind == "openai_api_key" and not (re.search(r"\d", s) and re.search(r"[A-Za-z]{2}", s[3:])):
                 continue  # "sk-learn-compatible-wrapper" is prose, keys mix digits in
@@ -322,6 +322,16 @@ _LOWER_RUN = re.compile(r"[a-z]{3,}+")
 _KEY_BEFORE = re.compile(r"([\w.-]{1,50})[\"']?\s{0,3}(?::{1,2}=?|=>?|\?=)\s{0,3}[\"'`]?$")
 _PUBLIC_BLOCK = re.compile(r"-----BEGIN (?:PGP PUBLIC KEY BLOCK|PUBLIC KEY|RSA PUBLIC KEY|CERTIFICATE)-----")
 _PUBLIC_END = re.compile(r"-----END (?:PGP PUBLIC KEY BLOCK|PUBLIC KEY|RSA PUBLIC KEY|CERTIFICATE)-----")
+
+
+# Words that say a secret follows. A random-looking string with none of them in the 80 characters before
+# it is flagged only when it is long and very random (a pasted token alone on a line).
+_SECRET_WORDS = re.compile(
+    r"(?i)pass(?:word|wd|phrase)?|pwd|secret|token|api[_ -]?key|apikey|access[_ -]?key|auth|bearer|"
+    r"credential|private|session|cookie|signing|client[_ -]?key|\bkey\b|_key|key[_=:]"
+)
+_ALONE_MIN_LENGTH = 40
+_ALONE_MIN_ENTROPY = 4.8
 
 
 def _public_blocks(text: str) -> list[tuple[int, int]]:
@@ -363,6 +373,10 @@ def _high_entropy(threshold: float, min_length: int) -> _Detector:
             if sum(len(w) for w in _LOWER_RUN.findall(s)) > 0.5 * len(s):
                 continue
             if is_placeholder(s) or is_identifier(s) or _benign_context(text, m.start(), blocks):
+                continue
+            if not _SECRET_WORDS.search(text, max(0, m.start() - 80), m.start()) and (
+                len(s) < _ALONE_MIN_LENGTH or shannon_entropy(s) < _ALONE_MIN_ENTROPY
+            ):
                 continue
             yield "high_entropy_string", m.start(), m.start() + len(s)
 

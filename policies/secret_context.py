@@ -16,7 +16,6 @@ never a template, and rarely holds a placeholder word. Fixtures that use filler 
 
 from __future__ import annotations
 
-import itertools
 import re
 
 _PLACEHOLDER_WORDS = re.compile(
@@ -26,7 +25,7 @@ _PLACEHOLDER_WORDS = re.compile(
 _TEMPLATE = re.compile(r"\$\{|\$\(|\{\{|\}\}|<[\w -]{1,40}>|%\(?\w*\)?s|^\$[A-Za-z_]|\[[A-Z_]{3,}\]")
 _UUID = re.compile(r"(?i)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _HASH = re.compile(r"(?i)^(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{56}|[0-9a-f]{64}|[0-9a-f]{128})$")
-_REFERENCE = re.compile(r"^[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+(?:\(\))?$")
+_REFERENCE = re.compile(r"^[A-Za-z_$][\w$]{0,31}(?:\.[A-Za-z_$][\w$]{0,31})+(?:\(\))?$")  # not a JWT
 _FILE_NAME = re.compile(
     r"(?i)\.(?:pem|p12|pfx|jks|keystore|keytab|key|crt|cer|der|pub|json|ya?ml|toml|ini|env|txt|xml|"
     r"properties|conf|cfg|jar|so|dll|exe|png|jpe?g|gif|svg|html?|js|ts|py|go|rb|java|cs)$"
@@ -52,8 +51,10 @@ _KEY_ALLOWLIST = re.compile(
     r"region|zone|locale|timezone|latitude|longitude|lat|lng|long)\b"
 )
 # Key names whose value is an identifier when it has an identifier's shape (a UUID or a hash).
-_ID_KEY = re.compile(r"(?i)(?:^|[_.\-\s\"'])(?:[a-z]*id|ids|uuid|guid|sha\d*|hash|commit|digest|checksum|etag)\W*$|"
-                     r"[a-z](?:Id|ID|Ids)\W*$")
+_ID_KEY = re.compile(
+    r"(?i)(?:^|[_.\-\s\"'])(?:[a-z]*id|ids|uuid|guid|sha\d*|hash|commit|digest|checksum|etag)\W*$|"
+    r"[a-z](?:Id|ID|Ids)\W*$"
+)
 
 
 def filler_share(value: str) -> float:
@@ -62,12 +63,17 @@ def filler_share(value: str) -> float:
     n = len(value)
     if n < 6:
         return 0.0
-    codes = value.encode("utf-32-le")[::4]  # one byte per character (the low byte): steps between neighbours
-    covered = 0
-    for step, group in itertools.groupby(y - x for x, y in itertools.pairwise(codes)):
-        run = sum(1 for _ in group) + 1  # k equal steps join k + 1 characters
+    codes = value.encode("utf-32-le")[::4]  # one byte per character (its low byte): steps between neighbours
+    covered, run, step = 0, 1, None
+    for i in range(1, n + 1):
+        now = codes[i] - codes[i - 1] if i < n else None
+        if now is not None and now == step:
+            run += 1
+            continue
+        # A run of ``run`` characters with one step between each ends here.
         if (step == 0 and run >= 5) or (step in (-1, 1) and run >= 6):
             covered += run
+        run, step = 2, now
     return min(1.0, covered / n)
 
 
@@ -80,9 +86,7 @@ def is_sequential(value: str) -> bool:
 def is_placeholder(value: str) -> bool:
     """A placeholder or template, not a secret: ``xxxx``, ``<token>``, ``${VAR}``, ``your-key-here``,
     ``AKIAIOSFODNN7EXAMPLE``, or mostly filler (:func:`is_sequential`)."""
-    return bool(
-        _PLACEHOLDER_WORDS.search(value) or _TEMPLATE.search(value) or is_sequential(value)
-    )
+    return bool(_PLACEHOLDER_WORDS.search(value) or _TEMPLATE.search(value) or is_sequential(value))
 
 
 def is_identifier(value: str) -> bool:

@@ -58,6 +58,19 @@ def ported_rules() -> tuple[tuple[PortedRule, ...], tuple[re.Pattern[str], ...],
     return rules, tuple(re.compile(a) for a in data["global_allow"]), tuple(data["global_stopwords"])
 
 
+@lru_cache(maxsize=1)
+def known_public_values() -> frozenset[str]:
+    """Values gitleaks allowlists by name (``secret`` allowlist entries that are plain strings): keys
+    published on purpose, such as the public web keys of well-known apps. No detector flags them."""
+    rules, _, _ = ported_rules()
+    return frozenset(
+        rx.pattern
+        for rule in rules
+        for target, rx in rule.allow
+        if target == "secret" and re.fullmatch(r"[\w-]+", rx.pattern)
+    )
+
+
 def _entropy(s: str) -> float:
     n = len(s)
     return -sum(c / n * math.log2(c / n) for c in Counter(s).values()) if n else 0.0
@@ -102,4 +115,4 @@ def _allowed(rule: PortedRule, text: str, m: re.Match[str], secret: str) -> bool
     return False
 
 
-__all__ = ["PortedRule", "find_ported", "ported_rules"]
+__all__ = ["PortedRule", "find_ported", "known_public_values", "ported_rules"]

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
-from ...policies.secret_context import is_placeholder, looks_like_lookalike
+from ...policies.secret_context import is_identifier, is_placeholder, looks_like_lookalike
 from .ported_rules import find_ported
 
 _END = r"(?=[\x60'\"\s;,)\]}>]|\\[nr]|$)"
@@ -158,7 +158,7 @@ def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
         if not any(k in low for k in keywords):
             continue
         for m in rx.finditer(text):
-            if kind != "private_key" and is_placeholder(m.group()):
+            if kind != "private_key" and (is_placeholder(m.group()) or is_identifier(m.group())):
                 continue
             yield kind, m.start(), m.end()
     for m in _GENERIC.finditer(text):
