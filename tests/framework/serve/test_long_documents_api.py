@@ -10,7 +10,9 @@ from conftest import Served
 
 def test_an_over_long_document_is_a_400_and_nothing_is_written(serve: Callable[..., Served]) -> None:
     s = serve()
-    huge = "lorem ipsum dolor sit amet " * 2_500  # about 16,900 estimated tokens, under the 100,000 characters
+    huge = (
+        "lorem ipsum dolor sit amet " * 2_500
+    )  # about 16,900 estimated tokens, under the 100,000 characters
     body = {
         "collection": "notes",
         "sensitivity": "public",
