@@ -11,7 +11,7 @@ Ported (rules re-stated, no code copied) from two well-kept scanners:
 
 Each rule keeps recall: a random secret is almost never half filler (equal or consecutive characters),
 never a template, and rarely holds a placeholder word. Fixtures that use filler as their test secret
-(``12345678-ABCD-ABCD-ABCD-1234567890AB``) are called placeholders here.
+(``AKIAZZZZZZZZZZZZZZZZ``, ``SKxxxxxxxx...``) are called placeholders here.
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ def looks_like_lookalike(value: str, key: str = "") -> bool:
 
 
 __all__ = [
+    "filler_share",
     "is_identifier",
     "is_placeholder",
     "is_sequential",
