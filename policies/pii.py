@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from .config import PII_DETECTORS, PiiConfig, PolicyConfig, UserPattern
+from .secret_context import is_identifier, is_placeholder, key_is_allowlisted
 from .signals import PiiFinding
 
 _Span = tuple[str, int, int]  # (kind, start, end)
@@ -274,17 +275,17 @@ _API_KEYS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("slack_token", re.compile(r"(?<![A-Za-z0-9_-])xox[abposr]-[A-Za-z0-9-]{10,250}" + _TOKEN_END)),
     (
         "slack_webhook",
-        re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]{16,}"),
+        re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]++/B[A-Z0-9]++/[A-Za-z0-9]{16,}+"),
     ),
     ("stripe_key", re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,247}" + _TOKEN_END)),
     (
         "openai_api_key",
-        re.compile(r"(?<![A-Za-z0-9_-])sk-(?:proj-|svcacct-|admin-|ant-[a-z0-9]+-)?[A-Za-z0-9_-]{20,}"),
+        re.compile(r"(?<![A-Za-z0-9_-])sk-(?:proj-|svcacct-|admin-|ant-[a-z0-9]{1,20}-)?[A-Za-z0-9_-]{20,}+"),
     ),
     (
         "jwt",
         re.compile(
-            r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}" + _TOKEN_END
+            r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}+\.eyJ[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]{8,}+" + _TOKEN_END
         ),
     ),
 )
@@ -294,13 +295,17 @@ def _api_keys(text: str) -> Iterator[_Span]:
     for kind, rx in _API_KEYS:
         for m in rx.finditer(text):
             s = m.group()
+            if is_placeholder(s) or is_identifier(s):  # ghp_xxxx..., AKIAIOSFODNN7EXAMPLE, xoxb-my-bot-token
+                continue
             if kind == "openai_api_key" and not (re.search(r"\d", s) and re.search(r"[A-Za-z]{2}", s[3:])):
                 continue  # "sk-learn-compatible-wrapper" is prose, keys mix digits in
             yield kind, m.start(), m.end()
 
 
+# The body is bounded (a 16384-bit RSA key is about 12,600 characters of PEM), so a header without its
+# END line costs one bounded scan; the rest of the text is then flagged, as a key cut short may be.
 _PEM = re.compile(
-    r"-----BEGIN ((?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?)-----(?:.*?-----END \1-----|.*\Z)", re.S
+    r"-----BEGIN ((?:[A-Z0-9]++ ){0,8}PRIVATE KEY(?: BLOCK)?)-----(?:.{0,20000}?-----END \1-----|.*+\Z)", re.S
 )
 
 
@@ -309,12 +314,53 @@ def _private_keys(text: str) -> Iterator[_Span]:
         yield "private_key", m.start(), m.end()
 
 
-_ENTROPY_CANDIDATE = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
-_LOWER_RUN = re.compile(r"[a-z]{3,}")
+# Possessive: a run is read once (no class character follows it, so giving some back never helps).
+_ENTROPY_CANDIDATE = re.compile(r"[A-Za-z0-9+/_-]{8,}+={0,2}+")
+_LOWER_RUN = re.compile(r"[a-z]{3,}+")
+
+
+_KEY_BEFORE = re.compile(r"([\w.-]{1,50})[\"']?\s{0,3}(?::{1,2}=?|=>?|\?=)\s{0,3}[\"'`]?$")
+_PUBLIC_BLOCK = re.compile(r"-----BEGIN (?:PGP PUBLIC KEY BLOCK|PUBLIC KEY|RSA PUBLIC KEY|CERTIFICATE)-----")
+_PUBLIC_END = re.compile(r"-----END (?:PGP PUBLIC KEY BLOCK|PUBLIC KEY|RSA PUBLIC KEY|CERTIFICATE)-----")
+
+
+# Words that say a secret follows. A random-looking string with none of them in the 80 characters before
+# it is flagged only when it is long and very random (a pasted token alone on a line).
+_SECRET_WORDS = re.compile(
+    r"(?i)pass(?:word|wd|phrase)?|pwd|secret|token|api[_ -]?key|apikey|access[_ -]?key|auth|bearer|"
+    r"credential|private|session|cookie|signing|client[_ -]?key|\bkey\b|_key|key[_=:]"
+)
+_ALONE_MIN_LENGTH = 40
+_ALONE_MIN_ENTROPY = 4.8
+
+
+def _public_blocks(text: str) -> list[tuple[int, int]]:
+    """Spans of public keys and certificates (one pass; a block without END runs to the text's end)."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while (b := _PUBLIC_BLOCK.search(text, pos)) is not None:
+        e = _PUBLIC_END.search(text, b.end())
+        end = e.end() if e is not None else len(text)
+        out.append((b.end(), end))
+        pos = end
+    return out
+
+
+def _benign_context(text: str, start: int, blocks: list[tuple[int, int]]) -> bool:
+    """The string's place says it is no secret: a URL path segment, the body of a public key or
+    certificate, or the value of a key that holds none (``public_key``, ``csrf-token``, ``commit``)."""
+    if start and (text[start - 1] == "/" or (text[start - 1] in ".@" and "/" in text[start : start + 64])):
+        return True  # a URL's path (the class holds "/", so a candidate may start at "com/...")
+    m = _KEY_BEFORE.search(text, max(0, start - 60), start)
+    if m is not None and key_is_allowlisted(m.group(1)):
+        return True
+    i = bisect.bisect_right(blocks, (start, len(text) + 1)) - 1
+    return i >= 0 and blocks[i][0] <= start < blocks[i][1]
 
 
 def _high_entropy(threshold: float, min_length: int) -> _Detector:
     def detect(text: str) -> Iterator[_Span]:
+        blocks = _public_blocks(text) if "-----BEGIN" in text else []
         for m in _ENTROPY_CANDIDATE.finditer(text):
             s = m.group().rstrip("=")
             if len(s) < min_length or text.endswith("base64,", 0, m.start()):  # inline media, not a secret
@@ -325,6 +371,12 @@ def _high_entropy(threshold: float, min_length: int) -> _Detector:
                 continue
             # Random text rarely holds long lower-case runs; identifiers made of words do.
             if sum(len(w) for w in _LOWER_RUN.findall(s)) > 0.5 * len(s):
+                continue
+            if is_placeholder(s) or is_identifier(s) or _benign_context(text, m.start(), blocks):
+                continue
+            if not _SECRET_WORDS.search(text, max(0, m.start() - 80), m.start()) and (
+                len(s) < _ALONE_MIN_LENGTH or shannon_entropy(s) < _ALONE_MIN_ENTROPY
+            ):
                 continue
             yield "high_entropy_string", m.start(), m.start() + len(s)
 

@@ -345,6 +345,23 @@ class EdgeEmbedder:
         """Token counts after truncation, special tokens included."""
         return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
 
+    def documents_over_limit(
+        self, texts: Sequence[str], titles: Sequence[str | None] | None = None
+    ) -> dict[int, int]:
+        """``{index: tokens}`` for the documents longer than ``manifest.max_tokens`` as the model reads
+        them (document prompt, title and special tokens included), which :meth:`embed_documents` would
+        cut. The count is the whole document's, not the truncated one's."""
+        formatted, _ = self._documents(texts, titles, None)
+        limit = self.manifest.max_tokens
+        # A token covers at least one byte of UTF-8, so a shorter input cannot overflow: skip encoding it.
+        todo = [i for i, f in enumerate(formatted) if len(f.encode("utf-8")) + 2 > limit]
+        out: dict[int, int] = {}
+        for i, enc in zip(todo, self._tokenizer.encode_batch([formatted[i] for i in todo]), strict=True):
+            if enc.overflowing:
+                rest = sum(len(o.ids) - sum(o.special_tokens_mask) for o in enc.overflowing)
+                out[i] = len(enc.ids) + rest
+        return out
+
     def _encode(
         self,
         texts: list[str],

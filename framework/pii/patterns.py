@@ -31,6 +31,7 @@ from stdnum.nl import bsn as _bsn
 
 from ...policies.config import PiiConfig
 from ...policies.pii import detect_pii
+from .ported_rules import known_public_values
 from .secrets import find_secrets
 
 Span = tuple[str, int, int, str]  # (kind, start, end, detector)
@@ -178,7 +179,8 @@ def pattern_spans(text: str, config: PiiConfig, phone_regions: tuple[str, ...]) 
         spans.extend(_national_ids(text))
     if "phone" in enabled and any(c.isdigit() for c in text):
         spans.extend(_phones(text, phone_regions))
-    return spans
+    public = known_public_values()
+    return [sp for sp in spans if text[sp[1] : sp[2]] not in public]
 
 
 __all__ = ["Span", "pattern_spans"]

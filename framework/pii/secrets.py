@@ -15,6 +15,9 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
+from ...policies.secret_context import is_identifier, is_placeholder, looks_like_lookalike
+from .ported_rules import find_ported
+
 _END = r"(?=[\x60'\"\s;,)\]}>]|\\[nr]|$)"
 
 # (kind, regex) - kind is the finding's kind, named after the gitleaks rule id.
@@ -26,7 +29,7 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("gitlab_token", r"\b(?:glrt|gldt|glft|glsoat)-[0-9a-zA-Z_\-]{20}\b"),
     ("google_api_key", r"\bAIza[\w-]{35}" + _END),
     ("slack_token", r"\bxox[bpaores]-[0-9A-Za-z-]{10,250}"),
-    ("slack_token", r"(?i:xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)"),
+    ("slack_token", r"(?i:xapp-\d-[A-Z0-9]++-\d++-[a-z0-9]++)"),
     (
         "slack_webhook",
         r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{43,56}",
@@ -55,27 +58,78 @@ _RULES: tuple[tuple[str, str], ...] = (
     ("azure_ad_client_secret", r"(?<![\w~.])[a-zA-Z0-9_~.]{3}\dQ~[a-zA-Z0-9_~.-]{31,34}(?![\w~.-])"),
     ("mailgun_key", r"\bkey-[a-f0-9]{32}\b"),
     ("atlassian_token", r"\bATATT3[A-Za-z0-9_\-=]{186}" + _END),
-    ("jwt", r"\bey[a-zA-Z0-9]{17,}\.ey[a-zA-Z0-9/\\_-]{17,}\.(?:[a-zA-Z0-9/\\_-]{10,}={0,2})?" + _END),
+    (
+        "jwt",
+        r"\bey[a-zA-Z0-9]{17,}+\.ey[a-zA-Z0-9/\\_-]{17,16384}\.(?:[a-zA-Z0-9/\\_-]{10,4096}={0,2})?" + _END,
+    ),
     (
         "private_key",
-        r"(?i:-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----)[\s\S-]{64,}?(?:KEY(?: BLOCK)?-----|\Z)",
+        r"(?i:-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----)[\s\S-]{64,16384}?(?:KEY(?: BLOCK)?-----|\Z)",
     ),
     (
         "url_credentials",
-        r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]{1,64}:[^\s:/@]{3,128}@[\w.-]+",
+        r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]{1,64}:[^\s:/@]{3,128}@[\w.-]++",
     ),
 )
 
 # gitleaks generic-api-key: a secret-ish keyword, an assignment, a value; the value's entropy decides.
+# gitleaks starts the pattern with a lazy ``[\w.-]{0,50}?`` prefix, which makes every position of the
+# text try 50 prefix lengths against the keyword list (about 20 microseconds a character on text
+# without spaces). The prefix is not part of the secret, so the pattern here starts at the keyword:
+# the same values are found, at about one pass over the text. The unbounded value is possessive (its
+# class holds none of the end characters, so giving characters back could never end a match).
 _GENERIC = re.compile(
-    r"(?i:[\w.-]{0,50}?(?:access|auth|(?-i:[Aa]pi|API)|credential|creds|key|passw(?:or)?d|secret|token)"
-    r"(?:[ \t\w.-]{0,20})[\s'\"]{0,3}(?:=|>|:{1,3}=|\|\||:|=>|\?=|,)[\x60'\"\s=]{0,5})"
-    r"((?i:[\w.=-]{10,150}|[a-z0-9][a-z0-9+/]{11,}={0,3}))" + _END
+    r"(?:(?i:access|auth|credential|creds|key|passw(?:or)?d|secret|token)|[Aa]pi|API)"
+    r"(?i:[ \t\w.-]{0,20}+[\s'\"]{0,3}(?:=|>|:{1,3}=|\|\||:|=>|\?=|,)[\x60'\"\s=]{0,5})"
+    r"((?i:[\w.=-]{10,150}+|[a-z0-9][a-z0-9+/]{11,}+={0,3}+))" + _END
 )
 _GENERIC_ENTROPY = 3.5
 _STOPWORDS = re.compile(r"(?i)^(?:true|false|null|none|undefined|example|changeme|password|secret|token)")
 
+# Substrings (lower case) one of which a rule's match must hold, as gitleaks' rule keywords: a rule runs
+# only when one occurs in the text, so rules cost little where their prefix is absent.
+_KEYWORDS: tuple[tuple[str, ...], ...] = (
+    ("a3t", "akia", "asia", "abia", "acca"),  # aws_access_key_id
+    ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),  # github_token
+    ("github_pat_",),  # github_token
+    ("glpat-",),  # gitlab_token
+    ("glrt-", "gldt-", "glft-", "glsoat-"),  # gitlab_token
+    ("aiza",),  # google_api_key
+    ("xox",),  # slack_token
+    ("xapp-",),  # slack_token
+    ("hooks.slack.com",),  # slack_webhook
+    ("sk_", "rk_", "pk_"),  # stripe_key
+    ("sk-",),  # openai_api_key
+    ("t3blbkfj",),  # openai_api_key
+    ("sk-ant-",),  # anthropic_api_key
+    ("npm_",),  # npm_token
+    ("pypi-",),  # pypi_token
+    ("hf_",),  # huggingface_token
+    ("sg.",),  # sendgrid_api_key
+    ("sk",),  # twilio_api_key
+    ("shpat_", "shpca_", "shppa_", "shpss_"),  # shopify_token
+    ("doo_v1_", "dop_v1_", "dor_v1_"),  # digitalocean_token
+    ("dapi",),  # databricks_token
+    ("dp.pt.",),  # doppler_token
+    ("dt0c01.",),  # dynatrace_token
+    ("lin_api_",),  # linear_api_key
+    ("pmak-",),  # postman_api_key
+    ("pul-",),  # pulumi_token
+    ("eaaa", "sq0atp-"),  # square_token
+    ("glc_", "glsa_"),  # grafana_token
+    ("hvs.",),  # vault_token
+    ("age-secret-key-1",),  # age_secret_key
+    ("q~",),  # azure_ad_client_secret
+    ("key-",),  # mailgun_key
+    ("atatt3",),  # atlassian_token
+    (".ey",),  # jwt
+    ("-----begin",),  # private_key
+    ("://",),  # url_credentials
+)
+assert len(_KEYWORDS) == len(_RULES)
+
 _COMPILED = tuple((kind, re.compile(rx)) for kind, rx in _RULES)
+_GATED = tuple(zip(_COMPILED, _KEYWORDS, strict=True))
 
 
 def shannon_entropy(s: str) -> float:
@@ -83,10 +137,29 @@ def shannon_entropy(s: str) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(s).values()) if n else 0.0
 
 
+_KEY_START = re.compile(r"[\w.-]{1,50}$")
+
+
+def _key_before(text: str, keyword_start: int, value_start: int) -> str:
+    """The key a value was assigned to: the identifier that holds the keyword, through the operator
+    (``pub const X509_pubkey_st =``), which is what gitleaks' allowlist reads."""
+    m = _KEY_START.search(text, max(0, keyword_start - 50), keyword_start)
+    return text[m.start() if m else keyword_start : value_start]
+
+
 def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
-    """Yield ``(kind, start, end)`` for every rule match in ``text`` (overlaps resolved by the caller)."""
-    for kind, rx in _COMPILED:
+    """Yield ``(kind, start, end)`` for every rule match in ``text`` (overlaps resolved by the caller).
+
+    Matches that read as placeholders (``ghp_xxxx...``, ``AKIAIOSFODNN7EXAMPLE``) are dropped; the generic
+    rule also drops ids, hashes and identifiers by their key (:mod:`edgeroute.policies.secret_context`).
+    """
+    low = text.lower()
+    for (kind, rx), keywords in _GATED:
+        if not any(k in low for k in keywords):
+            continue
         for m in rx.finditer(text):
+            if kind != "private_key" and (is_placeholder(m.group()) or is_identifier(m.group())):
+                continue
             yield kind, m.start(), m.end()
     for m in _GENERIC.finditer(text):
         value = m.group(1)
@@ -98,7 +171,12 @@ def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
             and value.replace("-", "").replace("_", "").replace(".", "").isalpha()
         ):
             continue
+        if looks_like_lookalike(value, _key_before(text, m.start(), m.start(1))):
+            continue
         yield "generic_secret", m.start(1), m.end(1)
+    # gitleaks' other provider rules, keyword-gated (the hand-tuned ones above come first: overlaps
+    # are resolved by the caller in favour of earlier spans).
+    yield from find_ported(text)
 
 
 RULE_COUNT = len(_RULES) + 1

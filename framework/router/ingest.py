@@ -1,6 +1,8 @@
 """Ingest: every document into the edge index, the cloud-eligible ones through the outbox.
 
-Placement is checked for all documents before anything is written. Documents the policy keeps
+Lengths and placement are checked for all documents before anything is written: a document longer
+than the edge model's token limit, or a cloud-bound one over the cloud's, is refused with an error that
+names it, never embedded from its first tokens. Documents the policy keeps
 private are registered with the privacy guard, removed from the outbox and the cloud index, and
 never sent. With the cloud reachable the outbox is drained at once (:mod:`.drain`); otherwise the
 documents wait there for ``edgeroute sync``.
@@ -15,7 +17,15 @@ from ...policies.sensitivity import above_ceiling
 from ..aio import to_thread
 from ..documents import Document
 from .drain import drain
-from .placement import check_documents, cloud_allowed, index_metadata, pii_text, write_index
+from .placement import (
+    check_cloud_lengths,
+    check_documents,
+    check_edge_lengths,
+    cloud_allowed,
+    index_metadata,
+    pii_text,
+    write_index,
+)
 from .reports import IngestReport, ProgressFn, SyncReport
 
 if TYPE_CHECKING:
@@ -31,8 +41,12 @@ async def ingest(
     engine: HybridEngine, documents: Sequence[Document], *, progress: ProgressFn | None = None
 ) -> IngestReport:
     docs = check_documents(documents)
+    # Before any model pass or write: a document longer than a model reads is refused, never cut.
+    await to_thread(check_edge_lengths, docs, engine.edge)
     found = await engine.pii.adetect_many([pii_text(d) for d in docs])
     to_cloud = cloud_allowed(docs, engine.policy, found)
+    if engine.cloud is not None:
+        check_cloud_lengths([d for d, ok in zip(docs, to_cloud, strict=True) if ok])
     for doc, ok in zip(docs, to_cloud, strict=True):
         if not ok:
             # A confidential document's title is private too; a chunk kept back only for PII in its

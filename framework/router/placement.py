@@ -12,9 +12,9 @@ from ...policies.config import PolicyConfig
 from ...policies.rules import RoutingRefused, place_document
 from ...policies.signals import DocumentSignals, PiiFinding, SignalError
 from ..aio import to_thread
-from ..cloud.media import validate_content
+from ..cloud.media import MAX_INPUT_TOKENS, estimate_part_tokens, validate_content
 from ..documents import Document, MetadataValue
-from ..embedder import Vectors
+from ..embedder import Embedder, Vectors
 from ..errors import InputError, RoutingError
 from ..parts import Part
 from ..spaces import EmbeddingSpace
@@ -75,6 +75,52 @@ def check_documents(documents: Sequence[Document]) -> list[Document]:
     return docs
 
 
+_LISTED = 10
+
+
+def check_edge_lengths(docs: Sequence[Document], edge: Embedder) -> None:
+    """:class:`InputError` naming every document longer than the edge model's token limit (document
+    prompt and title included), before anything is written: the model would embed only its start.
+
+    Counts are the edge model's own tokenizer's; an embedder without a token limit (the hashing test
+    embedder, say) has nothing to check.
+    """
+    texts = [d for d in docs if d.text.strip()]
+    counter = getattr(edge, "documents_over_limit", None)
+    manifest = getattr(edge, "manifest", None)
+    if not callable(counter) or manifest is None or not texts:
+        return
+    limit = int(manifest.max_tokens)
+    found: dict[int, int] = counter([d.text for d in texts], [d.title for d in texts])
+    _refuse(
+        [f"{texts[i].id!r} has {n} tokens, over the edge model's {limit}" for i, n in sorted(found.items())]
+    )
+
+
+def check_cloud_lengths(docs: Sequence[Document]) -> None:
+    """:class:`InputError` naming every cloud-bound document over the cloud model's input limit
+    (:data:`~edgeroute.framework.cloud.media.MAX_INPUT_TOKENS`, estimated on the high side), which the
+    cloud would refuse on every drain."""
+    over = []
+    for d in docs:
+        n = sum(estimate_part_tokens(p) for p in cloud_parts(d))
+        if n > MAX_INPUT_TOKENS:
+            over.append(f"{d.id!r} has about {n} tokens, over the cloud model's {MAX_INPUT_TOKENS}")
+    _refuse(over)
+
+
+def _refuse(over: list[str]) -> None:
+    if not over:
+        return
+    more = f" (and {len(over) - _LISTED} more)" if len(over) > _LISTED else ""
+    raise InputError(
+        f"{len(over)} document(s) too long to embed whole, so nothing was written: "
+        f"{'; '.join(over[:_LISTED])}{more}. A model would embed only their start. Split each into "
+        "chunks with ids of their own first (edgeroute.framework.store.chunking.chunk_text makes the "
+        "512-token chunks `edgeroute index` uses)"
+    )
+
+
 def pii_text(doc: Document) -> str:
     """What PII detection reads of a document: its title and its text."""
     return "\n".join(filter(None, [doc.title, doc.text]))
@@ -102,7 +148,9 @@ def cloud_allowed(
 
 __all__ = [
     "EDGE_MODALITIES",
+    "check_cloud_lengths",
     "check_documents",
+    "check_edge_lengths",
     "cloud_allowed",
     "cloud_parts",
     "index_metadata",

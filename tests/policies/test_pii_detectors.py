@@ -32,10 +32,10 @@ POSITIVES = [
     ("my SIN is 130 692 544", "130 692 544", "ca_sin"),
     ("from 203.0.113.42 at noon", "203.0.113.42", "ipv4"),
     ("peer 2001:db8::8a2e:370:7334 dropped", "2001:db8::8a2e:370:7334", "ipv6"),
-    ("key AKIAIOSFODNN7EXAMPLE leaked", "AKIAIOSFODNN7EXAMPLE", "aws_access_key_id"),
+    ("key AKIAZ7QW3RT5YU2IOP4M leaked", "AKIAZ7QW3RT5YU2IOP4M", "aws_access_key_id"),
     ("token ghp_" + "A1b2" * 9 + " expired", "ghp_" + "A1b2" * 9, "github_token"),
     ("AIzaSyD" + "x1Y2z3" * 5 + "ab in maps", "AIzaSyD" + "x1Y2z3" * 5 + "ab", "google_api_key"),
-    ("xoxb-123456789012-abcdefABCDEF123 for slack", "xoxb-123456789012-abcdefABCDEF123", "slack_token"),
+    ("xoxb-482915730264-Qm7Tz2Lk9Wp4Xr1 for slack", "xoxb-482915730264-Qm7Tz2Lk9Wp4Xr1", "slack_token"),
     ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc ok", "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "stripe_key"),
     ("OPENAI_API_KEY=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t", "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t", "openai_api_key"),
     (
@@ -45,8 +45,8 @@ POSITIVES = [
     ),
     ("-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----", None, "private_key"),
     (
-        "secret=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "secret=wJalrXUtnFEMI/K7MDENG/bPxRfiCY7Qz4mK2vLp",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCY7Qz4mK2vLp",
         "high_entropy_string",
     ),
 ]
@@ -98,7 +98,7 @@ def test_checksums() -> None:
 
 
 def test_findings_are_sorted_and_do_not_overlap() -> None:
-    text = "mail a@example.com, card 4111-1111-1111-1111, ip 10.0.0.7, key AKIAIOSFODNN7EXAMPLE"
+    text = "mail a@example.com, card 4111-1111-1111-1111, ip 10.0.0.7, key AKIAZ7QW3RT5YU2IOP4M"
     found = detect_pii(text)
     assert [f.detector for f in found] == ["email", "payment_card", "ip_address", "api_key"]
     assert all(a.end <= b.start for a, b in itertools.pairwise(found))

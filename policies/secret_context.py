@@ -1,0 +1,133 @@
+"""Context rules that tell a secret from a secret look-alike: placeholders, ids, hashes, identifiers.
+
+Ported (rules re-stated, no code copied) from two well-kept scanners:
+
+- gitleaks' ``generic-api-key`` allowlist (``cmd/generate/config/rules/generic.go``, commit b58d3f1, MIT):
+  key names that hold no secret (``author``, ``accessor``, ``*_id``, ``public_key``, ``key_length``,
+  ``csrf_token``, ``api_version``...), and its rule that a value without a digit is not a secret.
+- detect-secrets' filters (``detect_secrets/filters/heuristic.py``, commit 5e14193, Apache-2.0):
+  sequential strings (``abcdef...``, ``0123...``), UUIDs, templated values (``${VAR}``, ``<token>``,
+  ``{{ x }}``), indirect references (``X25519.key_length``), file names, and ids (``*_id = ...``).
+
+Each rule keeps recall: a random secret is almost never half filler (equal or consecutive characters),
+never a template, and rarely holds a placeholder word. Fixtures that use filler as their test secret
+(``AKIAZZZZZZZZZZZZZZZZ``, ``SKxxxxxxxx...``) are called placeholders here.
+"""
+
+from __future__ import annotations
+
+import re
+
+_PLACEHOLDER_WORDS = re.compile(
+    r"(?i)example|sample|dummy|placeholder|changeme|change_me|redacted|your[_-]?|insert|"
+    r"xxxxx|\*\*\*\*|####|\.\.\.|here$|^here|replace|notreal|not_real"
+)
+_TEMPLATE = re.compile(r"\$\{|\$\(|\{\{|\}\}|<[\w -]{1,40}>|%\(?\w*\)?s|^\$[A-Za-z_]|\[[A-Z_]{3,}\]")
+_UUID = re.compile(r"(?i)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_HASH = re.compile(r"(?i)^(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{56}|[0-9a-f]{64}|[0-9a-f]{128})$")
+_REFERENCE = re.compile(r"^[A-Za-z_$][\w$]{0,31}(?:\.[A-Za-z_$][\w$]{0,31})+(?:\(\))?$")  # not a JWT
+_FILE_NAME = re.compile(
+    r"(?i)\.(?:pem|p12|pfx|jks|keystore|keytab|key|crt|cer|der|pub|json|ya?ml|toml|ini|env|txt|xml|"
+    r"properties|conf|cfg|jar|so|dll|exe|png|jpe?g|gif|svg|html?|js|ts|py|go|rb|java|cs)$"
+)
+_EXPRESSION = re.compile(r"==|!=|>=|<=|=fail$|=true$|=false$|\|\||&&")
+_IDENT_PART = re.compile(r"^(?:[A-Za-z]{1,20}|\d{1,8}|[A-Za-z]{1,12}\d{1,6}|\d{1,4}[A-Za-z]{1,8}|v\d+)$")
+
+# gitleaks' generic allowlist, as key names: what the keyword sits in says the value is no secret.
+_KEY_ALLOWLIST = re.compile(
+    r"(?i)access(?:ibility|or)|access[_.-]?id|random[_.-]?access|"
+    r"api[_.-]?(?:id|name|version|ur[il]|endpoint)|rapid|capital|"
+    r"author(?!i[sz])|X-MS-Exchange-Organization-Auth|Authentication-Results|"
+    r"credentials?[_.-]?id|withCredentials|"
+    r"(?:bucket|foreign|hot|idx|natural|primary|pub(?:lic)?|schema|sequence)[_.-]?key|turkey|"
+    r"key[_.-]?(?:alias|board|code|frame|id|length|mesh|name|pair|press(?:ed)?|ring|selector|signature|size|"
+    r"stone|storetype|word|up|down|left|right|chars|str)|"
+    r"key[_.-]?vault[_.-]?(?:id|name)|keyVaultToStoreSecrets|key(?:store|tab)[_.-]?(?:file|path)|issuerkeyhash|"
+    r"(?-i:[DdMm]onkey|[DM]ONKEY)|keying|"
+    r"secret[_.-]?(?:length|name|size|id|ref|key[_.-]?ref)|UserSecretsId|"
+    r"csrf[_.-]?token|authenticity[_.-]?token|jsonwebtoken|public[_.-]?token|(?:key|token)[_.-]?file|"
+    r"(?:credentials|token)[_.-]?(?:endpoint|ur[il])|"
+    r"\b(?:commit|sha\d*|hash|checksum|digest|etag|integrity|nonce|uuid|guid|revision|rev|version|"
+    r"region|zone|locale|timezone|latitude|longitude|lat|lng|long)\b"
+)
+# Key names whose value is an identifier when it has an identifier's shape (a UUID or a hash).
+_ID_KEY = re.compile(
+    r"(?i)(?:^|[_.\-\s\"'])(?:[a-z]*id|ids|uuid|guid|sha\d*|hash|commit|digest|checksum|etag)\W*$|"
+    r"[a-z](?:Id|ID|Ids)\W*$"
+)
+
+
+def filler_share(value: str) -> float:
+    """Share of ``value`` in filler: runs of 5+ equal characters (``xxxxx``, ``00000``) and runs of 6+
+    consecutive ones up or down the alphabet or digits (``abcdef``, ``123456``, ``987654``)."""
+    n = len(value)
+    if n < 6:
+        return 0.0
+    codes = value.encode("utf-32-le")[::4]  # one byte per character (its low byte): steps between neighbours
+    covered, run, step = 0, 1, None
+    for i in range(1, n + 1):
+        now = codes[i] - codes[i - 1] if i < n else None
+        if now is not None and now == step:
+            run += 1
+            continue
+        # A run of ``run`` characters with one step between each ends here.
+        if (step == 0 and run >= 5) or (step in (-1, 1) and run >= 6):
+            covered += run
+        run, step = 2, now
+    return min(1.0, covered / n)
+
+
+def is_sequential(value: str) -> bool:
+    """Mostly filler: half or more of it is runs of equal or consecutive characters (detect-secrets'
+    sequential-string filter, widened to parts of a value so ``0123456789abcdefghij_-.`` counts)."""
+    return filler_share(value) >= 0.5
+
+
+def is_placeholder(value: str) -> bool:
+    """A placeholder or template, not a secret: ``xxxx``, ``<token>``, ``${VAR}``, ``your-key-here``,
+    ``AKIAIOSFODNN7EXAMPLE``, or mostly filler (:func:`is_sequential`)."""
+    return bool(_PLACEHOLDER_WORDS.search(value) or _TEMPLATE.search(value) or is_sequential(value))
+
+
+def is_identifier(value: str) -> bool:
+    """Reads as a name, a reference, a file name or an expression rather than as random characters:
+    ``X25519.key_length``, ``s_rsa1024_priv.pem``, ``DOC_Vector_5_32``, ``rc0.15.0_20231217-SNAPSHOT``."""
+    if _REFERENCE.match(value) or _FILE_NAME.search(value) or _EXPRESSION.search(value.rstrip("=")):
+        return True
+    parts = [p for p in re.split(r"[_\-.:/=]+", value) if p]
+    return len(parts) >= 2 and all(_IDENT_PART.match(p) for p in parts)
+
+
+def is_uuid_or_hash(value: str) -> bool:
+    return bool(_UUID.match(value) or _HASH.match(value))
+
+
+def key_is_allowlisted(key: str) -> bool:
+    """The key name (the text from the identifier holding the keyword to the assignment) holds no secret."""
+    return bool(_KEY_ALLOWLIST.search(key))
+
+
+def key_names_an_id(key: str) -> bool:
+    """``credentialsId``, ``report_access_id``, ``commit``, ``sha``: a UUID or hash under it is an id."""
+    return bool(_ID_KEY.search(key.strip(" \t'\":=,>")))
+
+
+def looks_like_lookalike(value: str, key: str = "") -> bool:
+    """One verdict for a candidate secret ``value`` found after ``key`` (empty when there is no key)."""
+    if is_placeholder(value) or is_identifier(value):
+        return True
+    if key and key_is_allowlisted(key):
+        return True
+    return is_uuid_or_hash(value) and (not key or key_names_an_id(key))
+
+
+__all__ = [
+    "filler_share",
+    "is_identifier",
+    "is_placeholder",
+    "is_sequential",
+    "is_uuid_or_hash",
+    "key_is_allowlisted",
+    "key_names_an_id",
+    "looks_like_lookalike",
+]
