@@ -37,7 +37,9 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     key = keys_create(path, "--tenant", "acme", "--rate", "5", "--ceiling", "public")
     assert key.startswith("er-")
     raw = path.read_text()
-    assert key not in raw and key.split("-")[2] not in raw  # only a salted hash is stored
+    # The secret is everything after "er-<id>-" (token_urlsafe may itself hold "-"): only a salted hash is stored.
+    secret = key.split("-", 2)[2]
+    assert key not in raw and secret not in raw
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     store = KeyStore(path)
     tenant = store.authenticate(key)
