@@ -1,0 +1,103 @@
+"""The SentencePiece tokenizer gives the ids, offsets and masks of tokenizer.json (no model weights needed:
+the checkpoint's two tokenizer files only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgeroute.framework.edge.export.sentencepiece_file import (
+    CHECK_SAMPLE,
+    add_sentencepiece,
+    compare_tokenizers,
+    copy_if_identical,
+)
+from edgeroute.framework.edge.model_dir import TOKENIZER_FILE
+from edgeroute.framework.edge.tokenizer import (
+    SENTENCEPIECE_FILE,
+    HFTokenizer,
+    SentencePieceTokenizer,
+    load_tokenizer,
+)
+from edgeroute.framework.errors import InputError
+from edgeroute.framework.testing.tiny_model import build_tiny_model
+
+pytest.importorskip("sentencepiece")
+
+
+def _tokenizer_pair() -> Path | None:
+    """A folder holding Gemma's tokenizer.json and tokenizer.model: the checkpoint or an upgraded model dir."""
+    candidates = [
+        os.environ.get("EDGEROUTE_EDGE_MODEL"),
+        str(Path.home() / ".cache" / "edgeroute" / "models" / "embeddinggemma-300m"),
+        str(Path.home() / ".cache" / "edgeroute-dev" / "embeddinggemma-300m"),
+    ]
+    for c in candidates:
+        if c and (Path(c) / TOKENIZER_FILE).is_file() and (Path(c) / SENTENCEPIECE_FILE).is_file():
+            return Path(c).expanduser()
+    return None
+
+
+PAIR = _tokenizer_pair()
+needs_pair = pytest.mark.skipif(PAIR is None, reason="no folder with Gemma's tokenizer.json + tokenizer.model")
+
+
+def _data_sample() -> list[str]:
+    """Questions and passages of XQuAD (en, de, es, zh) and SciFact abstracts, when the data is here."""
+    root = Path(os.environ.get("EDGEROUTE_DATA") or Path(__file__).parents[3].parent / "shared" / "data")
+    texts: list[str] = []
+    for name in ("xquad/en", "xquad/de", "xquad/es", "xquad/zh", "scifact"):
+        for part, n in (("queries.jsonl", 40), ("corpus.jsonl", 10)):
+            f = root / name / part
+            if f.is_file():
+                with f.open(encoding="utf-8") as fh:
+                    for _, line in zip(range(n), fh, strict=False):
+                        texts.append(str(json.loads(line)["text"]))
+    return texts
+
+
+@needs_pair
+def test_ids_offsets_and_masks_match_tokenizer_json_on_a_multilingual_sample() -> None:
+    assert PAIR is not None
+    prompts = ["task: search result | query: ", "title: none | text: "]
+    texts = [*CHECK_SAMPLE, *_data_sample()]
+    texts += [p + t for p in prompts for t in texts[:60]]
+    texts.append("glaciers retreat " * 1500)  # cut at 2,048 tokens by both
+    assert compare_tokenizers(PAIR / SENTENCEPIECE_FILE, PAIR / TOKENIZER_FILE, texts) == []
+
+
+@needs_pair
+def test_literal_control_tokens_byte_fallback_and_truncation() -> None:
+    assert PAIR is not None
+    sp = SentencePieceTokenizer(PAIR / SENTENCEPIECE_FILE, 16)
+    hf = HFTokenizer(PAIR / TOKENIZER_FILE, 16)
+    text = "a <bos> b \u2153\u2e3b c"
+    ours, theirs = sp.encode_batch([text], offsets=True)[0], hf.encode_batch([text])[0]
+    assert ours.ids == theirs.ids and 2 in ours.ids[1:-1]  # the literal <bos>: the control token, as in tokenizer.json
+    assert ours.offsets == list(theirs.offsets)
+    long = sp.encode_batch(["word " * 100])[0]
+    assert len(long.ids) == 16 and long.ids[0] == 2 and long.ids[-1] == 1 and long.overflowing
+    assert not sp.encode_batch(["short"])[0].overflowing
+
+
+@needs_pair
+def test_loader_picks_sentencepiece_only_where_the_file_is(tmp_path: Path) -> None:
+    assert PAIR is not None
+    shutil.copy(PAIR / TOKENIZER_FILE, tmp_path / TOKENIZER_FILE)
+    assert load_tokenizer(tmp_path, tmp_path / TOKENIZER_FILE, 2048).kind == "tokenizers"
+    assert copy_if_identical(PAIR, tmp_path)
+    assert load_tokenizer(tmp_path, tmp_path / TOKENIZER_FILE, 2048).kind == "sentencepiece"
+
+
+@needs_pair
+def test_a_different_tokenizer_json_is_not_paired_with_tokenizer_model(tmp_path: Path) -> None:
+    assert PAIR is not None
+    tiny = build_tiny_model(tmp_path / "tiny")  # a word-level tokenizer.json: not Gemma's
+    assert not copy_if_identical(PAIR, Path(tiny))
+    assert not (Path(tiny) / SENTENCEPIECE_FILE).exists()
+    with pytest.raises(InputError, match="is not the checkpoint"):
+        add_sentencepiece(tiny, PAIR)
