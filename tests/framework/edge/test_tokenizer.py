@@ -23,7 +23,7 @@ from edgeroute.framework.edge.tokenizer import (
     SentencePieceTokenizer,
     load_tokenizer,
 )
-from edgeroute.framework.errors import InputError
+from edgeroute.framework.errors import InputError, ModelIntegrityError, ModelNotFoundError
 from edgeroute.framework.testing.tiny_model import build_tiny_model
 
 pytest.importorskip("sentencepiece")
@@ -101,3 +101,49 @@ def test_a_different_tokenizer_json_is_not_paired_with_tokenizer_model(tmp_path:
     assert not (Path(tiny) / SENTENCEPIECE_FILE).exists()
     with pytest.raises(InputError, match="is not the checkpoint"):
         add_sentencepiece(tiny, PAIR)
+
+
+@pytest.mark.slow
+@needs_pair
+def test_an_upgraded_model_dir_gives_bit_identical_vectors_and_token_states(tmp_path: Path) -> None:
+    """The real model: the same directory with and without tokenizer.model (files linked, not copied)."""
+    import numpy as np
+
+    from edgeroute.framework.edge.embedder import EdgeEmbedder
+    from edgeroute.framework.edge.model_dir import MANIFEST, ModelDirectory, resolve_model_dir
+
+    assert PAIR is not None
+    try:
+        source = ModelDirectory.open(resolve_model_dir(None), verify=False)
+    except (ModelNotFoundError, ModelIntegrityError) as exc:  # no exported model here: nothing to compare
+        pytest.skip(f"no exported model ({exc})")
+    if (source.path / SENTENCEPIECE_FILE).is_file():
+        plain = tmp_path / "plain"
+        plain.mkdir()
+        for name in source.manifest.files:
+            if name != SENTENCEPIECE_FILE:
+                (plain / name).symlink_to(source.path / name)
+        manifest = json.loads((source.path / MANIFEST).read_text(encoding="utf-8"))
+        manifest["files"].pop(SENTENCEPIECE_FILE)
+        (plain / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        upgraded = source.path
+    else:
+        plain = source.path
+        upgraded = tmp_path / "upgraded"
+        upgraded.mkdir()
+        for name in source.manifest.files:
+            (upgraded / name).symlink_to(source.path / name)
+        shutil.copy(source.path / MANIFEST, upgraded / MANIFEST)
+        add_sentencepiece(upgraded, PAIR)
+    a = EdgeEmbedder.load(plain, threads=2, verify=False)
+    b = EdgeEmbedder.load(upgraded, threads=2, verify=False)
+    assert (a.tokenizer_kind, b.tokenizer_kind) == ("tokenizers", "sentencepiece")
+    texts = [*CHECK_SAMPLE, *_data_sample()[:40]]
+    np.testing.assert_array_equal(a.embed_documents(texts), b.embed_documents(texts))
+    if a.has_token_states:
+        va, sa = a.embed_with_token_states(texts[:24])
+        vb, sb = b.embed_with_token_states(texts[:24])
+        np.testing.assert_array_equal(va, vb)
+        for x, y in zip(sa, sb, strict=True):
+            np.testing.assert_array_equal(x.states, y.states)
+            np.testing.assert_array_equal(x.offsets, y.offsets)
