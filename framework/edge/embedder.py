@@ -27,7 +27,7 @@ from ..embedder import Vectors, l2_normalize, truncate_normalize
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
 from .model_dir import Manifest, ModelDirectory, check_dims, resolve_model_dir
-from .tokenizer import TextTokenizer, load_tokenizer
+from .tokenizer import SENTENCEPIECE_FILE, TextTokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -126,7 +126,10 @@ class EdgeEmbedder:
         # it (~46 MB, peak included); otherwise tokenizers on tokenizer.json, whose parse peaks ~350 MB
         # above the process's base and leaves ~180 MB of it freed but resident: handing that back before
         # the weights load keeps the process's peak at the parse (see _release_free_heap).
-        self._tokenizer: TextTokenizer = load_tokenizer(directory.path, directory.tokenizer_path, m.max_tokens)
+        # Only a tokenizer.model the manifest pins (and so verifies): a file dropped in by hand is ignored.
+        self._tokenizer: TextTokenizer = load_tokenizer(
+            directory.path, directory.tokenizer_path, m.max_tokens, prefer_sentencepiece=SENTENCEPIECE_FILE in m.files
+        )
         _release_free_heap()
         import onnxruntime as ort
 

@@ -162,12 +162,14 @@ class SentencePieceTokenizer:
         )
 
 
-def load_tokenizer(model_dir: Path, tokenizer_json: Path, max_tokens: int) -> TextTokenizer:
-    """SentencePiece when ``model_dir`` holds ``tokenizer.model`` and ``sentencepiece`` is installed,
-    else ``tokenizers`` on ``tokenizer.json`` (model directories exported before ``tokenizer.model`` was
-    copied still load, with the larger tokenizer)."""
+def load_tokenizer(
+    model_dir: Path, tokenizer_json: Path, max_tokens: int, *, prefer_sentencepiece: bool = True
+) -> TextTokenizer:
+    """SentencePiece when ``prefer_sentencepiece``, ``model_dir`` holds ``tokenizer.model`` and the
+    package is installed, else ``tokenizers`` on ``tokenizer.json`` (model directories exported before
+    ``tokenizer.model`` was copied still load, with the larger tokenizer)."""
     sp_file = model_dir / SENTENCEPIECE_FILE
-    if sp_file.is_file():
+    if prefer_sentencepiece and sp_file.is_file():
         try:
             import sentencepiece  # noqa: F401
         except ImportError:

@@ -147,3 +147,16 @@ def test_an_upgraded_model_dir_gives_bit_identical_vectors_and_token_states(tmp_
         for x, y in zip(sa, sb, strict=True):
             np.testing.assert_array_equal(x.states, y.states)
             np.testing.assert_array_equal(x.offsets, y.offsets)
+
+
+@needs_pair
+def test_a_tokenizer_model_the_manifest_does_not_pin_is_ignored(tmp_path: Path) -> None:
+    """Only a verified file is used: one dropped into a directory by hand leaves tokenizer.json in charge."""
+    from edgeroute.framework.edge.embedder import EdgeEmbedder
+
+    assert PAIR is not None
+    tiny = Path(build_tiny_model(tmp_path / "tiny"))
+    shutil.copy(PAIR / SENTENCEPIECE_FILE, tiny / SENTENCEPIECE_FILE)
+    edge = EdgeEmbedder.load(tiny, threads=1)
+    assert edge.tokenizer_kind == "tokenizers"
+    assert edge.embed_queries(["what causes dehydration?"]).shape == (1, 768)
