@@ -80,10 +80,11 @@ def verify_command(model_dir: Annotated[Path, typer.Argument(help="model directo
     with _spinner() as progress:
         task = progress.add_task("hashing", total=None)
         directory.verify(progress=lambda name: progress.update(task, description=f"sha256 {name}"))
-    vec = EdgeEmbedder(directory).embed_queries(["edgeroute verify"])
+    edge = EdgeEmbedder(directory)
+    vec = edge.embed_queries(["edgeroute verify"])
     _out.print(
         f"[green]ok[/] {model_dir}: {len(directory.manifest.files)} files match the manifest; "
-        f"embedding shape {vec.shape}"
+        f"embedding shape {vec.shape}; tokenizer: {edge.tokenizer_kind}"
     )
 
 

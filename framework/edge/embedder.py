@@ -27,6 +27,7 @@ from ..embedder import Vectors, l2_normalize, truncate_normalize
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
 from .model_dir import Manifest, ModelDirectory, check_dims, resolve_model_dir
+from .tokenizer import SENTENCEPIECE_FILE, TextTokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -114,8 +115,6 @@ class EdgeEmbedder:
     """
 
     def __init__(self, directory: ModelDirectory, settings: SessionSettings | None = None) -> None:
-        from tokenizers import Tokenizer
-
         self._dir = directory
         self._settings = settings or SessionSettings()
         if self._settings.batch_size < 1:
@@ -123,12 +122,14 @@ class EdgeEmbedder:
         if self._settings.max_batch_tokens < 1:
             raise InputError(f"max_batch_tokens must be >= 1, got {self._settings.max_batch_tokens}.")
         m = directory.manifest
-        # The tokenizer first, the session after: parsing Gemma's 33 MB tokenizer.json peaks ~350 MB
-        # above the process's base and leaves ~180 MB of it freed but resident. Handing that back
-        # before the weights load keeps the process's peak at the parse (see _release_free_heap).
-        self._tokenizer = Tokenizer.from_file(str(directory.tokenizer_path))
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=m.max_tokens)
+        # The tokenizer first, the session after. SentencePiece on tokenizer.model when the directory has
+        # it (~46 MB, peak included); otherwise tokenizers on tokenizer.json, whose parse peaks ~350 MB
+        # above the process's base and leaves ~180 MB of it freed but resident: handing that back before
+        # the weights load keeps the process's peak at the parse (see _release_free_heap).
+        # Only a tokenizer.model the manifest pins (and so verifies): a file dropped in by hand is ignored.
+        self._tokenizer: TextTokenizer = load_tokenizer(
+            directory.path, directory.tokenizer_path, m.max_tokens, prefer_sentencepiece=SENTENCEPIECE_FILE in m.files
+        )
         _release_free_heap()
         import onnxruntime as ort
 
@@ -355,12 +356,13 @@ class EdgeEmbedder:
         limit = self.manifest.max_tokens
         # A token covers at least one byte of UTF-8, so a shorter input cannot overflow: skip encoding it.
         todo = [i for i, f in enumerate(formatted) if len(f.encode("utf-8")) + 2 > limit]
-        out: dict[int, int] = {}
-        for i, enc in zip(todo, self._tokenizer.encode_batch([formatted[i] for i in todo]), strict=True):
-            if enc.overflowing:
-                rest = sum(len(o.ids) - sum(o.special_tokens_mask) for o in enc.overflowing)
-                out[i] = len(enc.ids) + rest
-        return out
+        counts = self._tokenizer.full_counts([formatted[i] for i in todo])
+        return {i: n for i, n in zip(todo, counts, strict=True) if n > limit}
+
+    @property
+    def tokenizer_kind(self) -> str:
+        """``"sentencepiece"`` (tokenizer.model) or ``"tokenizers"`` (tokenizer.json)."""
+        return self._tokenizer.kind
 
     def _encode(
         self,
@@ -373,7 +375,7 @@ class EdgeEmbedder:
         full = self.manifest.dims
         if not texts:
             return np.zeros((0, dims), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(texts)
+        encodings = self._tokenizer.encode_batch(texts, offsets=states is not None)
         truncated = sum(1 for e in encodings if e.overflowing)
         if truncated:
             with self._lock:

@@ -1,4 +1,5 @@
-"""The on-device model directory: ``manifest.json``, ``model.onnx`` (+ external data), ``tokenizer.json``.
+"""The on-device model directory: ``manifest.json``, ``model.onnx`` (+ external data), ``tokenizer.json``
+(and, since 2026-12-04, the checkpoint's ``tokenizer.model``, which the embedder prefers when present).
 
 The manifest is the model's identity card. It names the model, the revision of the weights
 (hashed together with the prompts, because prompts change what a vector means), the dims the

@@ -60,6 +60,8 @@ class EngineFigures:
     doc_batch_size: int
     mean_doc_tokens: float
     threads: int
+    load_peak_rss_mb: float = 0.0
+    tokenizer: str = ""
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
@@ -123,6 +125,7 @@ def _time_engine(name: str, load: Loader, docs: list[tuple[str, str]], plan: Ben
     start = time.perf_counter()
     embed_query, embed_docs = load()
     load_s = time.perf_counter() - start
+    load_rss = _peak_rss_mb()  # the load alone: tokenizer, session, weights
     for q in BENCH_QUERIES[:3]:  # warm-up: first runs allocate and pick kernels
         embed_query(q)
     lat: list[float] = []
@@ -151,6 +154,7 @@ def _time_engine(name: str, load: Loader, docs: list[tuple[str, str]], plan: Ben
         doc_batch_size=plan.batch_size,
         mean_doc_tokens=0.0,
         threads=plan.cpu_threads,
+        load_peak_rss_mb=round(load_rss, 1),
     )
 
 
@@ -174,7 +178,12 @@ def measure_onnx(model_dir: str | None, docs: list[tuple[str, str]], plan: Bench
     tokens = edge.count_tokens([edge.format_prompt(x, "document", t or None) for t, x in docs])
     name = f"onnx[{edge.manifest.quantization}]"
     return EngineFigures(
-        **{**asdict(figures), "engine": name, "mean_doc_tokens": round(float(np.mean(tokens)), 1)}
+        **{
+            **asdict(figures),
+            "engine": name,
+            "mean_doc_tokens": round(float(np.mean(tokens)), 1),
+            "tokenizer": edge.tokenizer_kind,
+        }
     )
 
 
