@@ -14,9 +14,11 @@ from ..settings import build_engine, load_policy
 from .app import app
 from .exit_codes import ExitCode
 from .options import (
+    ChromaUrlOpt,
     CollectionOpt,
     EdgeOpt,
     JsonOpt,
+    LockTimeoutOpt,
     ModelOpt,
     OfflineOpt,
     PolicyOpt,
@@ -61,20 +63,28 @@ def index_command(
     edge: EdgeOpt = None,
     model: ModelOpt = None,
     offline: OfflineOpt = False,
+    chroma_url: ChromaUrlOpt = None,
+    lock_timeout: LockTimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index documents: all into the edge index, the cloud-eligible ones into the cloud index (or the outbox).
 
     Re-indexing a PATH makes the collection mirror what it holds now (see --no-prune). Every bad file is
     listed; without --skip-bad nothing is written when any file is bad. Exit codes: 0 all done; 2 bad
-    input; 3 indexed at the edge, cloud work queued or failed (`edgeroute sync` later).
+    input; 3 indexed at the edge, cloud work queued or failed (`edgeroute sync` later); 1 failed (for
+    example another process kept the embedded store locked past --lock-timeout).
+
+    An embedded store takes one writer at a time: a second `index`, `delete` or `sync` on it waits
+    for the first (--lock-timeout), then fails. For several writers at once use --chroma-url.
     """
     from ...policies.pii import detect_pii
     from ..router.placement import cloud_allowed, pii_text
     from .sources import load_sources
 
     level = check_sensitivity_option(sensitivity)
-    settings = settings_from(store, collection, policy, edge, model, offline)
+    settings = settings_from(
+        store, collection, policy, edge, model, offline, chroma_url=chroma_url, lock_timeout=lock_timeout
+    )
     with progress_bars(enabled=not as_json, console=err) as progress:
         loaded = load_sources(paths, level, progress)
         if loaded.bad and not skip_bad:
@@ -171,17 +181,20 @@ def delete_command(
     ] = None,
     store: StoreOpt = None,
     collection: CollectionOpt = None,
+    chroma_url: ChromaUrlOpt = None,
+    lock_timeout: LockTimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete documents from both indexes and the outbox (a queued document is never sent). Audited.
 
-    Exit codes: 0 deleted; 2 nothing matched, or bad input.
+    Exit codes: 0 deleted; 2 nothing matched, or bad input; 1 failed (for example another process kept
+    the embedded store locked past --lock-timeout).
     """
     from .sources import collections_in, require_collection
 
     if not ids and source is None:
         raise InputError("say what to delete: document ids (`edgeroute delete ID ...`) or --source PATH")
-    settings = settings_from(store, collection)
+    settings = settings_from(store, collection, chroma_url=chroma_url, lock_timeout=lock_timeout)
     require_collection(settings, collections_in(settings))
     with build_engine(settings, existing=True, load_model=False) as engine:
         report = engine.delete(ids or None, source=source)

@@ -18,7 +18,18 @@ from ..errors import CollectionNotFoundError
 from ..settings import build_engine, require_store
 from .app import app
 from .exit_codes import ExitCode
-from .options import JsonOpt, PolicyOpt, StoreOpt, err, exit_with, out, print_json, settings_from
+from .options import (
+    ChromaUrlOpt,
+    JsonOpt,
+    LockTimeoutOpt,
+    PolicyOpt,
+    StoreOpt,
+    err,
+    exit_with,
+    out,
+    print_json,
+    settings_from,
+)
 from .progress import progress_bars
 
 
@@ -62,17 +73,24 @@ def sync_command(
     ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between drains with --watch")] = 5.0,
     policy: PolicyOpt = None,
+    chroma_url: ChromaUrlOpt = None,
+    lock_timeout: LockTimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Drain the outbox into the cloud index. Safe to interrupt (even kill -9), to rerun, and to run in
-    several processes at once (each document is sent by one of them). Loads no model.
+    """Drain the outbox into the cloud index. Safe to interrupt (even kill -9) and to rerun; each queued
+    document is sent once even when several `sync` processes share the outbox. Loads no model.
+
+    Writing an embedded store takes its writer lock, one collection's drain at a time, so `sync`
+    processes, `index` and `delete` on one store take turns (waiting up to --lock-timeout each);
+    `--watch` lets go of the store between rounds. For writers that run at the same moment (or beside
+    `serve`), put the vectors on a Chroma server and pass --chroma-url.
 
     Exit codes: 0 every queue drained; 3 documents still queued or failed (the error says why); 2 an
-    unknown collection (the existing ones are listed).
+    unknown collection (the existing ones are listed); 1 failed (for example the store stayed locked).
     """
     from .sources import collection_given, collections_in, require_collection
 
-    base = settings_from(store, collection, policy)
+    base = settings_from(store, collection, policy, chroma_url=chroma_url, lock_timeout=lock_timeout)
     existing = collections_in(base)
     if collection_given(collection):
         require_collection(base, existing)
@@ -118,14 +136,17 @@ def status_command(
         typer.Option("--collection", "-c", help="One collection (default: every collection in the store)"),
     ] = None,
     policy: PolicyOpt = None,
+    chroma_url: ChromaUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue depth, circuit state, budget left, cloud spend, cache hit rate and index sizes. Loads no model
-    and creates nothing. With --json and no --collection: {"collections": [...]} (one object each)."""
+    and creates nothing; never waits for a writer. With --json and no --collection: {"collections": [...]}
+    (one object each)."""
     from .sources import collection_given, collections_in, require_collection
 
-    base = settings_from(store, collection, policy)
-    require_store(base)
+    base = settings_from(store, collection, policy, chroma_url=chroma_url)
+    if base.chroma_url is None:
+        require_store(base)
     existing = collections_in(base)
     given = collection_given(collection)
     if given:
