@@ -115,6 +115,8 @@ def index_command(
             )
         pruned = 0
         with build_engine(settings) as engine:
+            lock = engine.store.writer_lock
+            waited = lock.waited_s if lock is not None else 0.0
             report = engine.ingest(docs, progress=progress) if docs else None
             if not_indexable:
                 # Placed nowhere now (private media): an earlier copy in the cloud index must go too.
@@ -139,6 +141,7 @@ def index_command(
                 "empty": [p.path for p in loaded.empty],
                 "not_indexable": [d.id for d in not_indexable],
                 "truncated_inputs": truncated,
+                "lock_wait_s": round(waited, 3),
                 "exit_code": int(code),
             }
         )

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -15,7 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import CollectionNotFoundError
-from ..settings import build_engine, require_store
+from ..router.reports import SyncReport
+from ..settings import RouterSettings, build_engine, require_store
 from .app import app
 from .exit_codes import ExitCode
 from .options import (
@@ -30,7 +32,7 @@ from .options import (
     print_json,
     settings_from,
 )
-from .progress import progress_bars
+from .progress import ProgressFn, progress_bars
 
 
 @contextlib.contextmanager
@@ -53,6 +55,44 @@ def _stop_on_signal(enabled: bool) -> Iterator[threading.Event]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+TURN_BATCHES = 8
+"""Cloud batches one `sync` sends per hold of an embedded store's writer lock, so a long drain never
+keeps other writers (`index`, another `sync`) waiting past their lock timeout."""
+_YIELD_S = 0.2  # between turns: longer than a waiting writer's poll (50 ms), so it takes the lock
+
+
+def _drain_in_turns(
+    settings: RouterSettings, limit: int | None, batch_size: int, progress: ProgressFn, stop: threading.Event
+) -> tuple[SyncReport, float]:
+    """Drain one collection; on an embedded store in turns of ``TURN_BATCHES`` batches, each its own
+    open/close of the store (so its lock), one report for them all, and the seconds spent waiting for
+    the lock. A Chroma server needs no turns."""
+    turn = None if settings.chroma_url else max(1, batch_size) * TURN_BATCHES
+    left = limit
+    total = SyncReport()
+    waited = 0.0
+    while True:
+        size = turn if left is None else left if turn is None else min(turn, left)
+        with build_engine(settings, existing=True, load_model=False) as engine:
+            lock = engine.store.writer_lock
+            waited += lock.waited_s if lock is not None else 0.0
+            report = engine.sync(size, batch_size=batch_size, progress=progress)
+        handled = report.written + report.unchanged + report.refused
+        total = dataclasses.replace(
+            report,
+            written=total.written + report.written,
+            unchanged=total.unchanged + report.unchanged,
+            refused=total.refused + report.refused,
+            failed=total.failed + report.failed,
+        )
+        if left is not None:
+            left -= handled + report.failed
+        done = report.failed > 0 or handled == 0 or report.remaining <= report.in_flight
+        if turn is None or done or (left is not None and left <= 0) or stop.is_set():
+            return total, waited
+        time.sleep(_YIELD_S)
 
 
 @app.command("sync")
@@ -109,12 +149,12 @@ def sync_command(
                 if stop.is_set():
                     break
                 settings = dataclasses.replace(base, collection=name)
-                with build_engine(settings, existing=True, load_model=False) as engine:
-                    report = engine.sync(limit, batch_size=batch_size, progress=progress)
+                report, waited = _drain_in_turns(settings, limit, batch_size, progress, stop)
                 if not report.complete:
                     code = ExitCode.EDGE_ONLY
                 if as_json:
-                    print(json.dumps({"collection": name, **report.to_dict()}), flush=True)
+                    line = {"collection": name, **report.to_dict(), "lock_wait_s": round(waited, 3)}
+                    print(json.dumps(line), flush=True)
                 else:
                     out.print(
                         f"[bold]{name}[/]: {report.written} sent, {report.unchanged} already there, "

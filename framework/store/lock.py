@@ -31,6 +31,7 @@ from pathlib import Path
 from ..errors import ConfigurationError, StoreError
 
 LOCK_FILE = ".edgeroute-writer.lock"
+QUEUE_FILE = ".edgeroute-writer.queue"  # held by the next writer while it waits for LOCK_FILE
 DEFAULT_LOCK_TIMEOUT_S = 10.0
 LOCK_TIMEOUT_ENV = "EDGEROUTE_LOCK_TIMEOUT_S"
 _POLL_S = 0.05
@@ -234,26 +235,37 @@ def acquire_writer_lock(
 
 
 def _wait(fd: int, key: str, timeout: float, progress: Callable[[str], None] | None) -> float:
+    """Take ``fd``'s lock within ``timeout``: first the queue lock, then the writer lock, then let go
+    of the queue. A writer that just let go and comes straight back (``sync`` between turns) finds
+    the process that was waiting already in the queue, and so waits behind it."""
     start = time.monotonic()
-    if _try_lock(fd):
-        return 0.0
-    show = progress or _tty_progress
-    next_line = start
+    queue = os.open(os.path.join(key, QUEUE_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        while True:
-            now = time.monotonic()
-            if now - start >= timeout:
-                break
-            if now >= next_line:
-                who = describe_holder(read_holder(key))
-                show(f"waiting for the store {key}: {who} is writing it ({now - start:.0f}/{timeout:.0f} s)")
-                next_line = now + _PROGRESS_EVERY_S
-            time.sleep(min(_POLL_S, max(0.0, timeout - (now - start))))
-            if _try_lock(fd):
-                return time.monotonic() - start
+        if _try_lock(queue) and _try_lock(fd):
+            return 0.0
+        show = progress or _tty_progress
+        next_line = start
+        queued = _try_lock(queue)
+        try:
+            while True:
+                now = time.monotonic()
+                if now - start >= timeout:
+                    break
+                if now >= next_line:
+                    who = describe_holder(read_holder(key))
+                    show(
+                        f"waiting for the store {key}: {who} is writing it ({now - start:.0f}/{timeout:.0f} s)"
+                    )
+                    next_line = now + _PROGRESS_EVERY_S
+                time.sleep(min(_POLL_S, max(0.0, timeout - (now - start))))
+                queued = queued or _try_lock(queue)
+                if queued and _try_lock(fd):
+                    return time.monotonic() - start
+        finally:
+            if progress is None:
+                _tty_done()
     finally:
-        if progress is None:
-            _tty_done()
+        os.close(queue)  # lets the next in the queue move up
     holder = read_holder(key)
     raise StoreLockedError(
         f"the store at {key} is being written by {describe_holder(holder)}; waited {timeout:g} s. "
@@ -285,6 +297,7 @@ __all__ = [
     "DEFAULT_LOCK_TIMEOUT_S",
     "LOCK_FILE",
     "LOCK_TIMEOUT_ENV",
+    "QUEUE_FILE",
     "StoreLockedError",
     "WriterLock",
     "acquire_writer_lock",
