@@ -110,6 +110,7 @@ class VectorStore:
         self._max_batch: int | None = None
         self._closed = False
         self._reader_slot: tuple[str, int] | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     @property
     def closed(self) -> bool:
@@ -126,16 +127,10 @@ class VectorStore:
         if self._closed:
             return
         self._closed = True
-        try:
-            close = getattr(self._client, "close", None)
-            if callable(close):
-                with translated(f"closing the store at {self.location}"):
-                    close()
-        finally:
-            if self._reader_slot is not None:
-                _free_reader_slot(self._reader_slot)
-            if self.writer_lock is not None:
-                self.writer_lock.release()
+        if self._finalizer is not None:
+            self._finalizer()
+        else:
+            _close_parts(self._client, self.location, self._reader_slot, self.writer_lock)
 
     def __enter__(self) -> VectorStore:
         return self
@@ -216,6 +211,9 @@ class VectorStore:
             raise
         store = cls(client, str(p), read_only=read_only, writer_lock=lock)
         store._reader_slot = slot
+        # A store dropped without close() (``VectorStore.persistent(p).describe()``) still closes its
+        # client and lets go of the lock when it is collected (its collections keep it alive till then).
+        store._finalizer = weakref.finalize(store, _close_parts, client, str(p), slot, lock)
         if slot is None:
             with _slots_lock:
                 _sharing.setdefault(key, weakref.WeakSet()).add(store)
@@ -346,6 +344,21 @@ class VectorStore:
 
     def __repr__(self) -> str:
         return f"VectorStore({self.location!r})"
+
+
+def _close_parts(
+    client: Any, location: str, slot: tuple[str, int] | None, lock: WriterLock | None
+) -> None:
+    try:
+        close = getattr(client, "close", None)
+        if callable(close):
+            with translated(f"closing the store at {location}"):
+                close()
+    finally:
+        if slot is not None:
+            _free_reader_slot(slot)
+        if lock is not None:
+            lock.release()
 
 
 # Chroma shares one in-memory system per path string in a process (and HNSW state with it). A writer
