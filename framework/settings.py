@@ -21,7 +21,14 @@ offline                     ``EDGEROUTE_OFFLINE`` (1/true/yes)           false
 outbox / audit / cache      ``EDGEROUTE_OUTBOX`` / ``_AUDIT`` / ``_CACHE``  files in the store dir
 audit_text                  ``EDGEROUTE_AUDIT_TEXT``                     false (hashes only)
 budget_usd                  ``EDGEROUTE_BUDGET_USD``                     unlimited
+chroma_url                  ``EDGEROUTE_CHROMA_URL``                     none: the embedded store
+lock_timeout_s              ``EDGEROUTE_LOCK_TIMEOUT_S``                 10 (seconds a writer waits)
 ==========================  ===========================================  =========================
+
+With ``chroma_url`` the vectors live on that ``chroma run`` server (which serialises writers, so no
+file lock is taken) and ``store`` holds only this host's files: outbox, audit log, cache, spend
+ledger and circuit state. Without it the store directory is an embedded Chroma store, written by one
+process at a time (see :mod:`edgeroute.framework.store.lock`).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from ..policies.config import PolicyConfig
 from .cloud.media import DEFAULT_MODEL
 from .errors import ConfigurationError, StoreError
 from .store.chroma import validate_logical_name
+from .store.lock import DEFAULT_LOCK_TIMEOUT_S, check_lock_timeout, lock_timeout_from_env
 
 if TYPE_CHECKING:
     from .cloud.breaker import CircuitBreaker
@@ -98,6 +106,8 @@ class RouterSettings:
     audit_text: bool = False
     cache: Path | None = None
     budget_usd: float | None = None
+    chroma_url: str | None = None
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
 
     @property
     def cloud_configured(self) -> bool:
@@ -116,6 +126,7 @@ class RouterSettings:
         """A printable view (the api key only as present/absent)."""
         return {
             "store": str(self.store),
+            "chroma_url": self.chroma_url,
             "collection": self.collection,
             "edge": self.edge,
             "model_dir": str(self.model_dir) if self.model_dir else None,
@@ -152,6 +163,8 @@ def resolve_settings(
     audit_text: bool | None = None,
     cache: str | Path | None = None,
     budget_usd: float | None = None,
+    chroma_url: str | None = None,
+    lock_timeout_s: float | None = None,
     env: Mapping[str, str] | None = None,
 ) -> RouterSettings:
     """Arguments win over environment variables, which win over defaults (see the module table)."""
@@ -178,6 +191,14 @@ def resolve_settings(
         else store_dir / "cache.sqlite"
     )
     model = _first(model_dir, e.get("EDGEROUTE_EDGE_MODEL"))
+    url = (_first(chroma_url, e.get("EDGEROUTE_CHROMA_URL")) or "").strip() or None
+    if url is not None:
+        parse_chroma_url(url)  # a malformed URL fails here, before anything is opened
+    wait = (
+        lock_timeout_from_env(dict(e))
+        if lock_timeout_s is None
+        else check_lock_timeout(lock_timeout_s, "--lock-timeout")
+    )
     return RouterSettings(
         store=store_dir,
         collection=name,
@@ -200,7 +221,38 @@ def resolve_settings(
         audit_text=bool(_first(audit_text, _env_bool(e, "EDGEROUTE_AUDIT_TEXT"))),
         cache=cache_path,
         budget_usd=budget,
+        chroma_url=url,
+        lock_timeout_s=wait,
     )
+
+
+def parse_chroma_url(url: str) -> tuple[str, int]:
+    """``http://HOST:PORT`` (or ``HOST:PORT``; port 8000 when absent) of a ``chroma run`` server."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or port == -1:
+        raise ConfigurationError(
+            f"--chroma-url {url!r} is not an http URL; use for example http://127.0.0.1:8000"
+        )
+    return parsed.hostname, port or 8000
+
+
+def open_store(settings: RouterSettings, *, read_only: bool = False) -> VectorStore:
+    """The vector store ``settings`` name: the ``chroma run`` server at ``chroma_url``, else the embedded
+    store in ``settings.store`` (taking its writer lock unless ``read_only``). Close it when done."""
+    from .store.chroma import VectorStore
+
+    if settings.chroma_url:
+        host, port = parse_chroma_url(settings.chroma_url)
+        store = VectorStore.http(host, port)
+        store.read_only = read_only
+        return store
+    return VectorStore.persistent(settings.store, read_only=read_only, lock_timeout_s=settings.lock_timeout_s)
 
 
 def spend_path(settings: RouterSettings) -> Path:
@@ -282,8 +334,8 @@ def build_engine(
     settings: RouterSettings, *, read_only: bool = False, existing: bool = False, load_model: bool = True
 ) -> Iterator[HybridEngine]:
     """``with build_engine(settings) as engine``: a :class:`HybridEngine` for ``settings`` that owns
-    what it opened (audit log, cache, outbox, the edge model's inference thread) and closes it all on
-    exit. The policy file is loaded first, so a broken one fails before the store is opened.
+    what it opened (the store and, on an embedded store opened writable, its writer lock; audit log,
+    cache, outbox, the edge model's inference thread) and closes it all on exit. The policy file is loaded first, so a broken one fails before the store is opened.
 
     ``existing`` refuses a missing store instead of creating it. ``read_only`` (implies ``existing``)
     is for commands that only read: nothing in the store is created or written (no collection, no
@@ -297,29 +349,35 @@ def build_engine(
     from .router.engine import HybridEngine
     from .router.outbox import Outbox
     from .store.cache import EmbeddingCache
-    from .store.chroma import VectorStore
 
     policy = load_policy(settings)
-    if read_only or existing:
+    if settings.chroma_url:
+        # The vectors are on the server; --store is this host's state (outbox, audit, cache, ledger).
+        settings.store.mkdir(parents=True, exist_ok=True)
+    elif read_only or existing:
         require_store(settings)
-    store = VectorStore.persistent(settings.store, read_only=read_only)
-    writable = not read_only or (store.snapshot is None and _writable(settings.store))
     with ExitStack() as owned:
-        edge: Embedder
-        if not load_model:
-            edge = _stored_edge(store, settings)
-        elif settings.edge == "hashing":
+        edge: Embedder | None = None
+        if load_model and settings.edge == "hashing":
             from .testing.hashing import HashingEmbedder
 
             edge = HashingEmbedder(dims=settings.edge_dims or 256)
-        else:
+        elif load_model:
             from .edge.embedder import (
                 EdgeEmbedder,  # lazy: onnxruntime costs time the other commands need not pay
             )
 
+            # Loaded before the store is opened, so a writer holds the store's lock no longer than it must.
             model = EdgeEmbedder.load(settings.model_dir)
             owned.callback(model.close)
             edge = model
+        # Closed before anything else (LIFO): on an embedded store this holds the writer lock (unless
+        # read_only) from before Chroma loads anything until after Chroma let go of it.
+        store = open_store(settings, read_only=read_only)
+        owned.callback(store.close)
+        writable = not read_only or (store.snapshot is None and _writable(settings.store))
+        if edge is None:
+            edge = _stored_edge(store, settings)
         cloud = None
         if settings.cloud_configured:
             from .cloud.breaker import CircuitBreaker
@@ -368,6 +426,8 @@ __all__ = [
     "RouterSettings",
     "build_engine",
     "load_policy",
+    "open_store",
+    "parse_chroma_url",
     "require_store",
     "resolve_settings",
     "spend_path",

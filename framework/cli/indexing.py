@@ -14,9 +14,11 @@ from ..settings import build_engine, load_policy
 from .app import app
 from .exit_codes import ExitCode
 from .options import (
+    ChromaUrlOpt,
     CollectionOpt,
     EdgeOpt,
     JsonOpt,
+    LockTimeoutOpt,
     ModelOpt,
     OfflineOpt,
     PolicyOpt,
@@ -70,6 +72,8 @@ def index_command(
     edge: EdgeOpt = None,
     model: ModelOpt = None,
     offline: OfflineOpt = False,
+    chroma_url: ChromaUrlOpt = None,
+    lock_timeout: LockTimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index documents: all into the edge index, the cloud-eligible ones into the cloud index (or the outbox).
@@ -79,7 +83,11 @@ def index_command(
     file (same id), or store a file a second time (indexed before from an overlapping PATH), is refused
     with exit 2 and nothing written; --id-prefix keeps two folders apart. Every bad file is listed;
     without --skip-bad nothing is written when any file is bad. Exit codes: 0 all done; 2 bad input or
-    refused ids; 3 indexed at the edge, cloud work queued or failed (`edgeroute sync` later).
+    refused ids; 3 indexed at the edge, cloud work queued or failed (`edgeroute sync` later); 1 failed
+    (for example another process kept the embedded store locked past --lock-timeout).
+
+    An embedded store takes one writer at a time: a second `index`, `delete` or `sync` on it waits
+    for the first (--lock-timeout), then fails. For several writers at once use --chroma-url.
     """
     from ...policies.pii import detect_pii
     from ..router.placement import cloud_allowed, pii_text
@@ -88,7 +96,9 @@ def index_command(
 
     level = check_sensitivity_option(sensitivity)
     id_prefix = check_prefix(id_prefix)
-    settings = settings_from(store, collection, policy, edge, model, offline)
+    settings = settings_from(
+        store, collection, policy, edge, model, offline, chroma_url=chroma_url, lock_timeout=lock_timeout
+    )
     with progress_bars(enabled=not as_json, console=err) as progress:
         loaded = load_sources(paths, level, progress)
         if loaded.bad and not skip_bad:
@@ -119,6 +129,8 @@ def index_command(
             )
         pruned = 0
         with build_engine(settings) as engine:
+            lock = engine.store.writer_lock
+            waited = lock.waited_s if lock is not None else 0.0
             # In the session that writes: checked and written under one hold of the store.
             docs, not_indexable = claim_ids(engine, loaded, [docs, not_indexable], id_prefix)
             report = engine.ingest(docs, progress=progress) if docs else None
@@ -145,6 +157,7 @@ def index_command(
                 "empty": [p.path for p in loaded.empty],
                 "not_indexable": [d.id for d in not_indexable],
                 "truncated_inputs": truncated,
+                "lock_wait_s": round(waited, 3),
                 "exit_code": int(code),
             }
         )
@@ -187,17 +200,20 @@ def delete_command(
     ] = None,
     store: StoreOpt = None,
     collection: CollectionOpt = None,
+    chroma_url: ChromaUrlOpt = None,
+    lock_timeout: LockTimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete documents from both indexes and the outbox (a queued document is never sent). Audited.
 
-    Exit codes: 0 deleted; 2 nothing matched, or bad input.
+    Exit codes: 0 deleted; 2 nothing matched, or bad input; 1 failed (for example another process kept
+    the embedded store locked past --lock-timeout).
     """
     from .sources import collections_in, require_collection
 
     if not ids and source is None:
         raise InputError("say what to delete: document ids (`edgeroute delete ID ...`) or --source PATH")
-    settings = settings_from(store, collection)
+    settings = settings_from(store, collection, chroma_url=chroma_url, lock_timeout=lock_timeout)
     require_collection(settings, collections_in(settings))
     with build_engine(settings, existing=True, load_model=False) as engine:
         report = engine.delete(ids or None, source=source)

@@ -36,6 +36,22 @@ OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="Never call the cloud; queue documents in the outbox")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables")]
+ChromaUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--chroma-url",
+        help="A `chroma run` server (http://HOST:PORT) holding the vectors, for several writers at once; "
+        "--store then keeps only the outbox, audit log, cache and ledger [env EDGEROUTE_CHROMA_URL]",
+    ),
+]
+LockTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--lock-timeout",
+        help="Seconds to wait for another process writing the embedded store, then fail (exit 1) "
+        "[env EDGEROUTE_LOCK_TIMEOUT_S; default 10]",
+    ),
+]
 
 
 def settings_from(
@@ -45,6 +61,9 @@ def settings_from(
     edge: str | None = None,
     model: Path | None = None,
     offline: bool = False,
+    *,
+    chroma_url: str | None = None,
+    lock_timeout: float | None = None,
 ) -> RouterSettings:
     return resolve_settings(
         store=store,
@@ -53,6 +72,8 @@ def settings_from(
         edge=edge,
         model_dir=model,
         offline=True if offline else None,
+        chroma_url=chroma_url,
+        lock_timeout_s=lock_timeout,
     )
 
 

@@ -22,6 +22,7 @@ from .app import app, bench_app, model_app, policy_app  # noqa: F401
 from .exit_codes import ExitCode
 from .format import rounded, snippet
 from .options import (
+    ChromaUrlOpt,
     CollectionOpt,
     EdgeOpt,
     JsonOpt,
@@ -62,13 +63,15 @@ def query_command(
     edge: EdgeOpt = None,
     model: ModelOpt = None,
     offline: OfflineOpt = False,
+    chroma_url: ChromaUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a query and print the route decision, its reasons and the hits.
 
     Exit codes: 0 answered on the planned route; 3 answered at the edge because the cloud it wanted did
     not answer (degraded); 1 not answered (a media query whose cloud call failed); 2 bad input.
-    Reads only: works on a read-only store, and writes nothing into it but the audit record.
+    Reads only: works on a read-only store, never waits for a writer, and writes nothing into it but
+    the audit record.
     """
     from ..parts import Part
 
@@ -79,7 +82,7 @@ def query_command(
         if missing:
             raise InputError(f"--image file(s) not found: {', '.join(missing)}")
         query = [Part.text(text), *(Part.file(p) for p in image)]
-    settings = settings_from(store, collection, policy, edge, model, offline)
+    settings = settings_from(store, collection, policy, edge, model, offline, chroma_url=chroma_url)
     with build_engine(settings, read_only=True) as engine:
         result = engine.retrieve(query, k, sensitivity=sensitivity, stakes=stakes, deadline_ms=deadline_ms)
         truncated = int(getattr(engine.edge, "truncated_count", 0))
@@ -115,12 +118,16 @@ def audit_command(
     store: StoreOpt = None,
     tail: Annotated[int, typer.Option(help="Also print the last N records")] = 0,
     audit_file: Annotated[Path | None, typer.Option("--file", help="Audit log [env EDGEROUTE_AUDIT]")] = None,
+    chroma_url: ChromaUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Summarise the audit log: routes, degraded share, latency, cloud spend; --tail N shows records."""
+    """Summarise the audit log: routes, degraded share, latency, cloud spend; --tail N shows records.
+
+    The log is a file in --store, with --chroma-url too (the option is accepted, so one set of options
+    serves every command)."""
     from ..router.audit import AuditLog
 
-    settings = resolve_settings(store=store, audit=audit_file)
+    settings = resolve_settings(store=store, audit=audit_file, chroma_url=chroma_url)
     if not settings.audit_path.is_file():
         raise InputError(
             f"no audit log at {settings.audit_path}: run some queries first, or point --file (or "

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -58,7 +60,19 @@ def serve_command(
     ] = None,
     chroma_url: Annotated[
         str | None,
-        typer.Option("--chroma-url", help="A `chroma run` server (http://HOST:PORT) shared by replicas"),
+        typer.Option(
+            "--chroma-url",
+            help="A `chroma run` server (http://HOST:PORT) shared by replicas and other writers "
+            "[env EDGEROUTE_CHROMA_URL, used when --store is not given]",
+        ),
+    ] = None,
+    lock_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--lock-timeout",
+            help="Seconds to wait for another process writing the embedded store at start "
+            "[env EDGEROUTE_LOCK_TIMEOUT_S; default 10]",
+        ),
     ] = None,
     state_dir: Annotated[
         Path | None,
@@ -124,6 +138,10 @@ def serve_command(
     Loads the model once, checks the store and the keys file, then binds HOST:PORT (loopback unless
     --allow-remote). Requests need 'Authorization: Bearer KEY' (`edgeroute keys create`). OpenAPI
     docs at /docs. Ctrl-C or SIGTERM finishes in-flight requests; the outbox stays on disk.
+
+    With --store the service is the embedded store's one writer and holds its lock while it runs, so
+    `edgeroute index`, `delete` and `sync` on that store wait, then fail: to run them beside a
+    service, keep the vectors on a Chroma server (`chroma run`) and give both --chroma-url.
     """
     from ..serve import require_serve
 
@@ -137,6 +155,8 @@ def serve_command(
 
     if store is not None and chroma_url is not None:
         raise InputError("give --store DIR (embedded store) or --chroma-url URL (a Chroma server), not both")
+    if store is None and chroma_url is None:
+        chroma_url = os.environ.get("EDGEROUTE_CHROMA_URL") or None
     if not _is_loopback(host) and not allow_remote:
         raise InputError(
             f"--host {host} is not a loopback address; the service speaks plain HTTP, so pass --allow-remote "
@@ -158,7 +178,9 @@ def serve_command(
         offline=True if offline else None,
         outbox=outbox,
         cache="off",
+        lock_timeout_s=lock_timeout,
     )
+    settings = dataclasses.replace(settings, chroma_url=chroma_url)  # this command's choice, not the env's
     config = ServeConfig(
         settings=settings,
         keys_path=_keys_path(keys, settings.store),

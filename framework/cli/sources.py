@@ -102,11 +102,13 @@ def _prefix_hint(origins: Iterable[str]) -> str:
 def collections_in(settings: RouterSettings) -> list[str]:
     """Logical collections in the store or with documents queued in its outbox (nothing is created)."""
     from ..router.outbox import Outbox
-    from ..store.chroma import VectorStore
+    from ..settings import open_store
 
     names: set[str] = set()
-    if settings.store.is_dir():
-        names.update(VectorStore.persistent(settings.store, read_only=True).logical_collections())
+    if settings.chroma_url or settings.store.is_dir():
+        # A reader: never takes the writer lock, and closed at once so no Chroma state outlives it.
+        with open_store(settings, read_only=True) as store:
+            names.update(store.logical_collections())
     with Outbox(settings.outbox_path, read_only=True) as outbox:
         names.update(outbox.collections())
     return sorted(names)

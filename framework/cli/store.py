@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -159,15 +160,27 @@ def eval_command(
 
 @app.command("collections")
 def collections_command(
-    store: Annotated[Path, typer.Option(help="Store directory (as given to `edgeroute index --store`)")],
+    store: Annotated[
+        Path | None, typer.Option(help="Store directory (as given to `edgeroute index --store`)")
+    ] = None,
+    chroma_url: Annotated[
+        str | None,
+        typer.Option("--chroma-url", help="A `chroma run` server (http://HOST:PORT) [env EDGEROUTE_CHROMA_URL]"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:
-    """List the collections in a store with their embedding spaces and record counts."""
-    from ..store.chroma import VectorStore
+    """List the collections in a store with their embedding spaces and record counts (never waits for a
+    writer)."""
+    from ..settings import open_store, resolve_settings
 
-    if not store.is_dir():
-        raise InputError(f"no store at {store}: pass the directory you indexed into with --store")
-    infos = VectorStore.persistent(store, read_only=True).describe()  # listing never writes
+    settings = resolve_settings(store=store, chroma_url=chroma_url)
+    if settings.chroma_url is None and store is None and not os.environ.get("EDGEROUTE_STORE"):
+        raise InputError("say which store: --store DIR (as given to `edgeroute index`) or --chroma-url URL")
+    if settings.chroma_url is None and not settings.store.is_dir():
+        raise InputError(f"no store at {settings.store}: pass the directory you indexed into with --store")
+    with open_store(settings, read_only=True) as opened:  # listing never writes
+        infos = opened.describe()
+    where = settings.chroma_url or str(settings.store)
     if as_json:
         rows: list[dict[str, Any]] = [
             {"name": i.name, "space": i.space.fingerprint if i.space else None, "count": i.count}
@@ -176,9 +189,9 @@ def collections_command(
         typer.echo(json.dumps(rows, indent=2))
         return
     if not infos:
-        Console().print(f"no collections in {store}")
+        Console().print(f"no collections in {where}")
         return
-    table = Table(title=f"collections in {store}")
+    table = Table(title=f"collections in {where}")
     for col in ("name", "space", "provider"):
         table.add_column(col)
     table.add_column("count", justify="right")

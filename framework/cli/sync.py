@@ -7,6 +7,7 @@ import dataclasses
 import json
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -15,11 +16,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import CollectionNotFoundError
-from ..settings import build_engine, require_store
+from ..router.reports import SyncReport
+from ..settings import RouterSettings, build_engine, require_store
 from .app import app
 from .exit_codes import ExitCode
-from .options import JsonOpt, PolicyOpt, StoreOpt, err, exit_with, out, print_json, settings_from
-from .progress import progress_bars
+from .options import (
+    ChromaUrlOpt,
+    JsonOpt,
+    LockTimeoutOpt,
+    PolicyOpt,
+    StoreOpt,
+    err,
+    exit_with,
+    out,
+    print_json,
+    settings_from,
+)
+from .progress import ProgressFn, progress_bars
 
 
 @contextlib.contextmanager
@@ -44,6 +57,44 @@ def _stop_on_signal(enabled: bool) -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
+TURN_BATCHES = 8
+"""Cloud batches one `sync` sends per hold of an embedded store's writer lock, so a long drain never
+keeps other writers (`index`, another `sync`) waiting past their lock timeout."""
+_YIELD_S = 0.2  # between turns: longer than a waiting writer's poll (50 ms), so it takes the lock
+
+
+def _drain_in_turns(
+    settings: RouterSettings, limit: int | None, batch_size: int, progress: ProgressFn, stop: threading.Event
+) -> tuple[SyncReport, float]:
+    """Drain one collection; on an embedded store in turns of ``TURN_BATCHES`` batches, each its own
+    open/close of the store (so its lock), one report for them all, and the seconds spent waiting for
+    the lock. A Chroma server needs no turns."""
+    turn = None if settings.chroma_url else max(1, batch_size) * TURN_BATCHES
+    left = limit
+    total = SyncReport()
+    waited = 0.0
+    while True:
+        size = turn if left is None else left if turn is None else min(turn, left)
+        with build_engine(settings, existing=True, load_model=False) as engine:
+            lock = engine.store.writer_lock
+            waited += lock.waited_s if lock is not None else 0.0
+            report = engine.sync(size, batch_size=batch_size, progress=progress)
+        handled = report.written + report.unchanged + report.refused
+        total = dataclasses.replace(
+            report,
+            written=total.written + report.written,
+            unchanged=total.unchanged + report.unchanged,
+            refused=total.refused + report.refused,
+            failed=total.failed + report.failed,
+        )
+        if left is not None:
+            left -= handled + report.failed
+        done = report.failed > 0 or handled == 0 or report.remaining <= report.in_flight
+        if turn is None or done or (left is not None and left <= 0) or stop.is_set():
+            return total, waited
+        time.sleep(_YIELD_S)
+
+
 @app.command("sync")
 def sync_command(
     store: StoreOpt = None,
@@ -62,17 +113,24 @@ def sync_command(
     ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between drains with --watch")] = 5.0,
     policy: PolicyOpt = None,
+    chroma_url: ChromaUrlOpt = None,
+    lock_timeout: LockTimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Drain the outbox into the cloud index. Safe to interrupt (even kill -9), to rerun, and to run in
-    several processes at once (each document is sent by one of them). Loads no model.
+    """Drain the outbox into the cloud index. Safe to interrupt (even kill -9) and to rerun; each queued
+    document is sent once even when several `sync` processes share the outbox. Loads no model.
+
+    Writing an embedded store takes its writer lock, one collection's drain at a time, so `sync`
+    processes, `index` and `delete` on one store take turns (waiting up to --lock-timeout each);
+    `--watch` lets go of the store between rounds. For writers that run at the same moment (or beside
+    `serve`), put the vectors on a Chroma server and pass --chroma-url.
 
     Exit codes: 0 every queue drained; 3 documents still queued or failed (the error says why); 2 an
-    unknown collection (the existing ones are listed).
+    unknown collection (the existing ones are listed); 1 failed (for example the store stayed locked).
     """
     from .sources import collection_given, collections_in, require_collection
 
-    base = settings_from(store, collection, policy)
+    base = settings_from(store, collection, policy, chroma_url=chroma_url, lock_timeout=lock_timeout)
     existing = collections_in(base)
     if collection_given(collection):
         require_collection(base, existing)
@@ -91,12 +149,12 @@ def sync_command(
                 if stop.is_set():
                     break
                 settings = dataclasses.replace(base, collection=name)
-                with build_engine(settings, existing=True, load_model=False) as engine:
-                    report = engine.sync(limit, batch_size=batch_size, progress=progress)
+                report, waited = _drain_in_turns(settings, limit, batch_size, progress, stop)
                 if not report.complete:
                     code = ExitCode.EDGE_ONLY
                 if as_json:
-                    print(json.dumps({"collection": name, **report.to_dict()}), flush=True)
+                    line = {"collection": name, **report.to_dict(), "lock_wait_s": round(waited, 3)}
+                    print(json.dumps(line), flush=True)
                 else:
                     out.print(
                         f"[bold]{name}[/]: {report.written} sent, {report.unchanged} already there, "
@@ -118,14 +176,17 @@ def status_command(
         typer.Option("--collection", "-c", help="One collection (default: every collection in the store)"),
     ] = None,
     policy: PolicyOpt = None,
+    chroma_url: ChromaUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue depth, circuit state, budget left, cloud spend, cache hit rate and index sizes. Loads no model
-    and creates nothing. With --json and no --collection: {"collections": [...]} (one object each)."""
+    and creates nothing; never waits for a writer. With --json and no --collection: {"collections": [...]}
+    (one object each)."""
     from .sources import collection_given, collections_in, require_collection
 
-    base = settings_from(store, collection, policy)
-    require_store(base)
+    base = settings_from(store, collection, policy, chroma_url=chroma_url)
+    if base.chroma_url is None:
+        require_store(base)
     existing = collections_in(base)
     given = collection_given(collection)
     if given:

@@ -179,7 +179,7 @@ def run_soak(
         )
         store = VectorStore.persistent(Path(tmp) / "store")
         audit = AuditLog(None)
-        with HybridEngine(store, "soak", edge=edge, cloud=cloud, audit=audit) as engine:
+        with store, HybridEngine(store, "soak", edge=edge, cloud=cloud, audit=audit) as engine:
             engine.ingest(docs)  # healthy cloud while indexing; faults start with the queries
             emu.set_faults(fault_rate, FAULT_KINDS)
             for n, (text, sensitivity, stakes) in enumerate(plan, start=1):

@@ -307,7 +307,8 @@ class HybridEngine:
         }
 
     def close(self) -> None:
-        """Close the outbox (the store, cache and audit log belong to the caller)."""
+        """Close the outbox (the store, cache and audit log belong to the caller: close an embedded
+        store opened writable to let go of its writer lock, or use ``build_engine``, which does)."""
         self.outbox.close()
 
     def __enter__(self) -> HybridEngine:

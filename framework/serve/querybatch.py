@@ -153,6 +153,11 @@ class BatchingStore(VectorStore):
         batched._batcher = b
         return batched
 
+    def close(self) -> None:
+        """Close the wrapped store: its client, then (embedded) its writer lock."""
+        self._closed = True
+        self.inner.close()
+
     def stats(self) -> dict[str, int]:
         with self._lock:
             return {

@@ -81,7 +81,8 @@ def open_store(config: ServeConfig) -> VectorStore:
     if config.chroma_url:
         host, port = parse_chroma_url(config.chroma_url)
         return VectorStore.http(host, port)
-    return VectorStore.persistent(config.settings.store)
+    # Held for the service's lifetime: the writer lock of the embedded store (see store/lock.py).
+    return VectorStore.persistent(config.settings.store, lock_timeout_s=config.settings.lock_timeout_s)
 
 
 def load_edge(settings: RouterSettings) -> Embedder:
@@ -378,7 +379,7 @@ class Service:
                 logger.warning("background outbox drain failed (%s); will retry", type(exc).__name__)
 
     async def aclose(self) -> None:
-        """Stop batching (after what is queued) and close the outbox and the audit log.
+        """Stop batching (after what is queued); close the outbox, the audit log and the store.
 
         Called after the server has finished its in-flight requests. Queued documents stay in the
         SQLite outbox for the next start (or another replica sharing it).
@@ -395,6 +396,8 @@ class Service:
         close_model = getattr(self.raw_edge, "close", None)
         if callable(close_model):
             close_model()  # the inference thread
+        with contextlib.suppress(Exception):
+            self.store.close()  # last: an embedded store's writer lock goes with it
 
 
 __all__ = ["ServeConfig", "Service", "load_edge", "open_store", "parse_chroma_url"]

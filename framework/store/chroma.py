@@ -19,7 +19,9 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from typing import Any
 from ..errors import CollectionNotFoundError, InputError, StoreError
 from ..spaces import EmbeddingSpace
 from .collection import CONTENT_HASH_KEY, Collection, StoredRecord, translated
+from .lock import WriterLock, acquire_writer_lock, holds_lock
 
 logger = logging.getLogger(__name__)
 
@@ -95,15 +98,50 @@ def _settings() -> Any:
 class VectorStore:
     """A Chroma client plus edgeroute's rules; see :meth:`persistent`, :meth:`http`, :meth:`ephemeral`."""
 
-    def __init__(self, client: Any, location: str, *, read_only: bool = False) -> None:
+    def __init__(
+        self, client: Any, location: str, *, read_only: bool = False, writer_lock: WriterLock | None = None
+    ) -> None:
         self._client = client
         self.location = location
         self.read_only = read_only
         self.snapshot: Path | None = None  # the temporary copy a read-only store was opened from
+        self.writer_lock = writer_lock
+        """This process's share of the embedded store's writer lock (None: read-only, a server, in memory)."""
         self._max_batch: int | None = None
+        self._closed = False
+        self._reader_slot: tuple[str, int] | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close the Chroma client, then let go of the writer lock (idempotent).
+
+        In this order: Chroma keeps the store's state in memory (HNSW segments, one shared system per
+        path), so the client is dropped while the lock is still held; the next writer, here or in
+        another process, loads the store from disk. Writes through a closed store raise
+        :class:`StoreError`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._finalizer is not None:
+            self._finalizer()
+        else:
+            _close_parts(self._client, self.location, self._reader_slot, self.writer_lock)
+
+    def __enter__(self) -> VectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def require_writable(self, what: str) -> None:
-        """Refuse a write on a store opened read-only (:class:`StoreError` saying so)."""
+        """Refuse a write on a store opened read-only or already closed (:class:`StoreError` saying so)."""
+        if self._closed:
+            raise StoreError(f"cannot {what}: the store at {self.location} is closed; open it again")
         if self.read_only:
             where = " (the directory is not writable)" if self.snapshot is not None else ""
             raise StoreError(
@@ -112,11 +150,21 @@ class VectorStore:
             )
 
     @classmethod
-    def persistent(cls, path: str | Path, *, read_only: bool = False) -> VectorStore:
+    def persistent(
+        cls, path: str | Path, *, read_only: bool = False, lock_timeout_s: float | None = None
+    ) -> VectorStore:
         """An embedded store in directory ``path`` (created if missing, unless ``read_only``).
 
         Raises :class:`StoreError` when the directory cannot be created or written; nothing in it is touched.
-        With ``read_only`` the directory must exist and writes through this store are refused; when the
+
+        Opened writable, the store takes the directory's writer lock first (:mod:`.lock`), waiting at
+        most ``lock_timeout_s`` (None: ``$EDGEROUTE_LOCK_TIMEOUT_S`` or 10 s) for another process to
+        close it, then raises :class:`~.lock.StoreLockedError` naming that process; :meth:`close` lets
+        go. Stores on one directory in one process share the lock (and Chroma's state).
+
+        With ``read_only`` the directory must exist, writes through this store are refused and no lock
+        is taken (a reader never waits). Unless this process writes the store too, a reader gets Chroma
+        state of its own, loaded at open, so a writer elsewhere never leaves it half-stale. When the
         directory itself cannot be written (a read-only mount, another user's store), Chroma, which
         writes on open, is given a private temporary snapshot of it instead, so queries and listings
         still work and the original is never touched.
@@ -141,9 +189,34 @@ class VectorStore:
             if not read_only:
                 raise StoreError(f"store path {p} is not writable ({exc.strerror or exc}): {fix}.") from exc
             opened = _snapshot(p)
-        with translated(f"opening the Chroma store at {p}"):
-            client = chromadb.PersistentClient(path=str(opened), settings=_settings())
-        store = cls(client, str(p), read_only=read_only)
+        key = os.path.realpath(opened)
+        lock: WriterLock | None = None
+        slot: tuple[str, int] | None = None
+        if not read_only:
+            lock = acquire_writer_lock(key, timeout_s=lock_timeout_s, on_fresh=lambda: _detach_system(key))
+            chroma_path = key
+        elif holds_lock(key):
+            chroma_path = key  # this process writes it: read what it wrote, through the same state
+        else:
+            slot = _reader_slot(key)
+            chroma_path = _reader_path(slot)
+        try:
+            with translated(f"opening the Chroma store at {p}"):
+                client = chromadb.PersistentClient(path=chroma_path, settings=_settings())
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            if slot is not None:
+                _free_reader_slot(slot)
+            raise
+        store = cls(client, str(p), read_only=read_only, writer_lock=lock)
+        store._reader_slot = slot
+        # A store dropped without close() (``VectorStore.persistent(p).describe()``) still closes its
+        # client and lets go of the lock when it is collected (its collections keep it alive till then).
+        store._finalizer = weakref.finalize(store, _close_parts, client, str(p), slot, lock)
+        if slot is None:
+            with _slots_lock:
+                _sharing.setdefault(key, weakref.WeakSet()).add(store)
         store.snapshot = opened if opened != p else None
         return store
 
@@ -271,6 +344,65 @@ class VectorStore:
 
     def __repr__(self) -> str:
         return f"VectorStore({self.location!r})"
+
+
+def _close_parts(
+    client: Any, location: str, slot: tuple[str, int] | None, lock: WriterLock | None
+) -> None:
+    try:
+        close = getattr(client, "close", None)
+        if callable(close):
+            with translated(f"closing the store at {location}"):
+                close()
+    finally:
+        if slot is not None:
+            _free_reader_slot(slot)
+        if lock is not None:
+            lock.release()
+
+
+# Chroma shares one in-memory system per path string in a process (and HNSW state with it). A writer
+# must start from disk under its lock, and a reader opened when this process does not write must not
+# hand stale state to one that does later: so writers use the canonical path, readers a spelling of
+# their own ("DIR/./", "DIR/././", ...: the same directory to the OS, another system to Chroma).
+_slots_lock = threading.Lock()
+_reader_slots: dict[str, set[int]] = {}
+_sharing: dict[str, weakref.WeakSet[VectorStore]] = {}  # stores on the canonical path's system
+
+
+def _reader_slot(key: str) -> tuple[str, int]:
+    with _slots_lock:
+        used = _reader_slots.setdefault(key, set())
+        n = next(i for i in range(1, len(used) + 2) if i not in used)
+        used.add(n)
+    return key, n
+
+
+def _free_reader_slot(slot: tuple[str, int]) -> None:
+    with _slots_lock:
+        _reader_slots.get(slot[0], set()).discard(slot[1])
+
+
+def _reader_path(slot: tuple[str, int]) -> str:
+    return slot[0] + os.sep + ("." + os.sep) * slot[1]
+
+
+def _detach_system(key: str) -> None:
+    """Under a freshly taken writer lock: forget a Chroma system cached for ``key`` in this process.
+
+    It was loaded before this process held the lock (by readers that shared a writer's state, or by
+    the caller's own client), so it may predate another process's writes. Its clients keep it, and
+    are marked closed so that closing them never stops the fresh one that replaces it.
+    """
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    with SharedSystemClient._refcount_lock:
+        stale = SharedSystemClient._identifier_to_system.pop(key, None)
+        SharedSystemClient._identifier_to_refcount.pop(key, None)
+    if stale is not None:
+        logger.info("store %s: dropped Chroma state loaded before this process took the writer lock", key)
+        for store in list(_sharing.get(key, ())):
+            store._client._closed = True  # see the docstring
 
 
 def _probe_writable(p: Path) -> None:
