@@ -68,6 +68,7 @@ def test_a_refused_write_leaves_the_collection_usable(tmp_path: Path) -> None:
     write(col, Document("new", "A record written after the refused one."))
     col.delete(["new"])
     assert [r.id for r in col.get(["kept", "huge", "full", "new"], include_vectors=True)] == ["kept", "full"]
+    store.close()  # one writer per embedded store: let the new process take it
     # A new process opens the store and reads every record and vector back.
     script = textwrap.dedent(
         f"""
