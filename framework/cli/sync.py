@@ -61,14 +61,25 @@ def sync_command(
         bool, typer.Option("--watch", help="Keep draining in the background until Ctrl-C")
     ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between drains with --watch")] = 5.0,
+    retry_dead: Annotated[
+        bool,
+        typer.Option(
+            "--retry-dead",
+            help="First put the dead-lettered documents (ones the cloud refused for good) back in the queue",
+        ),
+    ] = False,
     policy: PolicyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Drain the outbox into the cloud index. Safe to interrupt (even kill -9), to rerun, and to run in
     several processes at once (each document is sent by one of them). Loads no model.
 
-    Exit codes: 0 every queue drained; 3 documents still queued or failed (the error says why); 2 an
-    unknown collection (the existing ones are listed).
+    A document the cloud refuses for good (over the token limit, 400 INVALID_ARGUMENT) becomes a dead
+    letter after EDGEROUTE_OUTBOX_MAX_ATTEMPTS refusals (default 3): kept, shown by `edgeroute status`,
+    no longer sent; --retry-dead queues the dead letters again (after you fix the cause) and drains.
+
+    Exit codes: 0 every queue drained; 3 documents still queued, failed or dead-lettered (the error says
+    why); 2 an unknown collection (the existing ones are listed).
     """
     from .sources import collection_given, collections_in, require_collection
 
@@ -82,9 +93,10 @@ def sync_command(
         if not names:
             raise CollectionNotFoundError(f"no collections in {base.store}: index documents first")
     code = ExitCode.OK
-    with progress_bars(enabled=not as_json and not watch, console=err) as progress, _stop_on_signal(
-        watch
-    ) as stop:
+    with (
+        progress_bars(enabled=not as_json and not watch, console=err) as progress,
+        _stop_on_signal(watch) as stop,
+    ):
         while True:
             code = ExitCode.OK
             for name in names:
@@ -92,17 +104,24 @@ def sync_command(
                     break
                 settings = dataclasses.replace(base, collection=name)
                 with build_engine(settings, existing=True, load_model=False) as engine:
+                    revived = engine.outbox.retry_dead(name) if retry_dead else 0
                     report = engine.sync(limit, batch_size=batch_size, progress=progress)
+                if revived and not as_json:
+                    out.print(f"[bold]{name}[/]: {revived} dead-lettered document(s) queued again")
                 if not report.complete:
                     code = ExitCode.EDGE_ONLY
                 if as_json:
-                    print(json.dumps({"collection": name, **report.to_dict()}), flush=True)
+                    line: dict[str, Any] = {"collection": name, **report.to_dict()}
+                    if retry_dead:
+                        line["retried_dead"] = revived
+                    print(json.dumps(line), flush=True)
                 else:
                     out.print(
                         f"[bold]{name}[/]: {report.written} sent, {report.unchanged} already there, "
                         f"{report.refused} refused by privacy, {report.failed} failed; "
                         f"{report.remaining} still queued"
                         + (f" ({report.in_flight} being sent by another process)" if report.in_flight else "")
+                        + (f"; {report.dead} dead-lettered (see edgeroute status)" if report.dead else "")
                         + (f" ({escape(report.error)})" if report.error else "")
                     )
             if not watch or stop.wait(interval):
@@ -155,6 +174,7 @@ def _print_status(status: dict[str, Any]) -> None:
         "edge index": f"{status['edge_count']} records ({status['edge_space']})",
         "cloud index": f"{status['cloud_count']} records ({status['cloud_space'] or 'no cloud configured'})",
         "outbox depth": str(status["outbox_depth"]) + (f" ({leased} being sent)" if leased else ""),
+        "dead letters": _dead_line(status),
         "circuit": status["circuit"],
         "budget left": "unlimited"
         if status["budget_left_usd"] is None
@@ -166,3 +186,13 @@ def _print_status(status: dict[str, Any]) -> None:
     for key, value in rows.items():
         table.add_row(key, escape(value))
     out.print(table)
+
+
+def _dead_line(status: dict[str, Any]) -> str:
+    dead = int(status.get("outbox_dead") or 0)
+    if not dead:
+        return "0"
+    return (
+        f"{dead} refused by the cloud for good, no longer sent (last error: {status.get('outbox_dead_error')}); "
+        "fix the cause (chunk long documents), then edgeroute sync --retry-dead"
+    )

@@ -299,6 +299,8 @@ class HybridEngine:
             "edge_count": counts["edge"],
             "cloud_count": counts["cloud"],
             "outbox_depth": self.outbox.depth(self.name),
+            "outbox_dead": self.outbox.dead_count(self.name),
+            "outbox_dead_error": next((i.last_error for i in self.outbox.dead(self.name, limit=1)), None),
             "outbox": self.outbox.stats(),
             "circuit": self.cloud_state(),
             "cloud": cloud,
