@@ -15,7 +15,9 @@ is something to write into it.
 
 A batch the cloud refuses permanently (:mod:`.failures`) is sent again one document at a time: the
 good documents are stored, and only the refused ones are charged an attempt, which after
-``Outbox.max_attempts`` makes them dead letters. A transient failure stops the drain and the rows
+``Outbox.max_attempts`` makes them dead letters. A document the client's own input checks refuse
+(over the token limit by far, too many images) is a dead letter at once: nothing was sent, and the
+same check refuses it every time. A transient failure stops the drain and the rows
 wait out a backoff.
 """
 
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..aio import to_thread
+from ..cloud.media import validate_content
 from ..documents import Document
 from ..embedder import Vectors
 from ..errors import ConfigurationError, InputError
@@ -34,7 +37,7 @@ from ..parts import Part
 from ..store.chroma import Collection
 from .cloud_calls import CloudCalls
 from .failures import error_kind
-from .outbox import DEFAULT_LEASE_S, Claim, Outbox, new_owner_id
+from .outbox import DEFAULT_LEASE_S, Claim, Outbox, OutboxItem, new_owner_id
 from .placement import cloud_allowed, cloud_parts, pii_text, write_index
 from .reports import ProgressFn, SyncReport
 
@@ -85,6 +88,18 @@ async def drain(
             # Tombstone rows whose drainer died before taking its write back out: finish its job.
             await _settle(outbox, claim, col, [it.document.id for it in claim.items if it.deleted])
             items = [it for it in claim.items if not it.deleted]
+            # What the cloud client's own limit checks refuse would be refused on every attempt, with no
+            # request sent: dead at once, before the costly privacy scan of (often very long) texts.
+            invalid = _invalid(items)
+            for doc_id, exc in invalid.items():
+                await to_thread(
+                    outbox.fail, claim, [doc_id], f"{type(exc).__name__}: {exc}", "permanent", dead=True
+                )
+                error = f"{type(exc).__name__}: {exc}"
+            if invalid:
+                failed += len(invalid)
+                tried |= set(invalid)
+                items = [it for it in items if it.document.id not in invalid]
             docs = [it.document for it in items]
             found = await engine.pii.adetect_many([pii_text(d) for d in docs])
             allowed = cloud_allowed(docs, engine.policy, found)
@@ -148,6 +163,17 @@ async def drain(
     if dead and error is None:
         error = f"{dead} dead-lettered document(s) the cloud refused; see edgeroute status"
     return SyncReport(written, unchanged, refused, failed, remaining, error, in_flight=in_flight, dead=dead)
+
+
+def _invalid(items: list[OutboxItem]) -> dict[str, InputError]:
+    """``{id: error}`` of the documents the cloud's input limits refuse (checked locally, nothing sent)."""
+    out: dict[str, InputError] = {}
+    for it in items:
+        try:
+            validate_content(cloud_parts(it.document))
+        except InputError as exc:
+            out[it.document.id] = exc
+    return out
 
 
 async def _settle(outbox: Outbox, claim: Claim, col: Collection | None, ids: list[str]) -> None:

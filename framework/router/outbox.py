@@ -26,7 +26,8 @@ tombstone row whose drainer died is claimed like any row and settled the same wa
 
 **Dead letters.** A document the cloud refuses for good (a *permanent* error: over the token limit,
 400 INVALID_ARGUMENT) when sent alone becomes a dead row after ``max_attempts`` such refusals
-(:data:`DEFAULT_MAX_ATTEMPTS`, ``EDGEROUTE_OUTBOX_MAX_ATTEMPTS``). Dead rows are kept, never claimed,
+(:data:`DEFAULT_MAX_ATTEMPTS`, ``EDGEROUTE_OUTBOX_MAX_ATTEMPTS``), or at once when the client's own
+input checks refused it (no request was sent; the same check refuses it every time). Dead rows are kept, never claimed,
 counted by :meth:`Outbox.stats`, and put back in the queue by :meth:`Outbox.retry_dead`.
 *Transient* failures (429, 5xx, timeouts, a rejected key) never make a row dead, since an outage
 must not empty the queue; both kinds wait before the row's next attempt (exponential backoff).
@@ -468,13 +469,22 @@ class Outbox:
                 )
         return n
 
-    def fail(self, claim: Claim, doc_ids: Sequence[str], error: str, kind: ErrorKind = "transient") -> int:
+    def fail(
+        self,
+        claim: Claim,
+        doc_ids: Sequence[str],
+        error: str,
+        kind: ErrorKind = "transient",
+        *,
+        dead: bool = False,
+    ) -> int:
         """Count a failed attempt on ``claim.owner``'s rows and release them; returns how many were charged.
 
         The row waits out a backoff before its next attempt. A ``permanent`` failure of a row's
         ``max_attempts``-th attempt makes it dead (callers pass ``permanent`` only for a document sent
-        alone, so the refusal is its own). A row whose document changed or was deleted since the claim is
-        not charged: it is released, or removed if deleted (nothing was written for it).
+        alone, so the refusal is its own); ``dead=True`` makes it dead at once (a refusal by the client's own
+        input checks, which no retry can change). A row whose document changed or was deleted since the
+        claim is not charged: it is released, or removed if deleted (nothing was written for it).
         """
         if not claim.items:
             return 0
@@ -502,7 +512,7 @@ class Outbox:
                     )
                     continue
                 attempts += 1
-                becomes_dead = kind == "permanent" and attempts >= self.max_attempts
+                becomes_dead = kind == "permanent" and (dead or attempts >= self.max_attempts)
                 delay = (
                     0.0
                     if attempts == 1

@@ -113,12 +113,13 @@ def test_a_changed_document_gets_a_fresh_start_and_a_deleted_dead_letter_is_gone
 def test_client_side_refusals_dead_letter_without_any_network_call(
     make_engine: EngineFactory, emu: GeminiEmulator
 ) -> None:
-    engine = make_engine(outbox=Outbox(max_attempts=2, retry_base_s=0))
+    engine = make_engine(outbox=Outbox(max_attempts=3, retry_base_s=0))
     far_over = "word " * 60_000  # the client's own check refuses it: no request leaves
-    engine.ingest([Document("huge", far_over, sensitivity="public")])
-    engine.sync()
-    assert _state(engine.outbox, "huge")[:3] == ("dead", 2, "permanent")
-    assert emu.request_count == 0
+    report = engine.ingest([Document("huge", far_over, sensitivity="public"), GOOD[0]])
+    # Dead at once: the same local check would refuse it every time. Its batch-mate is sent.
+    assert _state(engine.outbox, "huge")[:3] == ("dead", 1, "permanent")
+    assert report.cloud.written == 1 and report.cloud.dead == 1
+    assert emu.request_count == 1
 
 
 def test_transient_failures_back_off_and_never_dead_letter(
