@@ -129,8 +129,8 @@ async def drain(
                     col = await engine.aopen_index("cloud", create=True)
                     assert col is not None
                 await write_index(col, sent.docs, sent.vectors, col.space)
-            for doc, exc in sent.refused:  # the cloud can never take these: count toward dead-lettering
-                error = f"{type(exc).__name__}: {exc}"
+            for doc, refusal in sent.refused:  # the cloud can never take these: count toward dead-lettering
+                error = f"{type(refusal).__name__}: {refusal}"
                 await to_thread(outbox.fail, claim, [doc.id], error, "permanent")
             if sent.failed:
                 error = f"{type(sent.error).__name__}: {sent.error}"

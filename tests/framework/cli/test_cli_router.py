@@ -102,6 +102,7 @@ def test_offline_index_then_sync_backfills(env: dict[str, str], notes: Path, emu
         "remaining": 0,
         "error": None,
         "in_flight": 0,
+        "dead": 0,
     }
 
 
