@@ -112,7 +112,10 @@ async def drain(
                 or (d.title is not None and guard.is_private(Part.text(d.title)))
             }
             if blocked:
-                await to_thread(outbox.discard, name, [d.id for d in docs if d.id in blocked])
+                gone = [d.id for d in docs if d.id in blocked]
+                await to_thread(outbox.discard, name, gone)
+                # Our rows are now tombstones: take any earlier version out of the cloud index, drop them.
+                await _settle(outbox, claim, col, gone)
                 refused += len(blocked)
             keep = [it for it in items if it.document.id not in blocked]
             fresh = [it.document for it in keep]

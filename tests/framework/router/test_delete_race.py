@@ -161,3 +161,15 @@ def test_the_write_order_is_shared_with_other_processes_and_freed_when_its_holde
     killed.wait(10)
     marker.unlink()
     assert asyncio.run(take()) == "not released"  # kill -9: the kernel dropped the lock
+
+
+def test_a_row_dropped_by_privacy_at_drain_time_leaves_no_row_and_no_cloud_record(
+    make_engine: EngineFactory, emu: GeminiEmulator
+) -> None:
+    engine = make_engine()
+    engine.ingest([V1])  # public: in the cloud index
+    engine.outbox.enqueue("docs", [Document("x", V2.text, sensitivity="confidential")])  # queued as if public
+    report = engine.sync()
+    assert report.refused == 1
+    _, cloud_hash, rows = _state(engine)
+    assert cloud_hash is None and rows == 0  # the older public version left the cloud index too
