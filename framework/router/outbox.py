@@ -2,10 +2,10 @@
 
 SQLite in WAL mode, one row per (collection, document id); the file's schema and its migration
 live in :mod:`.outbox_schema`, the queries that only read in :mod:`.outbox_reads`. Enqueueing is
-idempotent by content hash: the same document twice is one row, a changed document replaces its row. Draining is at-least-once: the engine writes a
-batch to the cloud index (an upsert by id, so a repeat is harmless) and only then deletes the rows
-it wrote. A crash at any point therefore loses nothing (rows stay until written) and duplicates
-nothing (ids are unique in the index).
+idempotent by content hash: the same document twice is one row, a changed document replaces its row.
+Draining is at-least-once: the engine writes a batch to the cloud index (an upsert by id, so a repeat
+is harmless) and only then deletes the rows it wrote. A crash at any point therefore loses nothing
+(rows stay until written) and duplicates nothing (ids are unique in the index).
 
 Several processes drain one outbox safely through *leases*: :meth:`Outbox.claim` atomically
 (``BEGIN IMMEDIATE``) takes up to ``limit`` rows that nobody holds, stamping them with the
