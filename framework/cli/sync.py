@@ -95,6 +95,15 @@ def _drain_in_turns(
         time.sleep(_YIELD_S)
 
 
+def _retry_dead(settings: RouterSettings) -> int:
+    """Queue a collection's dead letters again; the outbox is SQLite with its own locking, so this
+    needs no hold of the store."""
+    from ..router.outbox import Outbox
+
+    with Outbox(settings.outbox_path) as outbox:
+        return outbox.retry_dead(settings.collection)
+
+
 @app.command("sync")
 def sync_command(
     store: StoreOpt = None,
@@ -112,6 +121,13 @@ def sync_command(
         bool, typer.Option("--watch", help="Keep draining in the background until Ctrl-C")
     ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between drains with --watch")] = 5.0,
+    retry_dead: Annotated[
+        bool,
+        typer.Option(
+            "--retry-dead",
+            help="First put the dead-lettered documents (ones the cloud refused for good) back in the queue",
+        ),
+    ] = False,
     policy: PolicyOpt = None,
     chroma_url: ChromaUrlOpt = None,
     lock_timeout: LockTimeoutOpt = None,
@@ -125,8 +141,13 @@ def sync_command(
     `--watch` lets go of the store between rounds. For writers that run at the same moment (or beside
     `serve`), put the vectors on a Chroma server and pass --chroma-url.
 
-    Exit codes: 0 every queue drained; 3 documents still queued or failed (the error says why); 2 an
-    unknown collection (the existing ones are listed); 1 failed (for example the store stayed locked).
+    A document the cloud refuses for good (over the token limit, 400 INVALID_ARGUMENT) becomes a dead
+    letter after EDGEROUTE_OUTBOX_MAX_ATTEMPTS refusals (default 3): kept, shown by `edgeroute status`,
+    no longer sent; --retry-dead queues the dead letters again (after you fix the cause) and drains.
+
+    Exit codes: 0 every queue drained; 3 documents still queued, failed or dead-lettered (the error says
+    why); 2 an unknown collection (the existing ones are listed); 1 failed (for example the store stayed
+    locked).
     """
     from .sources import collection_given, collections_in, require_collection
 
@@ -140,20 +161,30 @@ def sync_command(
         if not names:
             raise CollectionNotFoundError(f"no collections in {base.store}: index documents first")
     code = ExitCode.OK
-    with progress_bars(enabled=not as_json and not watch, console=err) as progress, _stop_on_signal(
-        watch
-    ) as stop:
+    with (
+        progress_bars(enabled=not as_json and not watch, console=err) as progress,
+        _stop_on_signal(watch) as stop,
+    ):
         while True:
             code = ExitCode.OK
             for name in names:
                 if stop.is_set():
                     break
                 settings = dataclasses.replace(base, collection=name)
+                revived = _retry_dead(settings) if retry_dead else 0
+                if revived and not as_json:
+                    out.print(f"[bold]{name}[/]: {revived} dead-lettered document(s) queued again")
                 report, waited = _drain_in_turns(settings, limit, batch_size, progress, stop)
                 if not report.complete:
                     code = ExitCode.EDGE_ONLY
                 if as_json:
-                    line = {"collection": name, **report.to_dict(), "lock_wait_s": round(waited, 3)}
+                    line: dict[str, Any] = {
+                        "collection": name,
+                        **report.to_dict(),
+                        "lock_wait_s": round(waited, 3),
+                    }
+                    if retry_dead:
+                        line["retried_dead"] = revived
                     print(json.dumps(line), flush=True)
                 else:
                     out.print(
@@ -161,6 +192,7 @@ def sync_command(
                         f"{report.refused} refused by privacy, {report.failed} failed; "
                         f"{report.remaining} still queued"
                         + (f" ({report.in_flight} being sent by another process)" if report.in_flight else "")
+                        + (f"; {report.dead} dead-lettered (see edgeroute status)" if report.dead else "")
                         + (f" ({escape(report.error)})" if report.error else "")
                     )
             if not watch or stop.wait(interval):
@@ -216,6 +248,7 @@ def _print_status(status: dict[str, Any]) -> None:
         "edge index": f"{status['edge_count']} records ({status['edge_space']})",
         "cloud index": f"{status['cloud_count']} records ({status['cloud_space'] or 'no cloud configured'})",
         "outbox depth": str(status["outbox_depth"]) + (f" ({leased} being sent)" if leased else ""),
+        "dead letters": _dead_line(status),
         "circuit": status["circuit"],
         "budget left": "unlimited"
         if status["budget_left_usd"] is None
@@ -227,3 +260,13 @@ def _print_status(status: dict[str, Any]) -> None:
     for key, value in rows.items():
         table.add_row(key, escape(value))
     out.print(table)
+
+
+def _dead_line(status: dict[str, Any]) -> str:
+    dead = int(status.get("outbox_dead") or 0)
+    if not dead:
+        return "0"
+    return (
+        f"{dead} refused by the cloud for good, no longer sent (last error: {status.get('outbox_dead_error')}); "
+        "fix the cause (chunk long documents), then edgeroute sync --retry-dead"
+    )

@@ -47,6 +47,7 @@ from .lifecycle import DeleteReport
 from .outbox import Outbox
 from .reports import IngestReport, ProgressFn, SyncReport
 from .retrieve import retrieve as retrieve_flow
+from .write_order import WriteOrder
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ class HybridEngine:
             self.cloud_calls = CloudCalls(cloud, text, self.cloud_space, cloud_dims, self.audit, self.name)
             self._install_guard(cloud)
         self.outbox = outbox if outbox is not None else Outbox(outbox_path)
+        self.write_order = WriteOrder(self.outbox.path, self.name, scope=self.outbox)
+        """Orders this collection's ingests and deletes, across engines and processes sharing the outbox."""
         self._indexes: dict[str, Collection] = {}
         self._lock = threading.Lock()
 
@@ -296,6 +299,8 @@ class HybridEngine:
             "edge_count": counts["edge"],
             "cloud_count": counts["cloud"],
             "outbox_depth": self.outbox.depth(self.name),
+            "outbox_dead": self.outbox.dead_count(self.name),
+            "outbox_dead_error": next((i.last_error for i in self.outbox.dead(self.name, limit=1)), None),
             "outbox": self.outbox.stats(),
             "circuit": self.cloud_state(),
             "cloud": cloud,

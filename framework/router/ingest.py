@@ -56,17 +56,20 @@ async def ingest(
             for part in doc.parts:
                 engine.guard.add_part(part)
     edge_docs = [d for d in docs if d.text.strip()]
-    edge_written, edge_updated = await _write_edge(engine, edge_docs, progress) if edge_docs else (0, 0)
     private_ids = [d.id for d, ok in zip(docs, to_cloud, strict=True) if not ok]
     cloud_docs = [d for d, ok in zip(docs, to_cloud, strict=True) if ok]
-    if private_ids:
-        # A document that became private must leave the cloud index and never be sent later.
-        await to_thread(engine.outbox.discard, engine.name, private_ids)
-        cloud_col = await engine.aopen_index("cloud", create=False)
-        if cloud_col is not None:
-            await to_thread(cloud_col.delete, private_ids)
-    await to_thread(engine.outbox.enqueue, engine.name, cloud_docs)
-    await _update_cloud_metadata(engine, cloud_docs)
+    # From the first write to the last, no delete of this collection runs in between (write_order):
+    # the edge index and the outbox end up saying the same thing, whichever ran last.
+    async with engine.write_order.hold():
+        edge_written, edge_updated = await _write_edge(engine, edge_docs, progress) if edge_docs else (0, 0)
+        if private_ids:
+            # A document that became private must leave the cloud index and never be sent later.
+            await to_thread(engine.outbox.discard, engine.name, private_ids)
+            cloud_col = await engine.aopen_index("cloud", create=False)
+            if cloud_col is not None:
+                await to_thread(cloud_col.delete, private_ids)
+        await to_thread(engine.outbox.enqueue, engine.name, cloud_docs)
+        await _update_cloud_metadata(engine, cloud_docs)
     state = engine.cloud_state()
     depth = await to_thread(engine.outbox.depth, engine.name)
     if state in ("closed", "half_open") and depth:

@@ -5,7 +5,8 @@ stored locally) and the outbox (queued for the cloud index). Deleting takes it o
 in an order that cannot leave it half-alive: the outbox first (with a tombstone, so a drainer that
 is sending it right now takes its vector back out of the cloud index when it finishes, see
 :meth:`~edgeroute.framework.router.outbox.Outbox.complete`), then the cloud index, then the edge
-index. Every deletion is written to the audit log (``"type": "delete"``, ids and counts).
+index, all under the collection's write order (:mod:`.write_order`), so an ingest of the same ids
+runs wholly before or wholly after. Every deletion is written to the audit log (``"type": "delete"``, ids and counts).
 
 Which records came from where: the CLI stores ``path`` (the file's absolute path) and ``origin``
 (the absolute path given to ``edgeroute index``) in each document's metadata. ``delete --source P``
@@ -115,19 +116,20 @@ async def remove(
     ids = list(dict.fromkeys(ids))
     if not ids:
         return DeleteReport()
-    found = set(await to_thread(engine.outbox.queued, engine.name)) & set(ids)
-    queued = await to_thread(engine.outbox.discard, engine.name, ids)
     counts: dict[str, int] = {}
-    for index in ("cloud", "edge"):
-        col = await _index(engine, index)
-        if col is None:
-            counts[index] = 0
-            continue
-        present = await to_thread(col.get, ids)
-        if present:
-            await to_thread(col.delete, [r.id for r in present])
-        counts[index] = len(present)
-        found.update(r.id for r in present)
+    async with engine.write_order.hold():  # no ingest of this collection in between (see write_order)
+        found = set(await to_thread(engine.outbox.queued, engine.name)) & set(ids)
+        queued = await to_thread(engine.outbox.discard, engine.name, ids)
+        for index in ("cloud", "edge"):
+            col = await _index(engine, index)
+            if col is None:
+                counts[index] = 0
+                continue
+            present = await to_thread(col.get, ids)
+            if present:
+                await to_thread(col.delete, [r.id for r in present])
+            counts[index] = len(present)
+            found.update(r.id for r in present)
     ids = [i for i in ids if i in found]  # what was there to delete
     if not ids:
         return DeleteReport()

@@ -15,7 +15,8 @@ class SyncReport:
     """What one drain of the outbox did, counting only this drainer's own work: ``written`` documents
     it sent and stored, ``unchanged`` already stored, ``refused`` dropped by privacy, ``failed``.
     ``remaining`` is the queue depth for the collection after it, of which ``in_flight`` rows were
-    being sent by other drainers (other processes) at that moment."""
+    being sent by other drainers (other processes) at that moment. ``dead`` rows of the collection are
+    dead letters: the cloud refused them for good (``edgeroute sync --retry-dead`` queues them again)."""
 
     written: int = 0
     unchanged: int = 0
@@ -24,11 +25,13 @@ class SyncReport:
     remaining: int = 0
     error: str | None = None
     in_flight: int = 0
+    dead: int = 0
 
     @property
     def complete(self) -> bool:
-        """True when nothing failed and nothing is left queued except what other drainers are sending."""
-        return self.failed == 0 and self.remaining <= self.in_flight
+        """True when nothing failed, nothing is dead and nothing is left queued except what other
+        drainers are sending."""
+        return self.failed == 0 and self.dead == 0 and self.remaining <= self.in_flight
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

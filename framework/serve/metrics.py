@@ -2,7 +2,7 @@
 
 Request counts and latency histograms are labelled by endpoint, route (``edge``/``cloud``/
 ``hybrid`` for routed work, ``-`` otherwise) and status. Cloud calls, spend per tenant, outbox
-depth, breaker state and micro-batching figures are read from the live objects at scrape time.
+depth, dead-lettered outbox rows per collection, breaker state and micro-batching figures are read from the live objects at scrape time.
 """
 
 from __future__ import annotations
@@ -70,6 +70,14 @@ class _Live(Collector):
         depth = GaugeMetricFamily("edgeroute_outbox_depth", "Documents queued for the cloud index")
         depth.add_metric([], snap.get("outbox_depth", 0))
         yield depth
+        dead = GaugeMetricFamily(
+            "edgeroute_outbox_dead",
+            "Dead-lettered outbox rows (refused by the cloud for good, no longer sent) per collection",
+            labels=["collection"],
+        )
+        for collection, n in sorted(snap.get("outbox_dead", {}).items()):
+            dead.add_metric([collection], n)
+        yield dead
         breaker = GaugeMetricFamily(
             "edgeroute_breaker_state", "1 for the cloud circuit's current state", labels=["state"]
         )

@@ -336,12 +336,14 @@ class Service:
     def snapshot(self) -> dict[str, Any]:
         """Live figures for /metrics."""
         try:
-            depth = self.outbox.depth()
+            stats = self.outbox.stats()
+            depth, dead = int(stats["depth"]), dict(stats["dead_by_collection"])
         except EdgeRouteError:
-            depth = -1
+            depth, dead = -1, {}
         return {
             "cloud": {name: c.usage.as_dict() for name, (_, c) in list(self._clouds.items())},
             "outbox_depth": depth,
+            "outbox_dead": dead,
             "breaker": self.breaker_state(),
             "batch": self.edge.stats.to_dict(),
             "store_batch": self.store.stats() if isinstance(self.store, BatchingStore) else {},

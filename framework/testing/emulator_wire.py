@@ -16,6 +16,7 @@ import numpy.typing as npt
 from ..cloud.media import (
     MAX_DIMS,
     MAX_IMAGES,
+    MAX_INPUT_TOKENS,
     MEDIA_TOKENS,
     MIN_DIMS,
     image_kind,
@@ -123,6 +124,7 @@ def embed_requests(
             )
         entries: list[tuple[str, int | npt.NDArray[np.float32]]] = []
         images = 0
+        text_tokens = 0
         for j, part in enumerate(parts):
             where = f"requests[{i}].content.parts[{j}]"
             if not isinstance(part, dict):
@@ -132,6 +134,7 @@ def embed_requests(
             if "text" in part:
                 text = str(part["text"])
                 tokens["TEXT"] += max(1, len(text) // 4)
+                text_tokens += max(1, len(text) // 4)
                 entries.append(("text", len(texts)))
                 texts.append(text)
             elif isinstance(inline, dict):
@@ -169,6 +172,15 @@ def embed_requests(
                 raise BadRequest(
                     400, "INVALID_ARGUMENT", f"* {where}: a part needs text, inline_data or file_data\n"
                 )
+        if text_tokens > MAX_INPUT_TOKENS:
+            # One input over the model's limit is refused, not truncated (the Gemini API's answer for
+            # over-long input; its exact wording for embeddings is unconfirmed).
+            raise BadRequest(
+                400,
+                "INVALID_ARGUMENT",
+                f"* BatchEmbedContentsRequest.requests[{i}].content: The input token count "
+                f"({text_tokens}) exceeds the maximum number of tokens allowed ({MAX_INPUT_TOKENS}).\n",
+            )
         if images > MAX_IMAGES:
             raise BadRequest(
                 400,

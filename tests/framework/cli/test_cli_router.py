@@ -103,6 +103,7 @@ def test_offline_index_then_sync_backfills(env: dict[str, str], notes: Path, emu
         "error": None,
         "in_flight": 0,
         "lock_wait_s": 0.0,  # no other writer: the store's lock was free
+        "dead": 0,
     }
 
 
