@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ...framework.errors import InputError
 from .fitting import F32, I64, NO_TOOL, Scores, fit_scorer
 
 FOLDS = 5
@@ -95,6 +96,20 @@ class Target:
 
 
 DEFAULT_TARGET = Target(max_false_reject=MAX_FALSE_REJECT)
+
+
+def target_from(
+    max_false_reject: float | None = None,
+    min_in_scope: float | None = None,
+    min_out_of_scope: float | None = None,
+) -> Target | None:
+    """The :class:`Target` a caller asked for by keyword, or None when none was given."""
+    if max_false_reject is None and min_in_scope is None and min_out_of_scope is None:
+        return None
+    try:
+        return Target(max_false_reject, min_in_scope, min_out_of_scope)
+    except ValueError as e:
+        raise InputError(f"{e} (for example max_false_reject=0.05 or min_in_scope=0.9)") from None
 
 
 def _curve(
@@ -248,5 +263,6 @@ __all__ = [
     "choose",
     "choose_threshold",
     "held_out_scores",
+    "target_from",
     "trade_off_curve",
 ]
