@@ -18,6 +18,7 @@ from ...framework.errors import InputError
 from .fitting import F32, I64, NO_TOOL, Scores, fit_scorer
 
 FOLDS = 5
+F64 = npt.NDArray[np.float64]
 TARGET_IN_SCOPE = 0.95
 """Without out-of-scope rows, the threshold keeps this share of the right answers."""
 
@@ -81,7 +82,9 @@ class Target:
     min_out_of_scope: float | None = None
 
     def __post_init__(self) -> None:
-        given = [v for v in (self.max_false_reject, self.min_in_scope, self.min_out_of_scope) if v is not None]
+        given = [
+            v for v in (self.max_false_reject, self.min_in_scope, self.min_out_of_scope) if v is not None
+        ]
         if len(given) != 1:
             raise ValueError("give exactly one of max_false_reject, min_in_scope, min_out_of_scope")
         if not 0.0 <= given[0] <= 1.0:
@@ -114,7 +117,7 @@ def target_from(
 
 def _curve(
     conf: F32, right: npt.NDArray[np.bool_], in_scope: npt.NDArray[np.bool_]
-) -> tuple[F32, F32, F32, F32 | None]:
+) -> tuple[F32, F64, F64, F64 | None]:
     """Candidate thresholds (ascending) and, at each, in-scope accuracy, false-reject rate, out-of-scope recall.
 
     Rows whose best tool lost to the no-tool score carry a sentinel below any score (never a cut).
@@ -126,12 +129,12 @@ def _curve(
     ok = (right & in_scope)[order].astype(np.int64)
     ok_above = np.concatenate([np.cumsum(ok[::-1])[::-1], [0]])[start]
     n_in, n_ok = max(1, int(in_scope.sum())), max(1, int(ok.sum()))
-    accuracy = (ok_above / n_in).astype(np.float32)
-    false_reject = (1.0 - ok_above / n_ok).astype(np.float32)
-    recall: F32 | None = None
+    accuracy = (ok_above / n_in).astype(np.float64)
+    false_reject = (1.0 - ok_above / n_ok).astype(np.float64)
+    recall: F64 | None = None
     if (~in_scope).any():
         out = (~in_scope)[order].astype(np.int64)
-        recall = (np.concatenate([[0], np.cumsum(out)])[start] / int((~in_scope).sum())).astype(np.float32)
+        recall = (np.concatenate([[0], np.cumsum(out)])[start] / int((~in_scope).sum())).astype(np.float64)
     return candidates, accuracy, false_reject, recall
 
 
@@ -199,9 +202,11 @@ def trade_off_curve(
     """The trade-off at a few false-reject rates: what a caller gives up for out-of-scope recall."""
     if not in_scope.any() or not (conf > -1.5).any():
         return ()
-    return tuple(
-        choose(conf, right, in_scope, target=Target(max_false_reject=f)) for f in false_rejects
-    )
+    points: dict[float, TradeOff] = {}
+    for f in false_rejects:
+        got = choose(conf, right, in_scope, target=Target(max_false_reject=f))
+        points.setdefault(got.threshold, got)  # rates that land on one threshold are one point
+    return tuple(points.values())
 
 
 def _folds(y: I64, k: int, seed: int = 0) -> list[I64]:
@@ -253,6 +258,41 @@ def held_out_scores(
     return Scores(rank, confidence, out_neg if has_neg else None), [labels[i] for i in pool]
 
 
+def held_out_tool_confidence(
+    method: str,
+    x: F32,
+    labels: Sequence[str],
+    keep_in_training: Sequence[bool] | None = None,
+    groups: int = FOLDS,
+) -> F32:
+    """Requests for tools the router does not have, simulated from the registry itself.
+
+    The tools are dealt into ``groups``; each group is left out whole, a scorer is fitted on the rest
+    (no-tool examples included) and the left-out tools' examples (not their descriptions) are scored
+    against it. Per example: the confidence of the tool it would get (-2 where the no-tool score wins),
+    so a threshold can be chosen for out-of-scope requests that look like this registry's, which the
+    no-tool examples a user writes seldom do. Empty with fewer than 3 tools.
+    """
+    keep = np.array(keep_in_training if keep_in_training is not None else [False] * len(labels))
+    tools = list(dict.fromkeys(lab for lab in labels if lab != NO_TOOL))
+    if len(tools) < 3:
+        return np.zeros(0, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(tools))
+    group_of = {tools[int(j)]: i % groups for i, j in enumerate(order)}
+    lab = np.array(labels, dtype=object)
+    out: list[F32] = []
+    for g in range(min(groups, len(tools))):
+        gone = np.array([group_of.get(str(v), -1) == g for v in lab])
+        if gone.all() or not gone.any():
+            continue
+        scorer = fit_scorer(method, x[~gone], list(lab[~gone]))
+        held = gone & ~keep
+        best, conf = OpenSetRule(-np.inf).accept(scorer.scores(x[held]))
+        out.append(np.where(best < 0, np.float32(-2.0), conf).astype(np.float32))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
 __all__ = [
     "DEFAULT_TARGET",
     "MAX_FALSE_REJECT",
@@ -263,6 +303,7 @@ __all__ = [
     "choose",
     "choose_threshold",
     "held_out_scores",
+    "held_out_tool_confidence",
     "target_from",
     "trade_off_curve",
 ]
