@@ -177,3 +177,14 @@ def test_held_out_tools_score_as_out_of_scope_rows() -> None:
     assert conf.shape == (30,)  # every example scored once, by a scorer that never saw its tool
     same_tool = held_out_tool_confidence("nearest", x, labels, groups=1)
     assert same_tool.shape == (0,)  # one group would leave no tool to fit on
+
+
+def test_bench_calibrates_on_the_registry_when_asked() -> None:
+    from edgeroute.connectors.bench_tools import measure_tool_routing
+
+    out = measure_tool_routing(HashingEmbedder(256), timed=2, calibrate="registry", max_false_reject=0.1)
+    assert out["calibrated_on"] == "held-out folds of the registered examples"
+    assert out["fit_requests"] == 0 and out["target"] == "max_false_reject=0.1"
+    assert 0.0 <= out["fit_embed_seconds"] <= out["fit_seconds"]
+    with pytest.raises(ValueError, match="calibrate"):
+        measure_tool_routing(HashingEmbedder(256), timed=1, calibrate="labels")
