@@ -17,7 +17,19 @@ import numpy as np
 
 from ...framework.errors import InputError
 from .fitting import F32, NO_TOOL, Scorer, fit_scorer
-from .openset import DEFAULT_TARGET, OpenSetRule, Target, TradeOff, choose, held_out_scores, trade_off_curve
+from .openset import (
+    DEFAULT_TARGET,
+    OpenSetRule,
+    Target,
+    TradeOff,
+    choose,
+    held_out_scores,
+    held_out_tool_confidence,
+    trade_off_curve,
+)
+
+UNSEEN_TOOLS = True
+"""Calibrating on folds, also leave tools out whole and count their examples as out-of-scope rows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +102,15 @@ def calibrate(
     said_best = [tools[i] if i >= 0 else None for i in best]
     right = np.array([b == t for b, t in zip(said_best, truth, strict=True)])
     in_scope = np.array([t is not None for t in truth])
+    if source.startswith("held-out") and UNSEEN_TOOLS:
+        # Requests for tools the registry lacks, simulated by leaving tools out whole: out-of-scope rows
+        # shaped like this registry's (overlapping neighbours), which hand-written no-tool examples are not.
+        unseen = held_out_tool_confidence(method, ex_vecs, labels, is_description)
+        if len(unseen):
+            conf = np.concatenate([conf, unseen]).astype(np.float32)
+            right = np.concatenate([right, np.zeros(len(unseen), dtype=bool)])
+            in_scope = np.concatenate([in_scope, np.zeros(len(unseen), dtype=bool)])
+            source += " and of its tools"
     expected = choose(conf, right, in_scope, target=target or DEFAULT_TARGET)
     threshold = fixed if fixed is not None else expected.threshold
     sure = conf >= threshold
@@ -104,7 +125,7 @@ def calibrate(
     accuracy = float(np.mean(np.where(sure, right, ~in_scope)))
     top1 = float(right[in_scope].mean()) if in_scope.any() else 0.0
     curve = trade_off_curve(conf, right, in_scope)
-    return Calibrated(scorer, threshold, accuracy, top1, expected, curve, source, len(truth))
+    return Calibrated(scorer, threshold, accuracy, top1, expected, curve, source, len(conf))
 
 
 __all__ = ["Calibrated", "calibrate", "check_labelled"]

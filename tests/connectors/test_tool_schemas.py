@@ -130,7 +130,7 @@ def test_fit_reports_target_trade_off_and_moves_with_the_target() -> None:
     router = _registry()
     fit = router.fit()
     assert fit.target == "max_false_reject=0.05"
-    assert fit.calibrated_on == "held-out folds of the registered examples"
+    assert fit.calibrated_on.startswith("held-out folds of the registered examples")
     assert 0.0 <= fit.expected_in_scope <= 1.0 and fit.expected_out_of_scope_recall is not None
     assert fit.trade_off and all(
         a.threshold < b.threshold for a, b in zip(fit.trade_off, fit.trade_off[1:], strict=False)
@@ -183,7 +183,7 @@ def test_bench_calibrates_on_the_registry_when_asked() -> None:
     from edgeroute.connectors.bench_tools import measure_tool_routing
 
     out = measure_tool_routing(HashingEmbedder(256), timed=2, calibrate="registry", max_false_reject=0.1)
-    assert out["calibrated_on"] == "held-out folds of the registered examples"
+    assert out["calibrated_on"].startswith("held-out folds of the registered examples")
     assert out["fit_requests"] == 0 and out["target"] == "max_false_reject=0.1"
     assert 0.0 <= out["fit_embed_seconds"] <= out["fit_seconds"]
     with pytest.raises(ValueError, match="calibrate"):
