@@ -4,7 +4,8 @@ A schema becomes a registered tool's text: its description, then its parameters'
 ("Parameters: city: City name or zip code; unit: ..."), because a request names what it wants *and*
 the things it gives (a city, an order number) and the parameters say which. Examples come from the
 caller (``examples={name: [...]}``) or from an ``"examples"`` list in the tool's dict (not part of
-either format: a place for them); a tool with none gets one, its name and first sentence, and the
+either format: a place for them; one mapping may serve several listings, so names it has that a
+listing lacks are ignored); a tool with none gets one, its name and first sentence, and the
 fit's trade-off will say how little that buys. Pure data handling, no I/O.
 
 Shapes accepted:
