@@ -14,7 +14,10 @@ examples, is fitted on the ``fit`` requests, and every figure is measured on the
   ``decision_over_embedding`` ratio; ``cached_decision_p50_ms``: the same requests again (cache hits);
 * ``fit_seconds``: ``register`` + ``fit`` wall time, ``fit_cpu_seconds`` the CPU time this process
   spent in them (all its threads; on a shared machine the wall time also counts waiting for a core),
-  and ``fit_embedded`` how many texts it had to embed (the rest came from the cache).
+  and ``fit_embedded`` how many texts it had to embed (the rest came from the cache), ``fit_embed_seconds``
+  the part of the fit spent embedding;
+* ``target``, ``calibrated_on`` and ``expected_*``: what the threshold was chosen for, on which rows,
+  and what the fit expected it to reach there (compare with the measured figures).
 """
 
 from __future__ import annotations
@@ -106,14 +109,23 @@ def measure_tool_routing(
     shots: int | None = None,
     cache: EmbeddingCache | None = None,
     timed: int = TIMED,
+    calibrate: str = "auto",
+    max_false_reject: float | None = None,
 ) -> dict[str, Any]:
-    """Fit on the folder's fit requests, measure its test requests; figures as in the module docstring."""
+    """Fit on the folder's fit requests, measure its test requests; figures as in the module docstring.
+
+    ``calibrate="registry"`` ignores the fit requests: the threshold is chosen on held-out folds of the
+    registered examples alone, as for a user who has only the registry (``"auto"``: fit requests when
+    the folder has them). ``max_false_reject`` asks the fit for that target instead of the default.
+    """
+    if calibrate not in ("auto", "registry"):
+        raise ValueError(f"calibrate is 'auto' or 'registry', got {calibrate!r}")
     tool_set = load_tool_set(data_dir, shots=shots)
     misses0 = cache.misses if cache is not None else 0
     t0, cpu0 = time.perf_counter(), time.process_time()
     router = build_router(tool_set, embedder, cache)
-    fit_rows = [(r.text, r.tool) for r in tool_set.fit if not r.multi]
-    fit = router.fit(fit_rows or None)
+    fit_rows = [(r.text, r.tool) for r in tool_set.fit if not r.multi] if calibrate == "auto" else []
+    fit = router.fit(fit_rows or None, max_false_reject=max_false_reject)
     fit_seconds, fit_cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     fit_embedded = (router.cache.misses - misses0) if cache is not None else router.cache.misses
 
@@ -170,7 +182,13 @@ def measure_tool_routing(
         "fit_seconds": fit_seconds,
         "fit_cpu_seconds": fit_cpu_seconds,
         "fit_embedded": fit_embedded,
+        "fit_embed_seconds": fit.embed_seconds,
         "threshold": fit.threshold,
+        "target": fit.target,
+        "calibrated_on": fit.calibrated_on,
+        "expected_in_scope": fit.expected_in_scope,
+        "expected_false_reject": fit.expected_false_reject,
+        "expected_out_of_scope_recall": fit.expected_out_of_scope_recall,
         "temperature": fit.temperature,
         "method": fit.method,
         "fit_accuracy": fit.accuracy,

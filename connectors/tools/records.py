@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ...framework.errors import InputError
 from ...policies.decision import RouteDecision
-from ...policies.sensitivity import Sensitivity
+from ...policies.sensitivity import Sensitivity, SensitivityError, check_sensitivity
+from .openset import TradeOff
 
 
 class AuditSink(Protocol):
@@ -61,7 +63,17 @@ class ToolFit:
     decisions right (the tool when sure, "unsure" for no-tool labels) over the labelled requests, or
     over held-out folds of the examples when none were given; ``top1_accuracy`` the best tool right
     over those with a tool. ``temperature`` calibrates the head's probabilities; ``seconds`` is the
-    fit's wall time, embedding included. ``method`` is the scoring that was fitted.
+    fit's wall time, embedding included (``embed_seconds`` of it embedding the edge side's texts; the
+    rest is the scorer, the folds and the cloud side). ``method`` is the scoring that was fitted.
+
+    ``target`` is what the threshold was chosen for (``max_false_reject=0.05`` by default), and
+    ``calibrated_on`` the rows it was chosen on: ``labelled requests``, or ``held-out folds of the
+    registered examples`` (each example scored by a scorer fitted without it). On those rows it
+    reaches ``expected_in_scope`` (in-scope requests answered with the right tool),
+    ``expected_false_reject`` (right-ranked requests it refuses) and ``expected_out_of_scope_recall``
+    (no-tool requests refused; None without no-tool examples). ``trade_off`` is the curve: the
+    threshold and those three figures at false-reject rates from 1% to 30%, to move along it by
+    refitting with another target.
     """
 
     threshold: float
@@ -75,6 +87,34 @@ class ToolFit:
     examples: int = 0
     seconds: float = 0.0
     method: str = ""
+    target: str = ""
+    calibrated_on: str = ""
+    expected_in_scope: float = 0.0
+    expected_false_reject: float = 0.0
+    expected_out_of_scope_recall: float | None = None
+    trade_off: tuple[TradeOff, ...] = ()
+    embed_seconds: float = 0.0
 
 
-__all__ = ["AuditSink", "ToolDecision", "ToolFit", "ToolSpec"]
+def checked_spec(name: str, description: str, examples: Sequence[str], sensitivity: Sensitivity) -> ToolSpec:
+    """A :class:`ToolSpec` from what a caller registers, with a clear error for each thing wrong."""
+    if not isinstance(name, str) or not name.strip():
+        raise InputError("a tool needs a non-empty name")
+    if not isinstance(description, str) or not description.strip():
+        raise InputError(f"tool {name!r} needs a non-empty description of what it does")
+    if isinstance(examples, str):
+        raise InputError(f"examples of tool {name!r} must be a list of requests, not one string")
+    items = tuple(examples)
+    if not items or any(not isinstance(e, str) or not e.strip() for e in items):
+        raise InputError(
+            f"tool {name!r} needs at least one example request, each a non-empty string "
+            "(for example ['refund my last order'])"
+        )
+    try:
+        check_sensitivity(sensitivity)
+    except SensitivityError as exc:
+        raise InputError(str(exc)) from exc
+    return ToolSpec(name, description, items, sensitivity)
+
+
+__all__ = ["AuditSink", "ToolDecision", "ToolFit", "ToolSpec", "checked_spec"]

@@ -21,10 +21,8 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
-
-import numpy as np
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ...framework.aio import run_sync, syncify
 from ...framework.digest import sha256_text
@@ -35,13 +33,16 @@ from ...framework.store.cache import EmbeddingCache
 from ...policies.config import PolicyConfig
 from ...policies.decision import Reason, Route, RouteDecision, Stakes
 from ...policies.sensitivity import Sensitivity, SensitivityError, above_ceiling, check_sensitivity
+from .calibration import Calibrated, calibrate, check_labelled
 from .clauses import split_clauses
 from .encoding import DEFAULT_PROMPT, TextEncoder
-from .fitting import METHODS, NO_TOOL, fit_scorer
-from .openset import OpenSetRule, choose_threshold, held_out_scores
+from .fitting import METHODS, NO_TOOL
+from .openset import DEFAULT_TARGET, Target, target_from
 from .privacy import Findings, PiiCheck, default_detector, may_leave, plan
 from .reading import Choice, FittedModel, read
-from .records import AuditSink, ToolDecision, ToolFit, ToolSpec
+from .records import AuditSink, ToolDecision, ToolFit, ToolSpec, checked_spec
+from .schemas import from_mcp, from_openai, from_schema
+from .selection import select_tools
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,12 @@ class ToolRouter:
     below the best tool's score a runner-up may be and still be offered with it (up to ``k``);
     ``multi_tool`` whether requests of several clauses get one tool per clause. ``pii_detector``
     replaces the on-device :class:`~edgeroute.framework.pii.PiiDetector` (default: one on ``embedder``
-    when it is EmbeddingGemma with token states, else the pattern layer alone).
+    when it is EmbeddingGemma with token states, else the pattern layer alone). Instead of a number,
+    the threshold can be asked for by what it should reach on this registry (at most one):
+    ``max_false_reject`` (refuse at most this share of the requests the ranking gets right; the
+    default is :data:`~.openset.MAX_FALSE_REJECT`), ``min_in_scope`` (answer at least this share of
+    in-scope requests with the right tool) or ``min_out_of_scope`` (refuse at least this share of
+    no-tool requests); :meth:`fit` reports the trade-off it expects.
     """
 
     def __init__(
@@ -89,6 +95,9 @@ class ToolRouter:
         spread: float = 0.05,
         multi_tool: bool = True,
         pii_detector: PiiDetector | None = None,
+        max_false_reject: float | None = None,
+        min_in_scope: float | None = None,
+        min_out_of_scope: float | None = None,
     ) -> None:
         if not isinstance(embedder, Embedder):
             raise ConfigurationError(
@@ -104,6 +113,9 @@ class ToolRouter:
             raise InputError(f"min_margin must be between 0 and 2, got {min_margin}")
         if spread < 0:
             raise InputError(f"spread must be >= 0, got {spread}")
+        self.target = target_from(max_false_reject, min_in_scope, min_out_of_scope)
+        if self.target is not None and threshold is not None:
+            raise InputError("give either a threshold or a target (max_false_reject, min_in_scope, ...), not both")
         full = embedder.space_for(None).dims
         self.embedder = embedder
         self.cloud = cloud
@@ -161,22 +173,9 @@ class ToolRouter:
         self, name: str, description: str, examples: Sequence[str], *, sensitivity: Sensitivity = "internal"
     ) -> ToolSpec:
         """Add a tool. ``examples`` are requests users would make for it (at least one; 10 is better)."""
-        if not isinstance(name, str) or not name.strip():
-            raise InputError("a tool needs a non-empty name")
-        if name in self._tools:
+        if isinstance(name, str) and name in self._tools:
             raise InputError(f"tool {name!r} is already registered; tool names must be unique")
-        if not isinstance(description, str) or not description.strip():
-            raise InputError(f"tool {name!r} needs a non-empty description of what it does")
-        if isinstance(examples, str):
-            raise InputError(f"examples of tool {name!r} must be a list of requests, not one string")
-        items = tuple(examples)
-        if not items or any(not isinstance(e, str) or not e.strip() for e in items):
-            raise InputError(
-                f"tool {name!r} needs at least one example request, each a non-empty string "
-                "(for example ['refund my last order'])"
-            )
-        _check_sensitivity(sensitivity)
-        spec = ToolSpec(name, description, items, sensitivity)
+        spec = checked_spec(name, description, examples, sensitivity)
         self._tools[name] = spec
         self._changed()
         return spec
@@ -187,6 +186,50 @@ class ToolRouter:
             raise InputError("no-tool examples must be a list of non-empty strings")
         self._no_tool.extend(examples)
         self._changed()
+
+    def register_schema(
+        self,
+        schema: Mapping[str, Any],
+        examples: Sequence[str] | None = None,
+        *,
+        sensitivity: Sensitivity = "internal",
+    ) -> ToolSpec:
+        """Add a tool from an OpenAI function schema or an MCP tool (:mod:`.schemas`): its description and
+        its parameters' descriptions are its text; ``examples`` (or the schema's ``"examples"``) its requests."""
+        tool = from_schema(schema, examples)
+        return self.register(tool.name, tool.description, tool.examples, sensitivity=sensitivity)
+
+    @classmethod
+    def from_openai_tools(
+        cls,
+        tools: Sequence[Mapping[str, Any]],
+        *,
+        embedder: Embedder,
+        examples: Mapping[str, Sequence[str]] | None = None,
+        **options: Any,
+    ) -> ToolRouter:
+        """A router over OpenAI tools (``{"type": "function", "function": {"name", "description",
+        "parameters"}}``); ``examples`` maps tool names to example requests; ``options`` go to the constructor."""
+        router = cls(embedder, **options)
+        for t in from_openai(tools, examples):
+            router.register(t.name, t.description, t.examples)
+        return router
+
+    @classmethod
+    def from_mcp_tools(
+        cls,
+        listing: Any,
+        *,
+        embedder: Embedder,
+        examples: Mapping[str, Sequence[str]] | None = None,
+        **options: Any,
+    ) -> ToolRouter:
+        """A router over an MCP server's ``tools/list`` result (``{"tools": [{"name", "description",
+        "inputSchema"}], "nextCursor"?}``, its JSON-RPC response, or a list of pages)."""
+        router = cls(embedder, **options)
+        for t in from_mcp(listing, examples):
+            router.register(t.name, t.description, t.examples)
+        return router
 
     def _changed(self) -> None:
         self._version += 1
@@ -231,77 +274,63 @@ class ToolRouter:
         ceiling = self.policy.cloud_ceiling
         return [n for n, s in self._tools.items() if not above_ceiling(s.sensitivity, ceiling)]
 
-    def _check_labelled(
-        self, labelled: Sequence[tuple[str, str | None]] | None
-    ) -> tuple[list[str], list[str | None]]:
-        if labelled is None:
-            return [], []
-        if isinstance(labelled, str) or not all(
-            isinstance(r, tuple | list) and len(r) == 2 and isinstance(r[0], str) and r[0].strip()
-            for r in labelled
-        ):
-            raise InputError("labelled requests must be a list of (request, tool name or None) pairs")
-        texts = [r for r, _ in labelled]
-        labels = [t for _, t in labelled]
-        unknown = sorted({t for t in labels if t is not None and t not in self._tools})
-        if unknown:
-            raise InputError(f"labels {unknown} name no registered tool; registered: {list(self._tools)}")
-        return texts, labels
-
     async def _afit_side(
         self,
         encoder: TextEncoder,
         names: Sequence[str],
         labelled: tuple[list[str], list[str | None]],
         fixed: float | None,
-    ) -> tuple[FittedModel, float, float]:
-        """Fit one side's scorer and threshold; returns it with its decision and top-1 accuracy."""
+        target: Target | None = None,
+    ) -> tuple[FittedModel, Calibrated, float]:
+        """Fit one side's scorer and threshold; returns it, what it reaches, and the embedding seconds."""
         version = self._version
         texts, labels, is_description = self._training_set(names)
         if encoder is self.cloud_encoder:
             texts, labels, is_description = await self._without_pii(texts, labels, is_description)
         req_texts, req_labels = labelled
         # One embedding call for the examples and the labelled requests (misses only; the rest is cached).
+        t0 = time.perf_counter()
         vecs = await encoder.aencode([*texts, *req_texts])
+        embed_seconds = time.perf_counter() - t0
         ex_vecs, req_vecs = vecs[: len(texts)], vecs[len(texts) :]
-        truth: list[str | None]
-        if req_texts:
-            # Labelled requests are held out from the examples: they calibrate and choose the threshold.
-            truth = [lab if lab in names else None for lab in req_labels]
-            cal = [NO_TOOL if t is None else t for t in truth]
-            scorer = fit_scorer(self.method, ex_vecs, labels, calibration=(req_vecs, cal))
-            scores = scorer.scores(req_vecs)
-            tools = scorer.tools
-        else:
-            scorer = fit_scorer(self.method, ex_vecs, labels)
-            scores, held = held_out_scores(self.method, ex_vecs, labels, is_description)
-            tools = tuple(dict.fromkeys(lab for lab in labels if lab != NO_TOOL))
-            truth = [None if lab == NO_TOOL else lab for lab in held]
-        best, conf = OpenSetRule(-np.inf).accept(scores)
-        conf = np.where(best < 0, np.float32(-2.0), conf)  # the no-tool examples won: never sure
-        said_best = [tools[i] if i >= 0 else None for i in best]
-        right = np.array([b == t for b, t in zip(said_best, truth, strict=True)])
-        in_scope = np.array([t is not None for t in truth])
-        threshold = fixed if fixed is not None else choose_threshold(conf, right, in_scope)
-        sure = conf >= threshold
-        accuracy = float(np.mean(np.where(sure, right, ~in_scope)))
-        top1 = float(right[in_scope].mean()) if in_scope.any() else 0.0
-        return FittedModel(scorer, threshold, version), accuracy, top1
+        got = calibrate(
+            self.method,
+            ex_vecs,
+            labels,
+            is_description,
+            names,
+            (req_vecs, req_labels) if req_texts else None,
+            fixed=fixed,
+            target=target if target is not None else self.target,
+        )
+        return FittedModel(got.scorer, got.threshold, version), got, embed_seconds
 
-    async def afit(self, labelled: Sequence[tuple[str, str | None]] | None = None) -> ToolFit:
-        """Fit the scorer on the registered examples and choose the "no tool" threshold.
+    async def afit(
+        self,
+        labelled: Sequence[tuple[str, str | None]] | None = None,
+        *,
+        max_false_reject: float | None = None,
+        min_in_scope: float | None = None,
+        min_out_of_scope: float | None = None,
+    ) -> ToolFit:
+        """Fit the scorer on the registered examples and choose the "no tool" threshold (:mod:`.calibration`).
 
-        ``labelled``: optional ``(request, tool name or None)`` pairs held out from the examples; the
-        threshold is chosen on them (the most in-scope accuracy that keeps out-of-scope recall at
-        :data:`~.openset.OUT_OF_SCOPE_FLOOR`). Without them it is chosen the same way on held-out
-        folds of the examples (and the no-tool examples). A threshold given to
-        the constructor is kept. With a cloud embedder the cloud side is fitted too, on the tools and
-        requests the policy lets leave the device.
+        ``labelled``: optional ``(request, tool name or None)`` pairs held out from the examples to choose
+        the threshold on; without them, held-out folds of the registered and no-tool examples. The
+        threshold meets the target given here, else the constructor's, else refuses at most
+        :data:`~.openset.MAX_FALSE_REJECT` of the right answers (a constructor's threshold is kept); the
+        :class:`ToolFit` says what it is expected to reach and the trade-off curve. With a cloud
+        embedder the cloud side is fitted too, on the tools and requests allowed to leave the device.
         """
         self._require_tools()
+        target = target_from(max_false_reject, min_in_scope, min_out_of_scope)
+        if target is not None and self.fixed_threshold is not None:
+            raise InputError("this router has a fixed threshold; a target cannot move it")
+        if target is not None:
+            self.target = target
         t0 = time.perf_counter()
-        texts, labels = self._check_labelled(labelled)
-        model, accuracy, top1 = await self._afit_side(
+        texts, labels = check_labelled(labelled, self._tools)
+        model, got, embed_s = await self._afit_side(
             self.encoder, list(self._tools), (texts, labels), self.fixed_threshold
         )
         self._edge = model
@@ -319,24 +348,46 @@ class ToolRouter:
             )
             self._cloud = cloud
             self.cloud_threshold = cloud_t = cloud.threshold
+        seconds = time.perf_counter() - t0
         self.fitted = ToolFit(
             threshold=model.threshold,
             min_margin=self.min_margin,
-            accuracy=accuracy,
-            top1_accuracy=top1,
+            accuracy=got.accuracy,
+            top1_accuracy=got.top1,
             requests=len(texts),
             cloud_threshold=cloud_t,
             cloud_min_margin=self.min_margin if cloud_t is not None else None,
             temperature=getattr(model.scorer, "temperature", 1.0),
             examples=sum(len(s.examples) + 1 for s in self._tools.values()) + len(self._no_tool),
-            seconds=time.perf_counter() - t0,
+            seconds=seconds,
             method=self.method,
+            target="fixed threshold" if self.fixed_threshold is not None else (self.target or DEFAULT_TARGET).describe(),
+            calibrated_on=got.calibrated_on,
+            expected_in_scope=got.expected.in_scope,
+            expected_false_reject=got.expected.false_reject,
+            expected_out_of_scope_recall=got.expected.out_of_scope_recall,
+            trade_off=got.curve,
+            embed_seconds=embed_s,
         )
         return self.fitted
 
-    def fit(self, labelled: Sequence[tuple[str, str | None]] | None = None) -> ToolFit:
+    def fit(
+        self,
+        labelled: Sequence[tuple[str, str | None]] | None = None,
+        *,
+        max_false_reject: float | None = None,
+        min_in_scope: float | None = None,
+        min_out_of_scope: float | None = None,
+    ) -> ToolFit:
         """:meth:`afit` for sync callers."""
-        return run_sync(self.afit(labelled))
+        return run_sync(
+            self.afit(
+                labelled,
+                max_false_reject=max_false_reject,
+                min_in_scope=min_in_scope,
+                min_out_of_scope=min_out_of_scope,
+            )
+        )
 
     def _require_tools(self) -> None:
         if not self._tools:
@@ -385,7 +436,10 @@ class ToolRouter:
                 raise InputError("the request must be a non-empty string")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InputError(f"k must be a positive integer, got {k!r}")
-        _check_sensitivity(sensitivity)
+        try:
+            check_sensitivity(sensitivity)
+        except SensitivityError as exc:
+            raise InputError(str(exc)) from exc
         if stakes not in ("normal", "high"):
             raise InputError(f"unknown stakes {stakes!r}; use 'normal' or 'high'")
 
@@ -543,29 +597,3 @@ class ToolRouter:
 
     route_many = syncify(aroute_many)
 
-
-def _check_sensitivity(level: str) -> None:
-    try:
-        check_sensitivity(level)
-    except SensitivityError as exc:
-        raise InputError(str(exc)) from exc
-
-
-_T = TypeVar("_T")
-
-
-def select_tools(router: ToolRouter, tools: Sequence[_T], request: str, *, k: int = 3) -> list[_T]:
-    """The subset of ``tools`` (LangChain ``BaseTool``s, or anything with a ``name``) to bind for ``request``.
-
-    Returns ``[]`` when the router is unsure: ask the user instead of guessing a tool. The decision
-    is ``router.last_decision`` in the calling thread. ``llm.bind_tools(select_tools(router, tools, request))``.
-    """
-    by_name = {str(getattr(t, "name", "")): t for t in tools}
-    missing = sorted(set(by_name) - set(router.tool_names))
-    if missing:
-        raise InputError(
-            f"tools {missing} are not registered with the router; "
-            "register each with router.register(tool.name, tool.description, examples)"
-        )
-    decision = router.route(request, k=k)
-    return [by_name[n] for n, _ in decision.tools if n in by_name]

@@ -97,6 +97,17 @@ def bench_tools(
         Path | None, typer.Option(help="SQLite embedding cache to reuse across runs (default: in memory)")
     ] = None,
     timed: Annotated[int, typer.Option(help="requests timed one at a time for the latency figures")] = 100,
+    calibrate: Annotated[
+        str,
+        typer.Option(
+            help="'auto': choose the threshold on the folder's fit requests when it has them; 'registry': "
+            "on held-out folds of the registered examples only (a user with no labelled requests)"
+        ),
+    ] = "auto",
+    max_false_reject: Annotated[
+        float | None,
+        typer.Option(help="the fit's target instead of the default (share of right answers refused)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Agent tool routing: in-scope accuracy, out-of-scope recall, multi-tool precision/recall, p50, fit time."""
@@ -108,15 +119,35 @@ def bench_tools(
 
     if shots is not None and shots < 1:
         raise typer.BadParameter(f"--shots must be at least 1, got {shots}")
+    if calibrate not in ("auto", "registry"):
+        raise typer.BadParameter(f"--calibrate is 'auto' or 'registry', got {calibrate!r}")
+    if max_false_reject is not None and not 0.0 <= max_false_reject <= 1.0:
+        raise typer.BadParameter(f"--max-false-reject is a share between 0 and 1, got {max_false_reject}")
     edge = make_embedder(embedder, model, threads)
     store = EmbeddingCache(cache) if cache is not None else None
     try:
         if as_json:
-            figures = measure_tool_routing(edge, data_dir=data, shots=shots, cache=store, timed=timed)
+            figures = measure_tool_routing(
+                edge,
+                data_dir=data,
+                shots=shots,
+                cache=store,
+                timed=timed,
+                calibrate=calibrate,
+                max_false_reject=max_false_reject,
+            )
             print(json.dumps(figures, indent=2))
             return
         with _console.status("fitting and routing the test requests", spinner="dots"):
-            figures = measure_tool_routing(edge, data_dir=data, shots=shots, cache=store, timed=timed)
+            figures = measure_tool_routing(
+                edge,
+                data_dir=data,
+                shots=shots,
+                cache=store,
+                timed=timed,
+                calibrate=calibrate,
+                max_false_reject=max_false_reject,
+            )
     finally:
         if store is not None:
             store.close()

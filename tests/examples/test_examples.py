@@ -26,6 +26,16 @@ CASES = {
         [],
         ["-> weather_forecast", "['privacy.pii']", "no tool: ask the user", "tools to bind"],
     ),
+    "agent_tool_schemas.py": (
+        [],
+        [
+            "get_weather: Get the current weather",
+            "Parameters: location: City name or zip code",
+            "fit: target",
+            "from the MCP listing alone: ['search_files', 'create_event']",
+            " -> ",
+        ],
+    ),
     "enterprise_privacy.py": (
         [],
         ["kept out of the cloud index: 2", "['privacy.pii']", "cloud saw private text: nothing"],
