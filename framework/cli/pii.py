@@ -30,7 +30,11 @@ BATCH_LINES = 32
 
 
 def _detector(
-    policy: Path | None, model: Path | None, patterns_only: bool, backend: str | None = None
+    policy: Path | None,
+    model: Path | None,
+    patterns_only: bool,
+    backend: str | None = None,
+    presidio_models: dict[str, str] | None = None,
 ) -> Any:
     from ...policies.config import PolicyConfig
     from ..pii import PiiDetector
@@ -49,6 +53,10 @@ def _detector(
             )
         )
     if config.pii.entities.backend == "presidio":
+        if presidio_models:
+            from ..pii.presidio_backend import PresidioBackend
+
+            return PiiDetector(config, backend=PresidioBackend(presidio_models))
         return PiiDetector(config)
     from ..edge.embedder import EdgeEmbedder
 
@@ -262,6 +270,14 @@ def bench_pii(
         bool, typer.Option("--patterns-only", help="no model: patterns and secret rules")
     ] = False,
     latency_samples: Annotated[int, typer.Option(help="queries timed for the added latency (0: skip)")] = 100,
+    presidio_model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--presidio-model",
+            help="LANG=PACKAGE: the spaCy pipeline presidio uses for a language (repeatable; "
+            "default en_core_web_sm and es_core_news_sm)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """PII detection quality and cost. Without --data: the shipped pattern regression set (pattern layer)."""
@@ -281,7 +297,13 @@ def bench_pii(
     where = ", ".join(str(d) for d in sets)
     runs = {"edgeroute": _detector(policy, model, patterns_only)}
     if against == "presidio":
-        runs["presidio"] = _detector(policy, None, False, backend="presidio")
+        models: dict[str, str] = {}
+        for item in presidio_model or []:
+            lang_code, sep, package = item.partition("=")
+            if not sep or not lang_code or not package:
+                raise InputError(f"--presidio-model {item!r}: expected LANG=PACKAGE, e.g. en=en_core_web_sm")
+            models[lang_code] = package
+        runs["presidio"] = _detector(policy, None, False, backend="presidio", presidio_models=models or None)
     results = {
         name: measure_detection(rows, det, latency_samples=latency_samples if name == "edgeroute" else 0)
         for name, det in runs.items()

@@ -245,3 +245,20 @@ def test_real_model_named_entities_stay_home_through_the_service(serve: Start) -
     # a public document ingested above may still drain to the cloud in the background: the proof
     # is in what the emulator received, not in how many requests it saw
     assert not any("Maria Lopez" in json.dumps(r) or "Elm Street" in json.dumps(r) for r in s.emu.requests)
+
+
+@pytest.mark.slow
+def test_real_model_a_name_in_prose_stays_home_through_the_service(serve: Start) -> None:
+    """The service's detector loads the shipped (retrained) head: a name in plain prose, no pattern."""
+    from edgeroute.framework.edge.embedder import EdgeEmbedder
+
+    edge = EdgeEmbedder.load(os.environ.get("EDGEROUTE_EDGE_MODEL"))
+    if not edge.has_token_states:
+        pytest.skip("the model directory has no token-state outputs (graph version < 3)")
+    s = serve(edge=edge)
+    prose = "Takuya Takagi scored the winner in the 88th minute."
+    r = httpx.post(s.url + "/v1/embeddings", json={"input": prose, "model": "cloud"}, headers=s.headers(), timeout=60)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "privacy.pii", r.text
+    result = RemoteEngine(s.url, s.keys["acme"], "notes").retrieve(prose, 3, stakes="high")
+    assert result.decision.route.value == "edge"
+    assert not any("Takagi" in json.dumps(x) or "Takuya" in json.dumps(x) for x in s.emu.requests)
