@@ -80,11 +80,12 @@ def extract(
     for part in sorted(out.glob("states-*.npz")):
         if part.name.endswith(".tmp.npz"):
             continue
-        d = np.load(part)
+        with np.load(part) as d:  # each d[key] reads the array anew: read each once
+            feats, offsets, lengths = d["feats"], d["offsets"], d["lengths"]
         start = 0
-        for n in d["lengths"]:
-            xs.append(d["feats"][start : start + n])
-            offs.append(d["offsets"][start : start + n])
+        for n in lengths:
+            xs.append(feats[start : start + n])
+            offs.append(offsets[start : start + n])
             start += n
     if len(xs) != len(ordered):
         raise RuntimeError(f"{out} holds {len(xs)} rows, expected {len(ordered)}: remove it and rerun")
