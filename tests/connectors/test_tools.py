@@ -579,7 +579,9 @@ def test_real_model_a_name_in_prose_never_reaches_the_cloud(emulator: GeminiEmul
     if not edge.has_token_states:
         pytest.skip("the model directory has no token-state outputs (graph version < 3)")
     cloud = CloudEmbedder(base_url=emulator.base_url, api_key="test-key", dims=256)
-    r = _router(edge, cloud=cloud, threshold=1.0)  # type: ignore[arg-type]  # always unsure: would escalate
+    r = ToolRouter(edge, cloud=cloud, threshold=1.0)  # always unsure: every request would escalate
+    r.register("weather", "Weather forecast for a city", ["what's the weather in Paris", "will it rain tomorrow"])
+    r.register("sports", "Sports results and match reports", ["who won the match", "latest football scores"])
     before = len(emulator.requests)
     prose = "Takuya Takagi scored the winner in the 88th minute."
     d = r.route(prose)

@@ -259,6 +259,8 @@ def test_real_model_a_name_in_prose_stays_home_through_the_service(serve: Start)
     prose = "Takuya Takagi scored the winner in the 88th minute."
     r = httpx.post(s.url + "/v1/embeddings", json={"input": prose, "model": "cloud"}, headers=s.headers(), timeout=60)
     assert r.status_code == 403 and r.json()["error"]["code"] == "privacy.pii", r.text
-    result = RemoteEngine(s.url, s.keys["acme"], "notes").retrieve(prose, 3, stakes="high")
+    client = RemoteEngine(s.url, s.keys["acme"], "notes")
+    client.ingest([Document("a", "Football matches last ninety minutes.", sensitivity="public")])
+    result = client.retrieve(prose, 3, stakes="high")
     assert result.decision.route.value == "edge"
     assert not any("Takagi" in json.dumps(x) or "Takuya" in json.dumps(x) for x in s.emu.requests)
