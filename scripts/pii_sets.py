@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ import pii_head_data
 import pii_real_data
 
 ROOT = Path(__file__).resolve().parent.parent
-MIRROR = Path("/work/.mirror/Babelscape+wikineural/repo")
+MIRROR = Path(os.environ.get("PII_NER_MIRROR", "/work/.mirror/Babelscape+wikineural/repo"))
+"""A git directory (a clone, bare or not) of github.com/Babelscape/wikineural holding ``COMMIT``."""
 COMMIT = "d2e28c770cba2b285e742529ae18ed849e336c65"
 """The github.com/Babelscape/wikineural commit read (its data/wikineural and data/wikiann folders)."""
 
