@@ -459,7 +459,17 @@ def _even_article(row: dict[str, object]) -> bool:
     return m is not None and int(m.group(1)) % 2 == 0
 
 
-def generate(shared_data: Path, *, seed: int, per_template: int, negatives: int) -> list[dict[str, object]]:
+# Negative templates that name a real person, place or organisation. A privacy router treats a name as a
+# name (public figures included) and the real-sentence corpora label places and organisations, so these
+# are left out when ``named_negatives`` is False (the recipe since the head trained on real sentences).
+NAMED_NEGATIVE = re.compile(
+    r"\{public\}|\{bigcity|Brussels|Bruselas|Brüssel|Bruxelles|Berlin|London|Londres|Paris|Madrid|Moscow|"
+    r"Москв|北京|Shakespeare|Beatles|Microsoft|Google|Amazon|EMI|Fifth Avenue|Comisión|Kommission"
+)
+
+
+def generate(shared_data: Path, *, seed: int, per_template: int, negatives: int,
+             named_negatives: bool = True) -> list[dict[str, object]]:
     """The whole training set, deterministic for a given ``seed``."""
     r = random.Random(seed)
     rows: list[dict[str, object]] = []
@@ -474,6 +484,8 @@ def generate(shared_data: Path, *, seed: int, per_template: int, negatives: int)
         f = Faker(LOCALES[lang])
         f.seed_instance(seed + 1)
         for t in templates:
+            if not named_negatives and NAMED_NEGATIVE.search(t):
+                continue
             for _ in range(3 if "{" in t else 1):
                 rows.append(render(r, f, lang, t))
     corpus = [

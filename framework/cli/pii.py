@@ -30,7 +30,11 @@ BATCH_LINES = 32
 
 
 def _detector(
-    policy: Path | None, model: Path | None, patterns_only: bool, backend: str | None = None
+    policy: Path | None,
+    model: Path | None,
+    patterns_only: bool,
+    backend: str | None = None,
+    presidio_models: dict[str, str] | None = None,
 ) -> Any:
     from ...policies.config import PolicyConfig
     from ..pii import PiiDetector
@@ -49,6 +53,10 @@ def _detector(
             )
         )
     if config.pii.entities.backend == "presidio":
+        if presidio_models:
+            from ..pii.presidio_backend import PresidioBackend
+
+            return PiiDetector(config, backend=PresidioBackend(presidio_models))
         return PiiDetector(config)
     from ..edge.embedder import EdgeEmbedder
 
@@ -244,8 +252,14 @@ def pii_scan(
 @bench_app.command("pii")
 def bench_pii(
     data: Annotated[
-        Path | None, typer.Option("--data", help="JSONL with text and spans [{start, end, label}]")
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            help="labelled set: JSONL with text and spans [{start, end, label}] (or pii scan --json output), "
+            "or a BIO/CoNLL file (.conll/.conllu/.bio/.iob/.tsv); repeat for several",
+        ),
     ] = None,
+    lang: Annotated[str, typer.Option(help="language of BIO/CoNLL files (default: from the path)")] = "",
     path: Annotated[Path | None, typer.Option(hidden=True)] = None,
     model: Annotated[Path | None, typer.Option(help="on-device model directory")] = None,
     policy: Annotated[Path | None, typer.Option(help="policy file (default: the router's defaults)")] = None,
@@ -256,13 +270,21 @@ def bench_pii(
         bool, typer.Option("--patterns-only", help="no model: patterns and secret rules")
     ] = False,
     latency_samples: Annotated[int, typer.Option(help="queries timed for the added latency (0: skip)")] = 100,
+    presidio_model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--presidio-model",
+            help="LANG=PACKAGE: the spaCy pipeline presidio uses for a language (repeatable; "
+            "default en_core_web_sm and es_core_news_sm)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """PII detection quality and cost. Without --data: the shipped pattern regression set (pattern layer)."""
     from ..eval.bench_pii import BENCH_PII_CONFIG, load_labelled, measure_detection, measure_pii
 
-    data = data or path
-    if data is None:
+    sets = list(data or ([path] if path is not None else []))
+    if not sets:
         result = measure_pii(None, BENCH_PII_CONFIG)
         if as_json:
             print(json.dumps(result, indent=2, default=str))
@@ -271,10 +293,17 @@ def bench_pii(
         return
     if against not in (None, "presidio"):
         raise InputError(f"--against {against!r} is not a known backend; use --against presidio")
-    rows = load_labelled(data)
+    rows = [row for d in sets for row in load_labelled(d, lang=lang)]
+    where = ", ".join(str(d) for d in sets)
     runs = {"edgeroute": _detector(policy, model, patterns_only)}
     if against == "presidio":
-        runs["presidio"] = _detector(policy, None, False, backend="presidio")
+        models: dict[str, str] = {}
+        for item in presidio_model or []:
+            lang_code, sep, package = item.partition("=")
+            if not sep or not lang_code or not package:
+                raise InputError(f"--presidio-model {item!r}: expected LANG=PACKAGE, e.g. en=en_core_web_sm")
+            models[lang_code] = package
+        runs["presidio"] = _detector(policy, None, False, backend="presidio", presidio_models=models or None)
     results = {
         name: measure_detection(rows, det, latency_samples=latency_samples if name == "edgeroute" else 0)
         for name, det in runs.items()
@@ -283,13 +312,17 @@ def bench_pii(
         print(json.dumps(results if against else results["edgeroute"], indent=2, ensure_ascii=False))
         return
     for name, res in results.items():
-        table = Table(title=f"{name}: {res['texts']} texts from {data} ({', '.join(res['detectors'])})")
+        table = Table(title=f"{name}: {res['texts']} texts from {where} ({', '.join(res['detectors'])})")
         table.add_column("group")
-        for col in ("pii texts", "doc recall", "clean texts", "FP rate"):
+        for col in ("pii texts", "doc recall", "person texts", "recall", "clean texts", "FP rate", "person spans", "location spans"):
             table.add_column(col)
+        by_lang = res["span_recall_by_lang"]
         for g, d in res["documents"].items():
+            labels = by_lang.get(g.removeprefix("lang:"), {}) if g.startswith("lang:") else res["span_recall"]
             table.add_row(
-                g, str(d["pii_texts"]), str(d["doc_recall"]), str(d["clean_texts"]), str(d["fp_rate"])
+                g, str(d["pii_texts"]), str(d["doc_recall"]), str(d["person_texts"]), str(d["person_text_recall"]),
+                str(d["clean_texts"]), str(d["fp_rate"]),
+                str(labels.get("person", {}).get("recall")), str(labels.get("location", {}).get("recall")),
             )
         Console().print(table)
         Console().print(

@@ -19,6 +19,7 @@ from ...policies.config import PiiConfig, PolicyConfig, UserPattern
 from ...policies.pii import detect_pii
 from ...policies.signals import PiiFinding
 from ..errors import InputError
+from .conll import CONLL_SUFFIXES, join_words, parse_conll
 
 BENCH_PII_CONFIG = PiiConfig(
     terms=("Project Falcon", "Bluebird merger"),
@@ -155,22 +156,37 @@ class LabelledText:
     genre: str = ""
 
 
-def load_labelled(path: str | Path) -> list[LabelledText]:
-    """Read JSONL lines ``{"text", "spans": [{"start", "end", "label"}]}`` (``kind`` or ``detector`` may
-    stand in for ``label``); clear errors name the line."""
+def load_labelled(path: str | Path, *, lang: str = "") -> list[LabelledText]:
+    """Read a span-labelled set, by its suffix:
+
+    - JSONL (``.jsonl``/``.json``/``.ndjson``): ``{"text", "spans": [{"start", "end", "label"}]}`` lines
+      (``kind`` or ``detector`` may stand in for ``label``). ``findings`` may stand in for ``spans``, so
+      the output of ``pii scan --json`` (reviewed) is a labelled set too, and any JSONL ``pii scan`` reads
+      is one with no gold spans (every finding a false positive).
+    - BIO / CoNLL (``.conll``, ``.conllu``, ``.bio``, ``.iob``, ``.tsv``): one word and its tag per line,
+      sentences separated by blank lines (:mod:`.conll`); PER/LOC/ORG become person/location/organization.
+      ``lang`` names the language; without it a two-letter folder or file stem in the path is used
+      (``wikineural/en/test.conllu`` is English).
+
+    Clear errors name the line."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"labelled PII set {p} does not exist; pass a JSONL file with text and spans")
+        raise InputError(f"labelled PII set {p} does not exist; pass a JSONL or BIO/CoNLL file with text and spans")
+    if p.suffix.lower() in CONLL_SUFFIXES:
+        return _load_conll(p, lang)
     rows: list[LabelledText] = []
     for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
+            if "summary" in row and "text" not in row:
+                continue  # the last line of `pii scan --json`
             text = row["text"]
+            gold = row.get("spans", row.get("findings", []))
             spans = tuple(
                 (int(s["start"]), int(s["end"]), str(s.get("label") or s.get("kind") or s["detector"]))
-                for s in row.get("spans", [])
+                for s in gold
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise InputError(
@@ -178,9 +194,28 @@ def load_labelled(path: str | Path) -> list[LabelledText]:
             ) from None
         if not isinstance(text, str) or any(not 0 <= s < e <= len(text) for s, e, _ in spans):
             raise InputError(f"{p}:{n}: 'text' must be a string and every span must lie inside it")
-        rows.append(LabelledText(text, spans, str(row.get("lang", "")), str(row.get("genre", ""))))
+        rows.append(LabelledText(text, spans, str(row.get("lang", lang)), str(row.get("genre", ""))))
     if not rows:
         raise InputError(f"labelled PII set {p} has no rows")
+    return rows
+
+
+def _path_lang(p: Path) -> str:
+    for part in [p.stem, *reversed(p.parent.parts)]:
+        if len(part) == 2 and part.isalpha() and part.islower():
+            return part
+    return ""
+
+
+def _load_conll(p: Path, lang: str) -> list[LabelledText]:
+    sentences = parse_conll(p.read_text(encoding="utf-8"))
+    if not sentences:
+        raise InputError(f"{p} has no BIO/CoNLL sentences (expected 'word<TAB>tag' lines, blank lines between sentences)")
+    lang = lang or _path_lang(p)
+    rows = []
+    for words in sentences:
+        text, spans = join_words(words)
+        rows.append(LabelledText(text, tuple(spans), lang, "conll"))
     return rows
 
 
@@ -192,6 +227,7 @@ def score_findings(rows: list[LabelledText], found: list[tuple[PiiFinding, ...]]
     """Span recall per label, document-level recall (texts with PII that got any finding) and false-positive
     rate (PII-free texts that got any finding), overall and per language/genre; finding precision."""
     per_label: dict[str, list[int]] = {}
+    by_lang: dict[str, dict[str, list[int]]] = {}  # lang -> label -> [spans, recalled]
     docs: dict[str, list[int]] = {}  # group -> [pii docs, flagged pii docs, clean docs, flagged clean docs]
     tp = fp = 0
     fp_kinds: dict[str, int] = {}
@@ -200,7 +236,11 @@ def score_findings(rows: list[LabelledText], found: list[tuple[PiiFinding, ...]]
         for s, e, label in row.spans:
             c = per_label.setdefault(label, [0, 0])
             c[0] += 1
-            c[1] += any(f.start < e and s < f.end for f in fs)
+            hit = any(f.start < e and s < f.end for f in fs)
+            c[1] += hit
+            lc = by_lang.setdefault(row.lang or "?", {}).setdefault(label, [0, 0])
+            lc[0] += 1
+            lc[1] += hit
         for f in fs:
             if any(f.start < e and s < f.end for s, e, _ in row.spans):
                 tp += 1
@@ -210,20 +250,29 @@ def score_findings(rows: list[LabelledText], found: list[tuple[PiiFinding, ...]]
                 if len(examples) < 30:
                     examples.append({"kind": f.kind, "span": row.text[f.start : f.end], "text": row.text[:200]})
         groups = ["all", f"lang:{row.lang}" if row.lang else "lang:?", f"genre:{row.genre}" if row.genre else "genre:?"]
+        has_person = any(label == "person" for _, _, label in row.spans)
         for g in groups:
-            d = docs.setdefault(g, [0, 0, 0, 0])
+            d = docs.setdefault(g, [0, 0, 0, 0, 0, 0])
             if row.spans:
                 d[0] += 1
                 d[1] += bool(fs)
             else:
                 d[2] += 1
                 d[3] += bool(fs)
+            if has_person:  # sentence recall for people: a text naming someone got any finding
+                d[4] += 1
+                d[5] += bool(fs)
     return {
         "texts": len(rows),
         "span_recall": {k: {"spans": v[0], "recall": _ratio(v[1], v[0])} for k, v in sorted(per_label.items())},
         "documents": {
-            g: {"pii_texts": d[0], "doc_recall": _ratio(d[1], d[0]), "clean_texts": d[2], "fp_rate": _ratio(d[3], d[2])}
+            g: {"pii_texts": d[0], "doc_recall": _ratio(d[1], d[0]), "clean_texts": d[2], "fp_rate": _ratio(d[3], d[2]),
+                "person_texts": d[4], "person_text_recall": _ratio(d[5], d[4])}
             for g, d in sorted(docs.items())
+        },
+        "span_recall_by_lang": {
+            lang: {k: {"spans": v[0], "recall": _ratio(v[1], v[0])} for k, v in sorted(labels.items())}
+            for lang, labels in sorted(by_lang.items())
         },
         "finding_precision": _ratio(tp, tp + fp),
         "false_positive_kinds": dict(sorted(fp_kinds.items(), key=lambda kv: -kv[1])),

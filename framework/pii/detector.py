@@ -41,7 +41,9 @@ WINDOW_OVERLAP = 200
 GROUP_WINDOWS = 32
 """Windows per model call in :meth:`PiiDetector.adetect_many`."""
 ENTITY_PROMPT = "query"
-"""The head was trained on token states of texts under the query prompt; detection uses it for every text."""
+"""Prompt of the detection pass for texts that have no embedding pass of their own (``pii scan``, the tool
+router). The head was trained on query- and document-prompt token states alike, so a document's
+embedding pass can give its entities too (:meth:`PiiDetector.findings_from_states`)."""
 
 
 class EntityBackend(Protocol):
@@ -149,6 +151,12 @@ class PiiDetector:
             self.backend = PresidioBackend()
         if self._thresholds and self.backend is None and self.embedder is not None:
             self.head = head or PiiHead.load()
+            # The head's own thresholds (chosen on its dev split, in head.json) for every kind the policy
+            # leaves unset: a retrained head brings the operating point it was measured at.
+            tuned: dict[str, float] = getattr(self.head, "thresholds", {})  # stand-in heads may have none
+            self._thresholds = {
+                k: (ent.thresholds[k] if k in ent.thresholds else tuned.get(k, v)) for k, v in self._thresholds.items()
+            }
             if self.head.dims != _feature_dims(self.embedder):
                 logger.warning(
                     "PII head expects %d-dim token states but the edge model gives %d; named entities are off",

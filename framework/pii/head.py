@@ -63,6 +63,19 @@ class PiiHead:
                 "the PII head's tags do not match this edgeroute version; retrain it with scripts/train-pii-head"
             )
 
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Per-kind thresholds chosen on the training recipe's dev split (empty when the manifest has none)."""
+        raw = self.manifest.get("thresholds") or {}
+        return {str(k): float(v) for k, v in raw.items() if k in HEAD_KINDS}
+
+    @property
+    def prompts(self) -> tuple[str, ...]:
+        """Prompts whose token states the head was trained on (``query``, and ``document`` since the
+        head trained on real sentences)."""
+        p = (self.manifest.get("features") or {}).get("prompt", "query")
+        return (p,) if isinstance(p, str) else tuple(str(x) for x in p)
+
     @classmethod
     def load(cls, directory: str | Path | None = None) -> PiiHead:
         """Load ``head.npz``/``head.json`` from ``directory`` (default: the weights shipped in the package),

@@ -565,3 +565,26 @@ def test_real_model_routes_tools_accurately() -> None:
         pytest.fail(f"the exported EmbeddingGemma model is missing at {MODEL}; run `edgeroute model export`")
     out = measure_tool_routing(EdgeEmbedder.load(MODEL), timed=10)
     assert out["in_scope_accuracy"] >= 0.9 and out["out_of_scope_recall"] >= 0.7
+
+
+@pytest.mark.slow
+def test_real_model_a_name_in_prose_never_reaches_the_cloud(emulator: GeminiEmulator) -> None:
+    """The router's default detector (the real model with the shipped, retrained head) reads the requests
+    that could leave: a name in plain prose keeps the request on the device."""
+    from edgeroute.framework.edge.embedder import EdgeEmbedder
+
+    if not MODEL.is_dir():
+        pytest.skip(f"model directory {MODEL} absent (run scripts/prepare-model)")
+    edge = EdgeEmbedder.load(MODEL)
+    if not edge.has_token_states:
+        pytest.skip("the model directory has no token-state outputs (graph version < 3)")
+    cloud = CloudEmbedder(base_url=emulator.base_url, api_key="test-key", dims=256)
+    r = ToolRouter(edge, cloud=cloud, threshold=1.0)  # always unsure: every request would escalate
+    r.register("weather", "Weather forecast for a city", ["what's the weather in Paris", "will it rain tomorrow"])
+    r.register("sports", "Sports results and match reports", ["who won the match", "latest football scores"])
+    before = len(emulator.requests)
+    prose = "Takuya Takagi scored the winner in the 88th minute."
+    d = r.route(prose)
+    assert d.served_by == "edge" and "privacy.pii" in d.decision.codes
+    sent = json.dumps(emulator.requests[before:])
+    assert "Takagi" not in sent and "Takuya" not in sent

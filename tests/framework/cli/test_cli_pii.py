@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from edgeroute.framework.cli import app
 from edgeroute.framework.cli.pii import BATCH_LINES
+from edgeroute.framework.edge.model_dir import default_model_cache
 from edgeroute.framework.eval.bench_pii import load_labelled
 
 INDEPENDENT = Path(__file__).resolve().parents[3] / "framework" / "eval" / "data" / "pii_independent.jsonl"
@@ -115,3 +118,19 @@ def test_bench_pii_on_the_independent_set_reports_recall_fp_and_per_label_figure
 def test_bench_against_an_unknown_backend_is_refused() -> None:
     r = CliRunner().invoke(app, ["bench", "pii", "--data", str(INDEPENDENT), "--against", "nope"])
     assert r.exit_code != 0 and "presidio" in str(r.exception)
+
+
+@pytest.mark.slow
+def test_scan_with_the_real_model_finds_a_name_in_prose(tmp_path: Path) -> None:
+    """`pii scan` with no options loads the shipped (retrained) head: a name in plain prose is found."""
+    model = Path(os.environ.get("EDGEROUTE_EDGE_MODEL") or default_model_cache())
+    if not model.is_dir():
+        pytest.skip(f"model directory {model} absent (run scripts/prepare-model)")
+    prose = "Takuya Takagi scored the winner in the 88th minute."
+    src = tmp_path / "news.jsonl"
+    src.write_text(json.dumps({"text": prose}) + "\n" + json.dumps({"text": "region = eu-west-1"}) + "\n")
+    code, out = _scan(str(src), "--model", str(model))
+    assert code == 0 and out[-1]["summary"]["entities"] is True
+    people = [prose[f["start"] : f["end"]] for f in out[0]["findings"] if f["kind"] == "person"]
+    assert any("Takagi" in p for p in people), out[0]
+    assert out[1]["findings"] == []

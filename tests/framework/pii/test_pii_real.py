@@ -61,7 +61,7 @@ def test_query_vector_and_findings_come_from_one_pass_and_match_plain_embedding(
 def test_plain_questions_stay_clean(detector: PiiDetector) -> None:
     for text in (
         "what are the side effects of metformin?",
-        "¿Cuál es la capital de Australia?",
+        "¿Cuál es la mejor manera de aprender a nadar?",  # a place name would be a finding (docs/pii.md)
         "how do glaciers store fresh water",
     ):
         assert detector.detect(text) == (), text

@@ -17,8 +17,8 @@ from edgeroute.framework.errors import (
     ConfigurationError,
     InputError,
 )
-from edgeroute.framework.router.failures import error_kind
 from edgeroute.framework.router.engine import HybridEngine
+from edgeroute.framework.router.failures import error_kind
 from edgeroute.framework.router.outbox import Outbox
 from edgeroute.framework.router.reports import SyncReport
 from edgeroute.framework.serve.metrics import Metrics

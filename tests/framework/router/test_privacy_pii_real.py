@@ -55,3 +55,24 @@ def test_the_clinic_note_and_the_query_never_reach_the_emulator(
         engine.close()
     assert emu.requests, "the public document and query should have reached the emulator"
     assert leaked(emu, PRIVATE) == []
+
+
+PROSE = "Takuya Takagi scored the winner in the 88th minute."
+"""A name in ordinary prose, no pattern-shaped identifier: only the retrained entity head can see it."""
+
+
+def test_a_name_in_prose_never_reaches_the_emulator_as_a_query_or_a_document(
+    edge: EdgeEmbedder, emu: GeminiEmulator
+) -> None:
+    engine = HybridEngine(VectorStore.ephemeral(), "news", edge=edge, cloud=make_cloud(emu), audit=AuditLog(None))
+    try:
+        assert engine.pii.head is not None and "document" in engine.pii.head.prompts  # the retrained head
+        engine.ingest([Document("match-1", PROSE), Document("pub-1", "Football matches last ninety minutes.")])
+        engine.sync()
+        result = engine.retrieve(PROSE, k=2, stakes="high")
+        assert result.decision.route.value == "edge" and "privacy.pii" in result.decision.codes
+        engine.sync()
+    finally:
+        engine.close()
+    assert emu.requests, "the public document should have reached the emulator"
+    assert leaked(emu, [PROSE, "Takuya", "Takagi"]) == []

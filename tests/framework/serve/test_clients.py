@@ -259,3 +259,22 @@ def test_remote_engine_raises_input_error_for_a_body_over_the_cap(serve: Start) 
         pytest.raises(InputError, match="262,144 bytes"),
     ):
         remote.ingest(docs)
+
+
+@pytest.mark.slow
+def test_real_model_a_name_in_prose_stays_home_through_the_service(serve: Start) -> None:
+    """The service's detector loads the shipped (retrained) head: a name in plain prose, no pattern."""
+    from edgeroute.framework.edge.embedder import EdgeEmbedder
+
+    edge = EdgeEmbedder.load(os.environ.get("EDGEROUTE_EDGE_MODEL"))
+    if not edge.has_token_states:
+        pytest.skip("the model directory has no token-state outputs (graph version < 3)")
+    s = serve(edge=edge)
+    prose = "Takuya Takagi scored the winner in the 88th minute."
+    r = httpx.post(s.url + "/v1/embeddings", json={"input": prose, "model": "cloud"}, headers=s.headers(), timeout=60)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "privacy.pii", r.text
+    client = RemoteEngine(s.url, s.keys["acme"], "notes")
+    client.ingest([Document("a", "Football matches last ninety minutes.", sensitivity="public")])
+    result = client.retrieve(prose, 3, stakes="high")
+    assert result.decision.route.value == "edge"
+    assert not any("Takagi" in json.dumps(x) or "Takuya" in json.dumps(x) for x in s.emu.requests)

@@ -1,0 +1,106 @@
+"""The PII head's data sets, by name: what trains it and what measures it (one place, seeded).
+
+Training: ``gen`` (generated templates for the structured kinds and clinical notes, no named negatives,
+no unlabelled prose), ``real`` (WikiNEuRal validation + WikiANN train sentences, see pii_real_data),
+``code`` (code/config snippets from training-side files + generated look-alikes, see pii_code_data).
+A tenth of every training set (by a hash of its text) is the dev split that chooses the thresholds.
+
+Measurement: ``wikineural-test`` and ``wikiann-test`` (the corpora's test splits: per language 300
+sentences with a person... see ``TEST_SIZES``), ``code-eval`` (framework/eval/data/pii_code_negatives.jsonl,
+evaluation-side files only) and ``independent`` (framework/eval/data/pii_independent.jsonl).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pii_code_data
+import pii_head_data
+import pii_real_data
+
+ROOT = Path(__file__).resolve().parent.parent
+MIRROR = Path(os.environ.get("PII_NER_MIRROR", "/work/.mirror/Babelscape+wikineural/repo"))
+"""A git directory (a clone, bare or not) of github.com/Babelscape/wikineural holding ``COMMIT``."""
+COMMIT = "d2e28c770cba2b285e742529ae18ed849e336c65"
+"""The github.com/Babelscape/wikineural commit read (its data/wikineural and data/wikiann folders)."""
+
+TRAIN_SIZES = {"wikineural": (300, 80), "wikiann": (120, 30)}
+"""Per language: (sentences with an entity, three quarters of them with a person; entity-free)."""
+TEST_SIZES = {"wikineural": (400, 200), "wikiann": (133, 100)}
+
+
+def dev_split(row: dict[str, Any]) -> bool:
+    return int(hashlib.sha256(str(row["text"]).encode()).hexdigest()[:8], 16) % 10 == 0
+
+
+def train_sets(
+    shared_data: Path,
+    *,
+    seed: int,
+    git_dir: Path = MIRROR,
+    gen_rows: int = 1200,
+    code_rows: int = 500,
+    synthetic_rows: int = 300,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    gen = pii_head_data.generate(shared_data, seed=seed, per_template=30, negatives=0, named_negatives=False)
+    gen = gen[:gen_rows]
+    real: list[dict[str, Any]] = []
+    recipe: list[dict[str, Any]] = []
+    for corpus, (n, clean) in TRAIN_SIZES.items():
+        srcs = [s for s in pii_real_data.TRAIN_SOURCES if s.corpus == corpus]
+        rows, rec = pii_real_data.load(git_dir, COMMIT, srcs, per_source=n, clean_per_source=clean, seed=seed)
+        real += rows
+        recipe += rec
+    code = pii_code_data.collect("train", n=code_rows, seed=seed) + pii_code_data.synthetic(
+        n=synthetic_rows, seed=seed
+    )
+    sets = {"gen": gen, "real": real, "code": code}
+    info = {
+        "seed": seed,
+        "real_sentences": {
+            "repository": "github.com/Babelscape/wikineural",
+            "commit": COMMIT,
+            "files": recipe,
+            "licences": {
+                "wikineural": "CC BY-NC-SA 4.0",
+                "wikiann": "as redistributed by the "
+                "WikiNEuRal repository (WikiANN, Pan et al. 2017; ODC-BY upstream)",
+            },
+        },
+        "generated": {
+            "generator": "scripts/pii_head_data.py",
+            "rows": len(gen),
+            "named_negatives": False,
+            "corpus_negatives": 0,
+            "locales": pii_head_data.LOCALES,
+        },
+        "code": {"generator": "scripts/pii_code_data.py", "rows": len(code), "files": "training side only"},
+        "sets_sha256": {
+            k: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest() for k, v in sets.items()
+        },
+    }
+    return sets, info
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_sets(*, seed: int = 7, git_dir: Path = MIRROR) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for corpus, (n, clean) in TEST_SIZES.items():
+        srcs = [s for s in pii_real_data.TEST_SOURCES if s.corpus == corpus]
+        out[f"{corpus}-test"], _ = pii_real_data.load(
+            git_dir, COMMIT, srcs, per_source=n, clean_per_source=clean, seed=seed
+        )
+    data = ROOT / "framework" / "eval" / "data"
+    out["code-eval"] = [r | {"lang": "code"} for r in _jsonl(data / "pii_code_negatives.jsonl")]
+    out["independent"] = _jsonl(data / "pii_independent.jsonl")
+    return out
+
+
+__all__ = ["COMMIT", "MIRROR", "dev_split", "test_sets", "train_sets"]
