@@ -126,8 +126,9 @@ def bench_tools(
     edge = make_embedder(embedder, model, threads)
     store = EmbeddingCache(cache) if cache is not None else None
     try:
-        if as_json:
-            figures = measure_tool_routing(
+
+        def measure() -> dict[str, Any]:
+            return measure_tool_routing(
                 edge,
                 data_dir=data,
                 shots=shots,
@@ -136,18 +137,12 @@ def bench_tools(
                 calibrate=calibrate,
                 max_false_reject=max_false_reject,
             )
-            print(json.dumps(figures, indent=2))
+
+        if as_json:
+            print(json.dumps(measure(), indent=2))
             return
         with _console.status("fitting and routing the test requests", spinner="dots"):
-            figures = measure_tool_routing(
-                edge,
-                data_dir=data,
-                shots=shots,
-                cache=store,
-                timed=timed,
-                calibrate=calibrate,
-                max_false_reject=max_false_reject,
-            )
+            figures = measure()
     finally:
         if store is not None:
             store.close()
