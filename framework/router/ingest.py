@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 BATCH = 64
 EMBED_BATCH = 16
-"""Documents embedded, then stored, at a time: the edge embedder's own batch size, so storing as
-batches finish costs no throughput and a killed run loses at most one batch of work."""
+"""Documents embedded, then stored, at a time by an embedder that does not say how it batches (the
+:class:`~edgeroute.framework.edge.embedder.EdgeEmbedder` does: then a group is one model call)."""
 
 
 async def ingest(
@@ -171,13 +171,24 @@ async def _embed(engine: HybridEngine, part: list[Document], run: _Findings) -> 
     return vecs
 
 
+def _groups(engine: HybridEngine, docs: list[Document]) -> list[list[Document]]:
+    """``docs`` in the groups embedded and stored together: one model call each where the edge model
+    says how it batches (:meth:`EdgeEmbedder.document_batches`), else ``EMBED_BATCH`` at a time."""
+    planner = getattr(engine.edge, "document_batches", None)
+    if callable(planner) and docs:
+        return [[docs[i] for i in idx] for idx in planner([d.text for d in docs], [d.title for d in docs])]
+    # Longest first, as the embedder batches anyway: similar lengths share a batch (less padding).
+    docs = sorted(docs, key=lambda d: len(d.text), reverse=True)
+    return [docs[i : i + EMBED_BATCH] for i in range(0, len(docs), EMBED_BATCH)]
+
+
 async def _write_edge(
     engine: HybridEngine, docs: list[Document], run: _Findings, progress: ProgressFn | None
 ) -> tuple[int, int]:
     """Embed and store the documents whose content changed, and update the stored metadata of those
     whose content did not but whose metadata did (a re-marked sensitivity). Returns (written, updated).
 
-    Vectors are stored every ``EMBED_BATCH`` documents, as they are finished, with their findings: a
+    Vectors are stored group by group (:func:`_groups`), as they are finished, with their findings: a
     run killed midway (kill -9) keeps all but the batch in flight, and the next run embeds and detects
     only what is missing. An unchanged document whose findings are missing (stored by an older release,
     or the detector version changed) gets its pass for the findings; its stored vector is kept.
@@ -204,10 +215,7 @@ async def _write_edge(
             )
             updated += len(relabel)
         done += len(batch) - len(fresh)
-        # Longest first, as the embedder batches anyway: similar lengths share a batch (less padding).
-        fresh.sort(key=lambda d: len(d.text), reverse=True)
-        for sub in range(0, len(fresh), EMBED_BATCH):
-            part = fresh[sub : sub + EMBED_BATCH]
+        for part in _groups(engine, fresh):
             vecs = await _embed(engine, part, run)
             await write_index(col, part, vecs, engine.edge_space)
             await _store_findings(engine, run, [d for d in part if d.id in run.unstored])
@@ -215,8 +223,7 @@ async def _write_edge(
             done += len(part)
             if progress is not None:
                 progress("edge", done, len(docs))
-        for sub in range(0, len(detect), EMBED_BATCH):
-            part = detect[sub : sub + EMBED_BATCH]
+        for part in _groups(engine, detect):
             await _embed(engine, part, run)  # the vector is already stored: only the findings are new
             await _store_findings(engine, run, part)
         if progress is not None:
