@@ -6,9 +6,11 @@ returns :class:`~edgeroute.policies.signals.PiiFinding` tuples, sorted and non-o
 the pure policies as signals.
 
 For a query the engine already runs the edge model, so :meth:`PiiDetector.aembed_query` returns the
-query's vector and its findings from one forward pass. Documents at ingest and texts in ``pii scan``
-get a pass of their own (:meth:`adetect_many`), batched, and long texts are cut into overlapping windows
-whose offsets are mapped back.
+query's vector and its findings from one forward pass; a document at ingest likewise
+(:meth:`PiiDetector.aembed_documents_with_findings`, the document prompt's token states). Texts with no
+embedding pass (``pii scan``, the tool router) get a pass of their own (:meth:`adetect_many`), batched,
+and long texts are cut into overlapping windows whose offsets are mapped back. :attr:`PiiDetector.version`
+names what the findings depend on, so stored findings (:mod:`.stored`) are reused only while it holds.
 
 Async first (the engine's core is async); the sync methods are ``run_sync`` wrappers.
 """
@@ -27,6 +29,7 @@ from ..embedder import Vectors
 from ..errors import InputError
 from .head import PiiHead
 from .patterns import Span, pattern_spans
+from .stored import detector_version
 
 if TYPE_CHECKING:
     from ..edge.embedder import EdgeEmbedder, TokenStates
@@ -145,6 +148,7 @@ class PiiDetector:
         self.embedder = embedder if embedder is not None and embedder.has_token_states else None
         self.backend = backend
         self.head: PiiHead | None = None
+        self._version: str | None = None
         if self._thresholds and backend is None and ent.backend == "presidio":
             from .presidio_backend import PresidioBackend
 
@@ -195,6 +199,41 @@ class PiiDetector:
         if self.entities_available:
             names.append("entities" if self.head is not None else f"entities:{self.backend.name}")  # type: ignore[union-attr]
         return names
+
+    @property
+    def version(self) -> str:
+        """What the findings depend on, as a short digest: the head's weights (sha256), the pattern and
+        secret rules, the edge model under the head, the entity backend and the policy's PII settings.
+        Stored findings are reused only under the same version; any change re-runs detection."""
+        if self._version is None:
+            head = self.head.manifest.get("sha256") if self.head is not None else None
+            model = None
+            if self.head is not None and self.embedder is not None:
+                m = self.embedder.manifest
+                model = [m.model_id, m.revision, m.quantization, sorted(m.files.items())]
+            self._version = detector_version(
+                {
+                    "head": head,
+                    "model": model,
+                    "backend": self.backend.name if self.backend is not None else None,
+                    "config": self.config.model_dump_json(),
+                    "thresholds": sorted(self._thresholds.items()),
+                    "entities": self.entities_available,
+                    "pass": "document-prompt" if self.one_pass else "query-prompt",
+                }
+            )
+        return self._version
+
+    @property
+    def one_pass(self) -> bool:
+        """True when a document's entities come from its embedding pass (the head reads document-prompt
+        token states): :meth:`embed_documents_with_findings` then costs one model pass per document."""
+        return (
+            self.config.enabled
+            and self.head is not None
+            and self.embedder is not None
+            and "document" in getattr(self.head, "prompts", ("query",))
+        )
 
     # -- patterns -------------------------------------------------------------------------------------
 
@@ -273,6 +312,59 @@ class PiiDetector:
         """Findings for ``text`` given token states the caller already has (same pass as its embedding)."""
         entities = self._entities_from_states(states) if self.head is not None else []
         return self._combine(text, self.patterns(text), entities)
+
+    def pattern_findings(self, text: str, spans: list[Span] | None = None) -> tuple[PiiFinding, ...]:
+        """Findings of the pattern layer alone (``spans``: :meth:`patterns` of ``text`` already run)."""
+        return self._combine(text, self.patterns(text) if spans is None else spans, [])
+
+    def embed_documents_with_findings(
+        self,
+        texts: Sequence[str],
+        titles: Sequence[str | None],
+        dims: int | None = None,
+        patterns: Sequence[list[Span]] | None = None,
+    ) -> tuple[Vectors, list[tuple[PiiFinding, ...]]]:
+        """Each document's edge vector and its findings over ``title + "\\n" + text`` (the ingest's PII
+        text), from ONE forward pass under the document prompt (blocking). Needs :attr:`one_pass`.
+
+        Every character is scanned: the pattern layer over the whole PII text, the head over the token
+        states of the text and of the title inside the prompt (ingest refuses documents over the model's
+        token limit, so the embedded tokens cover the whole text). ``patterns``: the pattern spans of
+        each PII text when the caller already ran them.
+        """
+        if not self.one_pass or self.embedder is None:
+            raise InputError("one-pass document findings need the head on an edge model with token states")
+        vecs, text_states, title_states = self.embedder.embed_documents_with_token_states(
+            texts, titles, dims=dims
+        )
+        # A title the prompt has no slot for (another model's prompts): a small pass of its own.
+        missing = [i for i, (t, st) in enumerate(zip(titles, title_states, strict=True)) if t and st is None]
+        extra = dict(zip(missing, self.detect_batch([titles[i] or "" for i in missing]), strict=True))
+        out: list[tuple[PiiFinding, ...]] = []
+        for i, (text, title) in enumerate(zip(texts, titles, strict=True)):
+            pii = "\n".join(filter(None, [title, text]))
+            entities: list[tuple[str, int, int, float]] = []
+            offset = len(title) + 1 if title else 0
+            if title and (st := title_states[i]) is not None:
+                entities.extend(self._entities_from_states(st))
+            elif i in extra:
+                entities.extend((f.kind, f.start, f.end, f.score) for f in extra[i] if f.detector == "entities")
+            entities.extend(self._entities_from_states(text_states[i], offset))
+            spans = self.patterns(pii) if patterns is None else patterns[i]
+            out.append(self._combine(pii, spans, entities))
+        return vecs, out
+
+    async def aembed_documents_with_findings(
+        self,
+        texts: Sequence[str],
+        titles: Sequence[str | None],
+        dims: int | None = None,
+        patterns: Sequence[list[Span]] | None = None,
+    ) -> tuple[Vectors, list[tuple[PiiFinding, ...]]]:
+        """:meth:`embed_documents_with_findings` on the embedder's inference thread."""
+        if self.embedder is None:
+            raise InputError("one-pass document findings need an edge embedder with token states")
+        return await self.embedder.arun(self.embed_documents_with_findings, texts, titles, dims, patterns)
 
     # -- async API ----------------------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """Drain: send queued documents to the cloud index, in batches, safe to interrupt at any point.
 
 Each batch is placed again and checked against the privacy guard before sending (a document may
-have become private since it was queued: it is dropped from the queue, never sent). Rows leave the
+have become private since it was queued: it is dropped from the queue, never sent). The placement
+reads the findings ingest stored with each row (no model pass); only a row whose findings were
+computed under another detector version (or none, from an older release) is detected again. Rows leave the
 outbox only after their vectors are stored, so a crash (kill -9 included) loses nothing and the
 next drain re-sends nothing (``stale_ids`` sees what is stored).
 
@@ -34,6 +36,7 @@ from ..documents import Document
 from ..embedder import Vectors
 from ..errors import ConfigurationError, InputError
 from ..parts import Part
+from ..pii.stored import findings_from_json
 from ..store.chroma import Collection
 from .cloud_calls import CloudCalls
 from .failures import error_kind
@@ -42,6 +45,7 @@ from .placement import cloud_allowed, cloud_parts, pii_text, write_index
 from .reports import ProgressFn, SyncReport
 
 if TYPE_CHECKING:
+    from ...policies.signals import PiiFinding
     from .engine import HybridEngine
 
 
@@ -101,7 +105,7 @@ async def drain(
                 tried |= set(invalid)
                 items = [it for it in items if it.document.id not in invalid]
             docs = [it.document for it in items]
-            found = await engine.pii.adetect_many([pii_text(d) for d in docs])
+            found = await _findings(engine, items)
             allowed = cloud_allowed(docs, engine.policy, found)
             guard = engine.guard
             blocked = {
@@ -166,6 +170,29 @@ async def drain(
     if dead and error is None:
         error = f"{dead} dead-lettered document(s) the cloud refused; see edgeroute status"
     return SyncReport(written, unchanged, refused, failed, remaining, error, in_flight=in_flight, dead=dead)
+
+
+async def _findings(engine: HybridEngine, items: list[OutboxItem]) -> list[tuple[PiiFinding, ...]]:
+    """Each queued document's findings: those ingest stored with its row when they were computed by the
+    same detector version (no model pass), else detected again now (a row from an older release, or
+    the head, the rules, the model or the policy's PII settings changed since it was queued)."""
+    version = engine.pii.version
+    out: list[tuple[PiiFinding, ...] | None] = [
+        findings_from_json(it.findings) if it.findings is not None and it.detector_version == version else None
+        for it in items
+    ]
+    again = [i for i, f in enumerate(out) if f is None]
+    if again:
+        redone = await engine.pii.adetect_many([pii_text(items[i].document) for i in again])
+        for i, f in zip(again, redone, strict=True):
+            stored = items[i].findings
+            if stored is not None and not engine.pii.entities_available:
+                # A drainer with no entity recogniser (`edgeroute sync` loads no model): the entities
+                # ingest found still hold, and more findings can only keep more documents back.
+                kept = [e for e in findings_from_json(stored) if e.detector.startswith("entities")]
+                f = tuple(sorted((*f, *kept), key=lambda x: (x.start, x.end)))
+            out[i] = f
+    return [f or () for f in out]
 
 
 def _invalid(items: list[OutboxItem]) -> dict[str, InputError]:

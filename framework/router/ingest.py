@@ -11,11 +11,15 @@ documents wait there for ``edgeroute sync``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...policies.sensitivity import above_ceiling
 from ..aio import to_thread
 from ..documents import Document
+from ..embedder import Vectors
+from ..pii.patterns import Span
+from ..pii.stored import findings_from_json, findings_to_json
 from .drain import drain
 from .placement import (
     check_cloud_lengths,
@@ -29,12 +33,14 @@ from .placement import (
 from .reports import IngestReport, ProgressFn, SyncReport
 
 if TYPE_CHECKING:
+    from ...policies.signals import PiiFinding
+    from ..pii import PiiDetector
     from .engine import HybridEngine
 
 BATCH = 64
 EMBED_BATCH = 16
-"""Documents embedded, then stored, at a time: the edge embedder's own batch size, so storing as
-batches finish costs no throughput and a killed run loses at most one batch of work."""
+"""Documents embedded, then stored, at a time by an embedder that does not say how it batches (the
+:class:`~edgeroute.framework.edge.embedder.EdgeEmbedder` does: then a group is one model call)."""
 
 
 async def ingest(
@@ -43,32 +49,62 @@ async def ingest(
     docs = check_documents(documents)
     # Before any model pass or write: a document longer than a model reads is refused, never cut.
     await to_thread(check_edge_lengths, docs, engine.edge)
-    found = await engine.pii.adetect_many([pii_text(d) for d in docs])
-    to_cloud = cloud_allowed(docs, engine.policy, found)
+    pii = engine.pii
+    run = _Findings(pii.version)
+    # Findings stored by an earlier run for the same content and detector version: no model pass.
+    stored = await to_thread(
+        engine.outbox.stored_findings, engine.name, [(d.id, d.content_hash()) for d in docs], run.version
+    )
+    run.found.update({i: findings_from_json(j) for i, j in stored.items()})
+    need = [d for d in docs if d.id not in run.found]
+    # The head's findings of a document come with its embedding pass (one pass, under the document
+    # prompt). The rest are detected now: documents with no text (their title alone), and every
+    # document when the head cannot read document-prompt states (patterns or presidio only, or an
+    # older head: then its own query-prompt pass, as before).
+    run.later = {d.id for d in need if pii.one_pass and d.text.strip()}
+    now = [d for d in need if d.id not in run.later]
+    for d, f in zip(now, await pii.adetect_many([pii_text(d) for d in now]) if now else [], strict=True):
+        run.add(d.id, f)
+    if run.later:
+        run.spans = await to_thread(
+            lambda: {d.id: pii.patterns(pii_text(d)) for d in need if d.id in run.later}
+        )
+    # Placed now, before anything is written, with what is known (the patterns' findings for documents
+    # whose entities come with their pass): refusals by sensitivity or modality, and the cloud's length
+    # limit, raise here. Entities can only add findings, which only keep more documents back, so the
+    # length check covers every document that may still go to the cloud.
+    early = cloud_allowed(docs, engine.policy, [run.early(pii, d) for d in docs])
     if engine.cloud is not None:
-        check_cloud_lengths([d for d, ok in zip(docs, to_cloud, strict=True) if ok])
-    for doc, ok in zip(docs, to_cloud, strict=True):
-        if not ok:
-            # A confidential document's title is private too; a chunk kept back only for PII in its
-            # body shares its title with its siblings, which may still go to the cloud.
-            private_title = above_ceiling(doc.sensitivity, engine.policy.cloud_ceiling)
-            engine.guard.add_text(doc.text, doc.title if private_title else None)
-            for part in doc.parts:
-                engine.guard.add_part(part)
+        check_cloud_lengths([d for d, ok in zip(docs, early, strict=True) if ok])
     edge_docs = [d for d in docs if d.text.strip()]
-    private_ids = [d.id for d, ok in zip(docs, to_cloud, strict=True) if not ok]
-    cloud_docs = [d for d, ok in zip(docs, to_cloud, strict=True) if ok]
     # From the first write to the last, no delete of this collection runs in between (write_order):
     # the edge index and the outbox end up saying the same thing, whichever ran last.
     async with engine.write_order.hold():
-        edge_written, edge_updated = await _write_edge(engine, edge_docs, progress) if edge_docs else (0, 0)
+        edge_written, edge_updated = (
+            await _write_edge(engine, edge_docs, run, progress) if edge_docs else (0, 0)
+        )
+        # Every document's findings exist now: only now is anything queued for the cloud.
+        await _store_findings(engine, run, [d for d in docs if d.id in run.unstored])
+        found = [run.found[d.id] for d in docs]
+        to_cloud = cloud_allowed(docs, engine.policy, found)
+        for doc, ok in zip(docs, to_cloud, strict=True):
+            if not ok:
+                # A confidential document's title is private too; a chunk kept back only for PII in its
+                # body shares its title with its siblings, which may still go to the cloud.
+                private_title = above_ceiling(doc.sensitivity, engine.policy.cloud_ceiling)
+                engine.guard.add_text(doc.text, doc.title if private_title else None)
+                for part in doc.parts:
+                    engine.guard.add_part(part)
+        private_ids = [d.id for d, ok in zip(docs, to_cloud, strict=True) if not ok]
+        cloud_docs = [d for d, ok in zip(docs, to_cloud, strict=True) if ok]
         if private_ids:
             # A document that became private must leave the cloud index and never be sent later.
             await to_thread(engine.outbox.discard, engine.name, private_ids)
             cloud_col = await engine.aopen_index("cloud", create=False)
             if cloud_col is not None:
                 await to_thread(cloud_col.delete, private_ids)
-        await to_thread(engine.outbox.enqueue, engine.name, cloud_docs)
+        rows = {d.id: (run.version, findings_to_json(run.found[d.id])) for d in cloud_docs}
+        await to_thread(engine.outbox.enqueue, engine.name, cloud_docs, rows)
         await _update_cloud_metadata(engine, cloud_docs)
     state = engine.cloud_state()
     depth = await to_thread(engine.outbox.depth, engine.name)
@@ -87,14 +123,75 @@ async def ingest(
     )
 
 
+@dataclass(slots=True)
+class _Findings:
+    """One ingest's PII findings by id: stored by an earlier run or computed by this one (``unstored``
+    until kept), and the ids whose findings come with their embedding pass (``later``)."""
+
+    version: str
+    found: dict[str, tuple[PiiFinding, ...]] = field(default_factory=dict)
+    unstored: set[str] = field(default_factory=set)
+    later: set[str] = field(default_factory=set)
+    spans: dict[str, list[Span]] = field(default_factory=dict)
+
+    def add(self, doc_id: str, found: tuple[PiiFinding, ...]) -> None:
+        self.found[doc_id] = found
+        self.unstored.add(doc_id)
+        self.later.discard(doc_id)
+
+    def early(self, pii: PiiDetector, doc: Document) -> tuple[PiiFinding, ...]:
+        if doc.id in self.found:
+            return self.found[doc.id]
+        return pii.pattern_findings(pii_text(doc), self.spans.get(doc.id))
+
+
+async def _store_findings(engine: HybridEngine, run: _Findings, todo: Sequence[Document]) -> None:
+    """Keep this run's findings (content hash and detector version with them) for re-indexing."""
+    rows = [(d.id, d.content_hash(), run.version, findings_to_json(run.found[d.id])) for d in todo]
+    await to_thread(engine.outbox.store_findings, engine.name, rows)
+    run.unstored.difference_update(d.id for d in todo)
+
+
+async def _embed(engine: HybridEngine, part: list[Document], run: _Findings) -> Vectors:
+    """Vectors for ``part``; with the one-pass detector, its documents' findings from the same pass."""
+    if not any(d.id in run.later for d in part):
+        return await engine.edge_embedder.aembed_documents(
+            [d.text for d in part], titles=[d.title for d in part], dims=engine.edge_dims
+        )
+    # The token states are not cached, so the embedding cache is not consulted: the pass is needed anyway.
+    vecs, found = await engine.pii.aembed_documents_with_findings(
+        [d.text for d in part],
+        [d.title for d in part],
+        engine.edge_dims,
+        [run.spans.get(d.id) or engine.pii.patterns(pii_text(d)) for d in part],
+    )
+    for d, f in zip(part, found, strict=True):
+        if d.id in run.later:
+            run.add(d.id, f)
+    return vecs
+
+
+def _groups(engine: HybridEngine, docs: list[Document]) -> list[list[Document]]:
+    """``docs`` in the groups embedded and stored together: one model call each where the edge model
+    says how it batches (:meth:`EdgeEmbedder.document_batches`), else ``EMBED_BATCH`` at a time."""
+    planner = getattr(engine.edge, "document_batches", None)
+    if callable(planner) and docs:
+        return [[docs[i] for i in idx] for idx in planner([d.text for d in docs], [d.title for d in docs])]
+    # Longest first, as the embedder batches anyway: similar lengths share a batch (less padding).
+    docs = sorted(docs, key=lambda d: len(d.text), reverse=True)
+    return [docs[i : i + EMBED_BATCH] for i in range(0, len(docs), EMBED_BATCH)]
+
+
 async def _write_edge(
-    engine: HybridEngine, docs: list[Document], progress: ProgressFn | None
+    engine: HybridEngine, docs: list[Document], run: _Findings, progress: ProgressFn | None
 ) -> tuple[int, int]:
     """Embed and store the documents whose content changed, and update the stored metadata of those
     whose content did not but whose metadata did (a re-marked sensitivity). Returns (written, updated).
 
-    Vectors are stored every ``EMBED_BATCH`` documents, as they are finished: a run killed midway
-    (kill -9) keeps all but the batch in flight, and the next run embeds only what is missing.
+    Vectors are stored group by group (:func:`_groups`), as they are finished, with their findings: a
+    run killed midway (kill -9) keeps all but the batch in flight, and the next run embeds and detects
+    only what is missing. An unchanged document whose findings are missing (stored by an older release,
+    or the detector version changed) gets its pass for the findings; its stored vector is kept.
     """
     col = await engine.aopen_index("edge", create=True)
     assert col is not None
@@ -102,31 +199,33 @@ async def _write_edge(
     for start in range(0, len(docs), BATCH):
         batch = docs[start : start + BATCH]
         stored = {r.id: r for r in await to_thread(col.get, [d.id for d in batch])}
-        fresh, relabel = [], []
+        fresh, relabel, detect = [], [], []
         for d in batch:
             record = stored.get(d.id)
             if record is None or record.content_hash != d.content_hash():
                 fresh.append(d)
-            elif record.metadata != index_metadata(d):
-                relabel.append(d)
+            else:
+                if record.metadata != index_metadata(d):
+                    relabel.append(d)
+                if d.id in run.later:
+                    detect.append(d)
         if relabel:
             await to_thread(
                 col.update_metadata, [d.id for d in relabel], [index_metadata(d) for d in relabel]
             )
             updated += len(relabel)
         done += len(batch) - len(fresh)
-        # Longest first, as the embedder batches anyway: similar lengths share a batch (less padding).
-        fresh.sort(key=lambda d: len(d.text), reverse=True)
-        for sub in range(0, len(fresh), EMBED_BATCH):
-            part = fresh[sub : sub + EMBED_BATCH]
-            vecs = await engine.edge_embedder.aembed_documents(
-                [d.text for d in part], titles=[d.title for d in part], dims=engine.edge_dims
-            )
+        for part in _groups(engine, fresh):
+            vecs = await _embed(engine, part, run)
             await write_index(col, part, vecs, engine.edge_space)
+            await _store_findings(engine, run, [d for d in part if d.id in run.unstored])
             written += len(part)
             done += len(part)
             if progress is not None:
                 progress("edge", done, len(docs))
+        for part in _groups(engine, detect):
+            await _embed(engine, part, run)  # the vector is already stored: only the findings are new
+            await _store_findings(engine, run, part)
         if progress is not None:
             progress("edge", done, len(docs))
     return written, updated

@@ -42,7 +42,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -182,14 +182,21 @@ class Outbox(OutboxReads):
                 self._exec("ROLLBACK")
                 raise
 
-    def enqueue(self, collection: str, documents: Sequence[Document]) -> int:
+    def enqueue(
+        self,
+        collection: str,
+        documents: Sequence[Document],
+        findings: Mapping[str, tuple[str, str]] | None = None,
+    ) -> int:
         """Queue documents for ``collection``'s cloud index; returns how many rows were added or changed.
 
         A document already queued with the same content hash is left alone (its attempt count too, and
         a dead row stays dead: the same text would be refused again). A changed document, or one
         deleted since, gets a fresh row state and a new generation; a drainer's lease on it is kept, so
-        the drainer learns of the change when it completes.
+        the drainer learns of the change when it completes. ``findings``: ``{doc_id: (detector_version,
+        findings_json)}`` stored with each row (also on an unchanged row), for the drain's policy re-check.
         """
+        stored = findings or {}
         now = time.time()
         changed = 0
         with self._transaction():
@@ -206,9 +213,46 @@ class Outbox(OutboxReads):
                     (collection, doc.id, doc.content_hash(), document_to_json(doc), now),
                 )
                 changed += cur.rowcount
+                if doc.id in stored:
+                    version, payload = stored[doc.id]
+                    self._exec(
+                        "UPDATE outbox SET findings = ?, detector_version = ? "
+                        "WHERE collection = ? AND doc_id = ? AND content_hash = ?",
+                        (payload, version, collection, doc.id, doc.content_hash()),
+                    )
                 # Queued again: no longer removed, whatever a drainer learns later.
                 self._exec("DELETE FROM tombstones WHERE collection = ? AND doc_id = ?", (collection, doc.id))
         return changed
+
+    def store_findings(self, collection: str, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        """Keep ``(doc_id, content_hash, detector_version, findings_json)`` for later runs (one per id)."""
+        if not rows:
+            return
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO findings (collection, doc_id, content_hash, detector_version, findings) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (collection, doc_id) DO UPDATE SET "
+                "content_hash = excluded.content_hash, detector_version = excluded.detector_version, "
+                "findings = excluded.findings",
+                [(collection, *row) for row in rows],
+            )
+
+    def stored_findings(
+        self, collection: str, documents: Sequence[tuple[str, str]], detector_version: str
+    ) -> dict[str, str]:
+        """``{doc_id: findings_json}`` for the ``(doc_id, content_hash)`` pairs whose findings are stored
+        for that same content hash and detector version (others must be detected again)."""
+        out: dict[str, str] = {}
+        with self._lock:
+            for doc_id, content_hash in documents:
+                row = self._exec(
+                    "SELECT findings FROM findings WHERE collection = ? AND doc_id = ? AND content_hash = ? "
+                    "AND detector_version = ?",
+                    (collection, doc_id, content_hash, detector_version),
+                ).fetchone()
+                if row is not None:
+                    out[doc_id] = str(row[0])
+        return out
 
     def mark_done(self, collection: str, written: Sequence[tuple[str, str]]) -> int:
         """Remove rows for ``(doc_id, content_hash)`` pairs written to the cloud index.
@@ -311,7 +355,7 @@ class Outbox(OutboxReads):
                     )
             rows = self._exec(
                 "SELECT seq, collection, payload, content_hash, attempts, last_error, generation, state, "
-                "error_kind FROM outbox WHERE collection = ? AND (lease_until < ? OR lease_owner = ?) "
+                "error_kind, findings, detector_version FROM outbox WHERE collection = ? AND (lease_until < ? OR lease_owner = ?) "
                 "AND (state = 'deleted' OR (state = 'pending' AND next_attempt_at <= ?)) "
                 "AND doc_id NOT IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?",
                 (collection, now, owner, now, json.dumps(sorted(skip)), limit),
@@ -322,8 +366,8 @@ class Outbox(OutboxReads):
                 [(owner, until, row[0]) for row in rows],
             )
         items = [
-            OutboxItem(c, document_from_json(p), h, a, e, g, s == "deleted", k)
-            for _, c, p, h, a, e, g, s, k in rows
+            OutboxItem(c, document_from_json(p), h, a, e, g, s == "deleted", k, f, v)
+            for _, c, p, h, a, e, g, s, k, f, v in rows
         ]
         return Claim(owner, items, now, until)
 

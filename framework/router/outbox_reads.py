@@ -35,6 +35,10 @@ class OutboxItem:
     generation: int = 0
     deleted: bool = False
     error_kind: str | None = None
+    findings: str | None = None
+    """The document's PII findings as ingest stored them (JSON), or None (queued by an older release)."""
+    detector_version: str | None = None
+    """The :attr:`~edgeroute.framework.pii.PiiDetector.version` the findings were computed under."""
 
 
 class OutboxReads:
@@ -60,7 +64,8 @@ class OutboxReads:
         self, collection: str | None, where: str, args: Sequence[Any], limit: int | None
     ) -> list[OutboxItem]:
         sql = (
-            "SELECT collection, payload, content_hash, attempts, last_error, generation, state, error_kind "
+            "SELECT collection, payload, content_hash, attempts, last_error, generation, state, error_kind, "
+            "findings, detector_version "
             f"FROM outbox WHERE {where}"
         )
         full: list[Any] = list(args)
@@ -74,8 +79,8 @@ class OutboxReads:
         with self._lock:
             rows = self._exec(sql, full).fetchall()
         return [
-            OutboxItem(c, document_from_json(p), h, a, e, g, s == "deleted", k)
-            for c, p, h, a, e, g, s, k in rows
+            OutboxItem(c, document_from_json(p), h, a, e, g, s == "deleted", k, f, v)
+            for c, p, h, a, e, g, s, k, f, v in rows
         ]
 
     def pending(self, collection: str | None = None, limit: int | None = None) -> list[OutboxItem]:

@@ -1,6 +1,10 @@
 """The outbox's SQLite file: its schema, the in-place migration of older files, read-only opening,
 the documents' JSON form and the drainers' owner ids. :mod:`.outbox` holds the queue's operations.
 
+The ``findings`` table keeps every ingested document's PII findings (kinds and offsets, never the text),
+keyed by id with the content hash and detector version they hold for, so re-indexing an unchanged
+document runs no model pass (:meth:`Outbox.stored_findings`).
+
 Every column added since the first release is added on open with a default that reads an older
 row correctly (``ALTER TABLE ... ADD COLUMN``), so an outbox written by any earlier version keeps
 its rows and works at once; a read-only open of an older file copies it into memory instead.
@@ -36,7 +40,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     generation INTEGER NOT NULL DEFAULT 0,
     error_kind TEXT,
     next_attempt_at REAL NOT NULL DEFAULT 0,
+    findings TEXT,
+    detector_version TEXT,
     UNIQUE (collection, doc_id)
+);
+CREATE TABLE IF NOT EXISTS findings (
+    collection TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    detector_version TEXT NOT NULL,
+    findings TEXT NOT NULL,
+    PRIMARY KEY (collection, doc_id)
 );
 CREATE TABLE IF NOT EXISTS tombstones (
     collection TEXT NOT NULL,
@@ -57,6 +71,11 @@ ADDED_COLUMNS = {
     "generation": "ALTER TABLE outbox ADD COLUMN generation INTEGER NOT NULL DEFAULT 0",
     "error_kind": "ALTER TABLE outbox ADD COLUMN error_kind TEXT",  # 'permanent' or 'transient'
     "next_attempt_at": "ALTER TABLE outbox ADD COLUMN next_attempt_at REAL NOT NULL DEFAULT 0",
+    # the document's PII findings (JSON, see edgeroute.framework.pii.stored) and the detector version
+    # they were computed under: the drain re-checks the policy from them without running the model.
+    # NULL in rows queued by an older release: the drain runs detection for those.
+    "findings": "ALTER TABLE outbox ADD COLUMN findings TEXT",
+    "detector_version": "ALTER TABLE outbox ADD COLUMN detector_version TEXT",
 }
 _BASE_COLUMNS = (
     "seq",
