@@ -18,19 +18,19 @@ from .exit_codes import ExitCode
 out = Console()
 err = Console(stderr=True)
 
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="Store directory [env EDGEROUTE_STORE]")]
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="Store directory \\[env EDGEROUTE_STORE]")]
 CollectionOpt = Annotated[
-    str | None, typer.Option("--collection", "-c", help="Logical collection [env EDGEROUTE_COLLECTION]")
+    str | None, typer.Option("--collection", "-c", help="Logical collection \\[env EDGEROUTE_COLLECTION]")
 ]
 PolicyOpt = Annotated[
-    Path | None, typer.Option("--policy", help="Policy TOML/YAML file [env EDGEROUTE_POLICY]")
+    Path | None, typer.Option("--policy", help="Policy TOML/YAML file \\[env EDGEROUTE_POLICY]")
 ]
 EdgeOpt = Annotated[
     str | None,
-    typer.Option("--edge", help="'model' (EmbeddingGemma) or 'hashing' (no model) [env EDGEROUTE_EDGE]"),
+    typer.Option("--edge", help="'model' (EmbeddingGemma) or 'hashing' (no model) \\[env EDGEROUTE_EDGE]"),
 ]
 ModelOpt = Annotated[
-    Path | None, typer.Option("--model", help="On-device model directory [env EDGEROUTE_EDGE_MODEL]")
+    Path | None, typer.Option("--model", help="On-device model directory \\[env EDGEROUTE_EDGE_MODEL]")
 ]
 OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="Never call the cloud; queue documents in the outbox")
@@ -41,7 +41,7 @@ ChromaUrlOpt = Annotated[
     typer.Option(
         "--chroma-url",
         help="A `chroma run` server (http://HOST:PORT) holding the vectors, for several writers at once; "
-        "--store then keeps only the outbox, audit log, cache and ledger [env EDGEROUTE_CHROMA_URL]",
+        "--store then keeps only the outbox, audit log, cache and ledger \\[env EDGEROUTE_CHROMA_URL]",
     ),
 ]
 LockTimeoutOpt = Annotated[
@@ -49,7 +49,7 @@ LockTimeoutOpt = Annotated[
     typer.Option(
         "--lock-timeout",
         help="Seconds to wait for another process writing the embedded store, then fail (exit 1) "
-        "[env EDGEROUTE_LOCK_TIMEOUT_S; default 10]",
+        "\\[env EDGEROUTE_LOCK_TIMEOUT_S; default 10]",
     ),
 ]
 

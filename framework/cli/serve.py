@@ -29,7 +29,7 @@ _err = Console(stderr=True)
 
 KeysOpt = Annotated[
     Path | None,
-    typer.Option("--keys", help="Keys file [env EDGEROUTE_KEYS; default STATE_DIR/keys.json]"),
+    typer.Option("--keys", help="Keys file \\[env EDGEROUTE_KEYS; default STATE_DIR/keys.json]"),
 ]
 
 
@@ -56,14 +56,14 @@ def _is_loopback(host: str) -> bool:
 @app.command("serve")
 def serve_command(
     store: Annotated[
-        Path | None, typer.Option("--store", help="Embedded store directory [env EDGEROUTE_STORE]")
+        Path | None, typer.Option("--store", help="Embedded store directory \\[env EDGEROUTE_STORE]")
     ] = None,
     chroma_url: Annotated[
         str | None,
         typer.Option(
             "--chroma-url",
             help="A `chroma run` server (http://HOST:PORT) shared by replicas and other writers "
-            "[env EDGEROUTE_CHROMA_URL, used when --store is not given]",
+            "\\[env EDGEROUTE_CHROMA_URL, used when --store is not given]",
         ),
     ] = None,
     lock_timeout: Annotated[
@@ -71,7 +71,7 @@ def serve_command(
         typer.Option(
             "--lock-timeout",
             help="Seconds to wait for another process writing the embedded store at start "
-            "[env EDGEROUTE_LOCK_TIMEOUT_S; default 10]",
+            "\\[env EDGEROUTE_LOCK_TIMEOUT_S; default 10]",
         ),
     ] = None,
     state_dir: Annotated[
@@ -84,20 +84,20 @@ def serve_command(
     outbox: Annotated[
         Path | None,
         typer.Option(
-            "--outbox", help="Outbox file; replicas on one host may share it [env EDGEROUTE_OUTBOX]"
+            "--outbox", help="Outbox file; replicas on one host may share it \\[env EDGEROUTE_OUTBOX]"
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind")] = 8080,
     keys: KeysOpt = None,
     edge: Annotated[
-        str | None, typer.Option("--edge", help="'model' (EmbeddingGemma) or 'hashing' [env EDGEROUTE_EDGE]")
+        str | None, typer.Option("--edge", help="'model' (EmbeddingGemma) or 'hashing' \\[env EDGEROUTE_EDGE]")
     ] = None,
     model: Annotated[
-        Path | None, typer.Option("--model", help="On-device model directory [env EDGEROUTE_EDGE_MODEL]")
+        Path | None, typer.Option("--model", help="On-device model directory \\[env EDGEROUTE_EDGE_MODEL]")
     ] = None,
     policy: Annotated[
-        Path | None, typer.Option("--policy", help="Policy TOML/YAML file [env EDGEROUTE_POLICY]")
+        Path | None, typer.Option("--policy", help="Policy TOML/YAML file \\[env EDGEROUTE_POLICY]")
     ] = None,
     tools: Annotated[
         Path | None, typer.Option("--tools", help="Default tools for /v1/tools/route (JSON or YAML)")
@@ -117,7 +117,7 @@ def serve_command(
             "--max-body-mb",
             envvar="EDGEROUTE_MAX_BODY_MB",
             help="Largest request body in MiB, refused with 413 before it is read "
-            "[env EDGEROUTE_MAX_BODY_MB]",
+            "\\[env EDGEROUTE_MAX_BODY_MB]",
         ),
     ] = 32.0,
     max_query_chars: Annotated[
@@ -125,7 +125,7 @@ def serve_command(
         typer.Option(
             "--max-query-chars",
             envvar="EDGEROUTE_MAX_QUERY_CHARS",
-            help="Longest query (retrieve, tool route) in characters [env EDGEROUTE_MAX_QUERY_CHARS]",
+            help="Longest query (retrieve, tool route) in characters \\[env EDGEROUTE_MAX_QUERY_CHARS]",
         ),
     ] = 32_768,
     allow_remote: Annotated[
