@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from .config import PII_DETECTORS, PiiConfig, PolicyConfig, UserPattern
-from .secret_context import is_identifier, is_placeholder, key_is_allowlisted
+from .secret_context import is_cut_short, is_identifier, is_placeholder, jwt_is_valid, key_is_allowlisted
 from .signals import PiiFinding
 
 _Span = tuple[str, int, int]  # (kind, start, end)
@@ -280,7 +280,8 @@ _API_KEYS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("stripe_key", re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,247}" + _TOKEN_END)),
     (
         "openai_api_key",
-        re.compile(r"(?<![A-Za-z0-9_-])sk-(?:proj-|svcacct-|admin-|ant-[a-z0-9]{1,20}-)?[A-Za-z0-9_-]{20,}+"),
+        # Anthropic keys (sk-ant-...) have an exact shape: gitleaks' two rules judge them, not this one.
+        re.compile(r"(?<![A-Za-z0-9_-])sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}+"),
     ),
     (
         "jwt",
@@ -297,6 +298,10 @@ def _api_keys(text: str) -> Iterator[_Span]:
             s = m.group()
             if is_placeholder(s) or is_identifier(s):  # ghp_xxxx..., AKIAIOSFODNN7EXAMPLE, xoxb-my-bot-token
                 continue
+            if kind == "jwt" and not jwt_is_valid(s):  # header and payload must be base64url JSON
+                continue
+            if is_cut_short(text, m.start(), m.end()):  # xoxp-123-...-#####, ops_eyJz...
+                continue
             if kind == "openai_api_key" and not (re.search(r"\d", s) and re.search(r"[A-Za-z]{2}", s[3:])):
                 continue  # "sk-learn-compatible-wrapper" is prose, keys mix digits in
             yield kind, m.start(), m.end()
@@ -309,8 +314,17 @@ _PEM = re.compile(
 )
 
 
+_KEY_BODY_CHARS = re.compile(r"[A-Za-z0-9+/]{16}")
+_KEY_BODY_MIN = 4
+"""Runs of 16 base64 characters a key's body holds at least (a 256-bit EC key has over 8): a header
+with ``anything`` or nothing between it and its END line is a fixture, not a key."""
+
+
 def _private_keys(text: str) -> Iterator[_Span]:
     for m in _PEM.finditer(text):
+        body = text[m.end(1) + 5 : m.end()]
+        if len(_KEY_BODY_CHARS.findall(body[:400])) < _KEY_BODY_MIN:
+            continue
         yield "private_key", m.start(), m.end()
 
 
@@ -373,6 +387,8 @@ def _high_entropy(threshold: float, min_length: int) -> _Detector:
             if sum(len(w) for w in _LOWER_RUN.findall(s)) > 0.5 * len(s):
                 continue
             if is_placeholder(s) or is_identifier(s) or _benign_context(text, m.start(), blocks):
+                continue
+            if is_cut_short(text, m.start(), m.start() + len(s)):
                 continue
             if not _SECRET_WORDS.search(text, max(0, m.start() - 80), m.start()) and (
                 len(s) < _ALONE_MIN_LENGTH or shannon_entropy(s) < _ALONE_MIN_ENTROPY

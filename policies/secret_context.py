@@ -16,6 +16,9 @@ never a template, and rarely holds a placeholder word. Fixtures that use filler 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 
 _PLACEHOLDER_WORDS = re.compile(
@@ -89,6 +92,18 @@ def is_placeholder(value: str) -> bool:
     return bool(_PLACEHOLDER_WORDS.search(value) or _TEMPLATE.search(value) or is_sequential(value))
 
 
+# What follows a match and says it was cut from a placeholder or an elided display: ``xoxp-123-...-####``,
+# ``ops_eyJzaWdu...``, ``sk-abc…``, ``ghp_<your token>``.
+_CUT_AFTER = re.compile(r"\.\.\.|\u2026|[#*]{3}|[xX]{4}|<[\w -]{1,40}>|\$\{")
+
+
+def is_cut_short(text: str, start: int, end: int) -> bool:
+    """The match at ``text[start:end]`` runs straight into filler or an ellipsis (or follows an ellipsis):
+    a placeholder such as ``xoxp-5723...-####################`` or a shortened display (``ops_eyJz...``),
+    neither a whole secret."""
+    return bool(_CUT_AFTER.match(text, end, end + 40)) or text.endswith(("...", "\u2026"), max(0, start - 3), start)
+
+
 def is_identifier(value: str) -> bool:
     """Reads as a name, a reference, a file name or an expression rather than as random characters:
     ``X25519.key_length``, ``s_rsa1024_priv.pem``, ``DOC_Vector_5_32``, ``rc0.15.0_20231217-SNAPSHOT``."""
@@ -96,6 +111,25 @@ def is_identifier(value: str) -> bool:
         return True
     parts = [p for p in re.split(r"[_\-.:/=]+", value) if p]
     return len(parts) >= 2 and all(_IDENT_PART.match(p) for p in parts)
+
+
+def jwt_is_valid(token: str) -> bool:
+    """A JSON Web Token in form (detect-secrets' ``JwtTokenDetector.is_formally_valid``): every part is
+    base64url and the header and payload decode to JSON. ``eyJAAAA.eyJBBB``, a header cut short
+    (``...IkpXVCJ.``) and random text after ``eyJ`` are look-alikes."""
+    parts = token.split(".")
+    if len(parts) < 2:
+        return False
+    for i, part in enumerate(parts):
+        if len(part) % 4 == 1:
+            return False
+        try:
+            raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+            if i < 2:
+                json.loads(raw.decode("utf-8"))
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            return False
+    return True
 
 
 def is_uuid_or_hash(value: str) -> bool:
@@ -123,10 +157,12 @@ def looks_like_lookalike(value: str, key: str = "") -> bool:
 
 __all__ = [
     "filler_share",
+    "is_cut_short",
     "is_identifier",
     "is_placeholder",
     "is_sequential",
     "is_uuid_or_hash",
+    "jwt_is_valid",
     "key_is_allowlisted",
     "key_names_an_id",
     "looks_like_lookalike",

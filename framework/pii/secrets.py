@@ -15,8 +15,15 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
-from ...policies.secret_context import is_identifier, is_placeholder, looks_like_lookalike
-from .ported_rules import find_ported
+from ...policies.secret_context import (
+    is_cut_short,
+    is_identifier,
+    is_placeholder,
+    jwt_is_valid,
+    looks_like_lookalike,
+)
+from .ds_rules import find_ds
+from .ported_rules import find_ported, generic_allowlist
 
 _END = r"(?=[\x60'\"\s;,)\]}>]|\\[nr]|$)"
 
@@ -34,10 +41,11 @@ _RULES: tuple[tuple[str, str], ...] = (
         "slack_webhook",
         r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{43,56}",
     ),
-    ("stripe_key", r"\b(?:sk|rk|pk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99}" + _END),
+    # Secret and restricted keys only: publishable keys (pk_) are meant to ship in web pages.
+    ("stripe_key", r"\b(?:sk|rk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99}" + _END),
     ("openai_api_key", r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}" + _END),
     ("openai_api_key", r"\bsk-[a-zA-Z0-9]{20}T3BlbkFJ[a-zA-Z0-9]{20}\b"),
-    ("anthropic_api_key", r"\bsk-ant-(?:api03|admin01)-[a-zA-Z0-9_\-]{80,100}" + _END),
+    ("anthropic_api_key", r"\bsk-ant-(?:api03|admin01)-[a-zA-Z0-9_\-]{93}AA" + _END),
     ("npm_token", r"\b(?i:npm_[a-z0-9]{36})" + _END),
     ("pypi_token", r"pypi-AgEIcHlwaS5vcmc[\w-]{50,1000}"),
     ("huggingface_token", r"\bhf_[a-zA-Z]{34}" + _END),
@@ -68,7 +76,9 @@ _RULES: tuple[tuple[str, str], ...] = (
     ),
     (
         "url_credentials",
-        r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]{1,64}:[^\s:/@]{3,128}@[\w.-]++",
+        # User and password hold no quote, bracket or URL delimiter (RFC 3986's gen-delims, as in
+        # detect-secrets' BasicAuthDetector): ``"https://url:8000";@x`` is two strings, not credentials.
+        r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/?#\[\]@\"'<>]{1,64}:[^\s:/?#\[\]@\"'<>]{3,128}@[\w.-]++",
     ),
 )
 
@@ -98,7 +108,7 @@ _KEYWORDS: tuple[tuple[str, ...], ...] = (
     ("xox",),  # slack_token
     ("xapp-",),  # slack_token
     ("hooks.slack.com",),  # slack_webhook
-    ("sk_", "rk_", "pk_"),  # stripe_key
+    ("sk_", "rk_"),  # stripe_key
     ("sk-",),  # openai_api_key
     ("t3blbkfj",),  # openai_api_key
     ("sk-ant-",),  # anthropic_api_key
@@ -160,7 +170,10 @@ def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
         for m in rx.finditer(text):
             if kind != "private_key" and (is_placeholder(m.group()) or is_identifier(m.group())):
                 continue
+            if (kind == "jwt" and not jwt_is_valid(m.group())) or is_cut_short(text, m.start(), m.end()):
+                continue
             yield kind, m.start(), m.end()
+    allow = generic_allowlist()
     for m in _GENERIC.finditer(text):
         value = m.group(1)
         if _STOPWORDS.match(value) or shannon_entropy(value) < _GENERIC_ENTROPY:
@@ -171,11 +184,16 @@ def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
             and value.replace("-", "").replace("_", "").replace(".", "").isalpha()
         ):
             continue
-        if looks_like_lookalike(value, _key_before(text, m.start(), m.start(1))):
+        key = _key_before(text, m.start(), m.start(1))
+        if looks_like_lookalike(value, key) or is_cut_short(text, m.start(1), m.end(1)):
+            continue
+        # gitleaks' own allowlist of this rule: its stop words, key names, and lines (Docker build secrets).
+        if allow.allows(text, m.start(1) - len(key), m.start(1), m.end(1)):
             continue
         yield "generic_secret", m.start(1), m.end(1)
-    # gitleaks' other provider rules, keyword-gated (the hand-tuned ones above come first: overlaps
-    # are resolved by the caller in favour of earlier spans).
+    # detect-secrets' bare token shapes, then gitleaks' other provider rules, keyword-gated (the hand-tuned
+    # ones above come first: overlaps are resolved by the caller in favour of earlier spans).
+    yield from find_ds(text)
     yield from find_ported(text)
 
 

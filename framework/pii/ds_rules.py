@@ -1,0 +1,62 @@
+"""Secret shapes from detect-secrets' plugins that gitleaks' rules miss: bare tokens without a keyword.
+
+Re-stated (no code copied) from detect-secrets' ``detect_secrets/plugins/`` (https://github.com/Yelp/detect-secrets,
+commit 5e14193, Apache License 2.0, Copyright (c) 2018 Yelp, Inc.; see NOTICE). gitleaks gates most provider
+rules on a keyword (``discord``, ``telegr``, ``mailchimp``) that a pasted token does not carry; detect-secrets
+matches the token's own shape. Adaptations: each repeat is bounded and possessive where nothing can follow
+inside the class, word boundaries stand where detect-secrets reads a whole line, and a rule runs only when its
+keyword (a fixed part of the shape) occurs, as gitleaks' rules do. Every match still goes through
+:func:`~edgeroute.policies.secret_context.is_placeholder` (``AKCxxxxxxxxxx`` is a placeholder here).
+
+JSON Web Tokens are checked as detect-secrets checks them (:func:`~edgeroute.policies.secret_context.jwt_is_valid`):
+the header and payload decode to JSON, so ``eyJAAAA.eyJBBB`` and a header cut short are look-alikes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from ...policies.secret_context import is_cut_short, is_placeholder, jwt_is_valid
+
+# (kind, keywords (lower case, one must occur), regex, group of the secret)
+_RULES: tuple[tuple[str, tuple[str, ...], str, int], ...] = (
+    # DiscordBotTokenDetector: a base64 user id, a timestamp, an HMAC ([MNO] + 23-25, 6, 27 characters).
+    ("discord_bot_token", (".",), r"[MNO][a-zA-Z\d_-]{23,25}\.[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27}", 0),
+    # MailchimpDetector: 32 hex-ish characters and the data centre.
+    ("mailchimp_api_key", ("-us",), r"(?<![0-9a-z])[0-9a-z]{32}-us[0-9]{1,2}\b", 0),
+    # TelegramBotTokenDetector: the bot's numeric id, a colon, 35 characters (detect-secrets reads the
+    # whole line; here the token stands alone: not inside a longer name or an ARN).
+    ("telegram_bot_token", (":",), r"(?<![\w:/.-])\d{8,10}:[0-9A-Za-z_-]{35}(?![\w-])", 0),
+    # NpmDetector: an .npmrc registry line.
+    ("npm_token", ("_authtoken",), r"//[^\s/]{1,253}/:_authToken=[ \t]{0,8}(npm_[^\s\"']{1,200}|[A-Fa-f0-9-]{36})", 1),
+    # SquareOAuthDetector: an application secret.
+    ("square_oauth_secret", ("sq0csp-",), r"\bsq0csp-[0-9A-Za-z\\_-]{43}", 0),
+    # AzureStorageKeyDetector: a storage account key in a connection string.
+    ("azure_storage_key", ("accountkey=",), r"AccountKey=([a-zA-Z0-9+/=]{88})", 1),
+    # JwtTokenDetector: two or three dot-separated base64url parts (the signature may be absent), checked below.
+    ("jwt", ("eyj",), r"(?<![\w-])eyJ[A-Za-z0-9_=-]{4,8192}+\.[A-Za-z0-9_=-]{4,8192}+(?:\.[A-Za-z0-9_.+/=-]{0,8192}+)?", 0),
+)
+
+_COMPILED = tuple((kind, keywords, re.compile(rx), group) for kind, keywords, rx, group in _RULES)
+
+
+def find_ds(text: str) -> Iterator[tuple[str, int, int]]:
+    """``(kind, start, end)`` of each kept match of the rules above."""
+    low = text.lower()
+    for kind, keywords, rx, group in _COMPILED:
+        if not any(k in low for k in keywords):
+            continue
+        for m in rx.finditer(text):
+            start, end = m.span(group)
+            secret = text[start:end]
+            if is_placeholder(secret) or is_cut_short(text, start, end):
+                continue
+            if kind == "jwt" and not jwt_is_valid(secret):
+                continue
+            yield kind, start, end
+
+
+RULE_COUNT = len(_RULES)
+
+__all__ = ["RULE_COUNT", "find_ds"]
