@@ -334,6 +334,8 @@ _LOWER_RUN = re.compile(r"[a-z]{3,}+")
 
 
 _KEY_BEFORE = re.compile(r"([\w.-]{1,50})[\"']?\s{0,3}(?::{1,2}=?|=>?|\?=)\s{0,3}[\"'`]?$")
+# An HTML form field, ``name="authenticity_token" value="..."``: its name is the key.
+_HTML_KEY = re.compile(r"name=[\"']([\w.-]{1,50})[\"'][^<>\"']{0,40}?value=[\"']$")
 _PUBLIC_BLOCK = re.compile(r"-----BEGIN (?:PGP PUBLIC KEY BLOCK|PUBLIC KEY|RSA PUBLIC KEY|CERTIFICATE)-----")
 _PUBLIC_END = re.compile(r"-----END (?:PGP PUBLIC KEY BLOCK|PUBLIC KEY|RSA PUBLIC KEY|CERTIFICATE)-----")
 
@@ -346,6 +348,21 @@ _SECRET_WORDS = re.compile(
 )
 _ALONE_MIN_LENGTH = 40
 _ALONE_MIN_ENTROPY = 4.8
+
+
+# Without a secret word, a string counts only as a pasted token: delimited like a value, not a piece of
+# something longer (a part of a dotted token, a signed URL, an ``a~b`` or ``x@y`` identity, a URL's query).
+_ALONE_BEFORE = frozenset(" \t\r\n\"'`=:([{,>")
+_ALONE_AFTER = frozenset(" \t\r\n\"'`;,)]}<")
+_IN_URL = re.compile(r"://[^\s\"'<>]*+$")
+
+
+def _stands_alone(text: str, start: int, end: int) -> bool:
+    if start and text[start - 1] not in _ALONE_BEFORE:
+        return False
+    if end < len(text) and text[end] not in _ALONE_AFTER:
+        return False
+    return _IN_URL.search(text, max(0, start - 200), start) is None
 
 
 def _public_blocks(text: str) -> list[tuple[int, int]]:
@@ -365,9 +382,9 @@ def _benign_context(text: str, start: int, blocks: list[tuple[int, int]]) -> boo
     certificate, or the value of a key that holds none (``public_key``, ``csrf-token``, ``commit``)."""
     if start and (text[start - 1] == "/" or (text[start - 1] in ".@" and "/" in text[start : start + 64])):
         return True  # a URL's path (the class holds "/", so a candidate may start at "com/...")
-    m = _KEY_BEFORE.search(text, max(0, start - 60), start)
-    if m is not None and key_is_allowlisted(m.group(1)):
-        return True
+    for m in (_KEY_BEFORE.search(text, max(0, start - 60), start), _HTML_KEY.search(text, max(0, start - 120), start)):
+        if m is not None and key_is_allowlisted(m.group(1)):
+            return True
     i = bisect.bisect_right(blocks, (start, len(text) + 1)) - 1
     return i >= 0 and blocks[i][0] <= start < blocks[i][1]
 
@@ -391,7 +408,9 @@ def _high_entropy(threshold: float, min_length: int) -> _Detector:
             if is_cut_short(text, m.start(), m.start() + len(s)):
                 continue
             if not _SECRET_WORDS.search(text, max(0, m.start() - 80), m.start()) and (
-                len(s) < _ALONE_MIN_LENGTH or shannon_entropy(s) < _ALONE_MIN_ENTROPY
+                len(s) < _ALONE_MIN_LENGTH
+                or shannon_entropy(s) < _ALONE_MIN_ENTROPY
+                or not _stands_alone(text, m.start(), m.end())
             ):
                 continue
             yield "high_entropy_string", m.start(), m.start() + len(s)

@@ -50,6 +50,8 @@ _KEY_ALLOWLIST = re.compile(
     r"secret[_.-]?(?:length|name|size|id|ref|key[_.-]?ref)|UserSecretsId|"
     r"csrf[_.-]?token|authenticity[_.-]?token|jsonwebtoken|public[_.-]?token|(?:key|token)[_.-]?file|"
     r"(?:credentials|token)[_.-]?(?:endpoint|ur[il])|"
+    # A signature is computed from a key and published with what it signs (``X-Hub-Signature``).
+    r"\bsignature\W*$|"
     r"\b(?:commit|sha\d*|hash|checksum|digest|etag|integrity|nonce|uuid|guid|revision|rev|version|"
     r"region|zone|locale|timezone|latitude|longitude|lat|lng|long)\b"
 )
@@ -60,24 +62,40 @@ _ID_KEY = re.compile(
 )
 
 
+_PERIODS = (2, 3, 4)
+_PERIODIC_MIN = 9
+"""A unit of 2-4 characters repeated to 9 or more (``123123123``, ``abababab``) is filler too."""
+
+
 def filler_share(value: str) -> float:
-    """Share of ``value`` in filler: runs of 5+ equal characters (``xxxxx``, ``00000``) and runs of 6+
-    consecutive ones up or down the alphabet or digits (``abcdef``, ``123456``, ``987654``)."""
+    """Share of ``value`` in filler: runs of 5+ equal characters (``xxxxx``, ``00000``), runs of 6+
+    consecutive ones up or down the alphabet or digits (``abcdef``, ``123456``, ``987654``), and a short
+    unit repeated (``123123123``)."""
     n = len(value)
     if n < 6:
         return 0.0
     codes = value.encode("utf-32-le")[::4]  # one byte per character (its low byte): steps between neighbours
-    covered, run, step = 0, 1, None
+    filler = bytearray(n)
+    run, step = 1, None
     for i in range(1, n + 1):
         now = codes[i] - codes[i - 1] if i < n else None
         if now is not None and now == step:
             run += 1
             continue
-        # A run of ``run`` characters with one step between each ends here.
+        # A run of ``run`` characters with one step between each ends here (at i).
         if (step == 0 and run >= 5) or (step in (-1, 1) and run >= 6):
-            covered += run
+            filler[i - run : i] = b"\x01" * run
         run, step = 2, now
-    return min(1.0, covered / n)
+    for p in _PERIODS:
+        run = p
+        for i in range(p, n + 1):
+            if i < n and codes[i] == codes[i - p]:
+                run += 1
+                continue
+            if run >= _PERIODIC_MIN:
+                filler[i - run : i] = b"\x01" * run
+            run = p
+    return sum(filler) / n
 
 
 def is_sequential(value: str) -> bool:

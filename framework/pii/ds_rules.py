@@ -34,6 +34,15 @@ _RULES: tuple[tuple[str, tuple[str, ...], str, int], ...] = (
     ("square_oauth_secret", ("sq0csp-",), r"\bsq0csp-[0-9A-Za-z\\_-]{43}", 0),
     # AzureStorageKeyDetector: a storage account key in a connection string.
     ("azure_storage_key", ("accountkey=",), r"AccountKey=([a-zA-Z0-9+/=]{88})", 1),
+    # GitLabTokenDetector: token kinds by prefix, each with its length (20-50 for the friendly tokens).
+    (
+        "gitlab_token",
+        ("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "gr1348941", "glcbt-", "glimt-", "glptt-", "glagent-", "gloas-"),
+        r"\b(?:(?:glpat|gldt|glft|glsoat|glrt)-[A-Za-z0-9_-]{20,50}|GR1348941[A-Za-z0-9_-]{20,50}|"
+        r"glcbt-(?:[0-9a-fA-F]{2}_)?[A-Za-z0-9_-]{20,50}|glimt-[A-Za-z0-9_-]{25}|glptt-[A-Za-z0-9_-]{40}|"
+        r"glagent-[A-Za-z0-9_-]{50,1024}|gloas-[A-Za-z0-9_-]{64})(?![\w-])",
+        0,
+    ),
     # JwtTokenDetector: two or three dot-separated base64url parts (the signature may be absent), checked below.
     ("jwt", ("eyj",), r"(?<![\w-])eyJ[A-Za-z0-9_=-]{4,8192}+\.[A-Za-z0-9_=-]{4,8192}+(?:\.[A-Za-z0-9_.+/=-]{0,8192}+)?", 0),
 )

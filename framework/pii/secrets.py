@@ -74,6 +74,8 @@ _RULES: tuple[tuple[str, str], ...] = (
         "private_key",
         r"(?i:-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----)[\s\S-]{64,16384}?(?:KEY(?: BLOCK)?-----|\Z)",
     ),
+    # gitleaks' gcp-service-account: the marker of a service-account key file (which holds a private key).
+    ("gcp_service_account", r"\"type\": ?\"service_account\""),
     (
         "url_credentials",
         # User and password hold no quote, bracket or URL delimiter (RFC 3986's gen-delims, as in
@@ -134,6 +136,7 @@ _KEYWORDS: tuple[tuple[str, ...], ...] = (
     ("atatt3",),  # atlassian_token
     (".ey",),  # jwt
     ("-----begin",),  # private_key
+    ("service_account",),  # gcp_service_account
     ("://",),  # url_credentials
 )
 assert len(_KEYWORDS) == len(_RULES)
