@@ -74,6 +74,13 @@ _RULES: tuple[tuple[str, str], ...] = (
         "private_key",
         r"(?i:-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----)[\s\S-]{64,16384}?(?:KEY(?: BLOCK)?-----|\Z)",
     ),
+    # An HTTP Authorization header anywhere (gitleaks' curl-auth-header reads curl lines only): logs, HTTP
+    # dumps, code. The credential after the scheme; ``$(cmd)``, ``${VAR}`` and ``<token>`` never match.
+    (
+        "http_authorization",
+        r"(?i:\b(?:proxy-)?authorization[\"']?[ \t]{0,4}[:=][ \t]{0,4}[\"']?"
+        r"(?:(?:bearer|basic|token|api-token|apikey|jwt|sso-key|digest)[ \t]{1,4})?)([\w~+/.=@-]{8,4096}+)",
+    ),
     # gitleaks' gcp-service-account: the marker of a service-account key file (which holds a private key).
     ("gcp_service_account", r"\"type\": ?\"service_account\""),
     (
@@ -136,6 +143,7 @@ _KEYWORDS: tuple[tuple[str, ...], ...] = (
     ("atatt3",),  # atlassian_token
     (".ey",),  # jwt
     ("-----begin",),  # private_key
+    ("authorization",),  # http_authorization
     ("service_account",),  # gcp_service_account
     ("://",),  # url_credentials
 )
@@ -160,6 +168,20 @@ def _key_before(text: str, keyword_start: int, value_start: int) -> str:
     return text[m.start() if m else keyword_start : value_start]
 
 
+_AUTH_ENTROPY = 3.0
+
+
+def _authorization(text: str, m: re.Match[str]) -> Iterator[tuple[str, int, int]]:
+    """The credential of an Authorization header, when it reads as one: random enough, no placeholder,
+    no scheme word alone (``Authorization: Bearer`` followed by a variable)."""
+    value = m.group(1)
+    if shannon_entropy(value) < _AUTH_ENTROPY or is_placeholder(value) or is_cut_short(text, *m.span(1)):
+        return
+    if not any(c.isdigit() for c in value) and value.isalpha():  # a word ("Negotiate"), not a credential
+        return
+    yield "http_authorization", m.start(1), m.end(1)
+
+
 def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
     """Yield ``(kind, start, end)`` for every rule match in ``text`` (overlaps resolved by the caller).
 
@@ -171,6 +193,9 @@ def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
         if not any(k in low for k in keywords):
             continue
         for m in rx.finditer(text):
+            if kind == "http_authorization":
+                yield from _authorization(text, m)
+                continue
             if kind != "private_key" and (is_placeholder(m.group()) or is_identifier(m.group())):
                 continue
             if (kind == "jwt" and not jwt_is_valid(m.group())) or is_cut_short(text, m.start(), m.end()):
