@@ -17,7 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from ...policies.secret_context import is_cut_short, is_placeholder, jwt_is_valid
+from ...policies.secret_context import (
+    is_cut_short,
+    is_placeholder,
+    jwt_is_valid,
+    key_is_allowlisted,
+    looks_like_lookalike,
+)
 
 # (kind, keywords (lower case, one must occur), regex, group of the secret)
 _RULES: tuple[tuple[str, tuple[str, ...], str, int], ...] = (
@@ -49,6 +55,29 @@ _RULES: tuple[tuple[str, tuple[str, ...], str, int], ...] = (
 
 _COMPILED = tuple((kind, keywords, re.compile(rx), group) for kind, keywords, rx, group in _RULES)
 
+# KeywordDetector, its quotes-required form, for password words only: a quoted value after ``password =``,
+# ``"passwd":``, ``db_pwd =>``. Passwords people choose are short and not random (``Summer2024!``), so no
+# entropy floor; the value must not be a word alone, a placeholder, a template or a reference.
+_PASSWORD_WORDS = ("passw", "pwd", "passphrase", "contrase")
+_PASSWORD = re.compile(
+    r"(?i:(?:passw(?:or)?d|passphrase|pwd|contrase(?:ñ|n)a)[\w.-]{0,20}+[\"']?[ \t]{0,4}(?::=|=>|==|=|:)[ \t]{0,4}@?)"
+    r"([\"'`])([^\"'`\s\\]{6,128}+)\1"
+)
+_WORDISH = re.compile(r"^[A-Za-z]+$|^[A-Za-z]+[_.-][A-Za-z]+$")
+_KEY_START = re.compile(r"[\w.-]{1,50}$")
+
+
+def _passwords(text: str) -> Iterator[tuple[str, int, int]]:
+    for m in _PASSWORD.finditer(text):
+        value = m.group(2)
+        k = _KEY_START.search(text, max(0, m.start() - 50), m.start())
+        key = text[k.start() if k else m.start() : m.start(2)]
+        if _WORDISH.match(value) or key_is_allowlisted(key) or looks_like_lookalike(value, key):
+            continue
+        if is_cut_short(text, m.start(2), m.end(2)):
+            continue
+        yield "password_assignment", m.start(2), m.end(2)
+
 
 def find_ds(text: str) -> Iterator[tuple[str, int, int]]:
     """``(kind, start, end)`` of each kept match of the rules above."""
@@ -64,8 +93,10 @@ def find_ds(text: str) -> Iterator[tuple[str, int, int]]:
             if kind == "jwt" and not jwt_is_valid(secret):
                 continue
             yield kind, start, end
+    if any(w in low for w in _PASSWORD_WORDS):
+        yield from _passwords(text)
 
 
-RULE_COUNT = len(_RULES)
+RULE_COUNT = len(_RULES) + 1
 
 __all__ = ["RULE_COUNT", "find_ds"]

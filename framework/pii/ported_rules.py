@@ -36,6 +36,13 @@ class PortedRule:
     group: int
     allow: tuple[tuple[str, re.Pattern[str]], ...]
     stopwords: tuple[str, ...]
+    fixed_tail: bool = False
+    """The regex ends in a fixed count of one class and no terminator (``glsoat-[0-9a-zA-Z_-]{20}``): a match
+    followed by more token characters is a longer string, not this token."""
+
+
+_FIXED_TAIL = re.compile(r"\]\{\d+\}\)*$")
+_TOKEN_CHAR = re.compile(r"[A-Za-z0-9_-]")
 
 
 @lru_cache(maxsize=1)
@@ -59,6 +66,7 @@ def ported_rules() -> tuple[tuple[PortedRule, ...], tuple[re.Pattern[str], ...],
             group=int(r["group"]),
             allow=tuple((target, re.compile(rx)) for target, rx in r["allow"]),
             stopwords=tuple(r["stopwords"]),
+            fixed_tail=bool(_FIXED_TAIL.search(r["regex"])),
         )
         for r in data["rules"]
     )
@@ -100,6 +108,8 @@ def find_ported(text: str, *, gate: bool = True) -> Iterator[tuple[str, int, int
         for m in rule.rx.finditer(text):
             start, end = _secret_span(rule, m)
             if start < 0 or end <= start:
+                continue
+            if rule.fixed_tail and m.end() == end and _TOKEN_CHAR.match(text, end):
                 continue
             secret = text[start:end]
             if rule.entropy and _entropy(secret) < rule.entropy:

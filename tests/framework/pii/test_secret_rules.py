@@ -61,6 +61,9 @@ FOUND = [
     ('{"type": "service_account", "project_id": "acme"}', '"type": "service_account"', "gcp_service_account"),
     ("postgres://app:Pq7sLm2xV9@db.internal:5432/app", "Pq7sLm2xV9", "url_credentials"),
     ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "stripe_key"),
+    # Passwords people choose: short, not random, often with a symbol the generic rule's value class lacks.
+    ('DB_PASSWORD = "Summer2024!"', "Summer2024!", "password_assignment"),
+    ("config = {'pwd': 'p@ssw0rd!x'}", "p@ssw0rd!x", "password_assignment"),
 ]
 
 
@@ -85,6 +88,14 @@ LOOKALIKES = [
     # JWT-shaped but not one: the parts do not decode to JSON.
     "eyJAAAA.eyJBBB",
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ",
+    # Password keys whose value is a word, a mask, a variable, a placeholder or a format string.
+    'passwordVariable: "PASSWORD"',
+    'password_field = "user_password"',
+    '"password": "********"',
+    'password = "${DB_PASS}"',
+    'pwd: "<your-password>"',
+    'if password == "changeme1"',
+    'password_length = "12345678"',
     # Published on purpose: a publishable Stripe key.
     "Stripe('pk_live_j5krY8XTgIcDaHDb3YrsAfCl')",
     # A PEM header around no key.
@@ -173,3 +184,9 @@ def test_private_key_with_a_body_is_found() -> None:
     text = "-----BEGIN PRIVATE KEY-----\n" + _PEM_BODY + "-----END PRIVATE KEY-----"
     assert "private_key" in _kinds(text)
     assert _found(text)
+
+
+def test_a_fixed_length_shape_inside_a_longer_token_is_not_that_token() -> None:
+    body = "Z4iaEkIF_uYH72crmw2cQpL9x"  # 25 characters: gitleaks' glimt- length
+    assert "gitlab_incoming_mail_token" in {k for k, _, _ in find_ported("glimt-" + body)}
+    assert "gitlab_incoming_mail_token" not in {k for k, _, _ in find_ported("glimt-" + body + "_280")}

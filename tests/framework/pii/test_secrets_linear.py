@@ -35,6 +35,7 @@ def _rules() -> list[tuple[str, re.Pattern[str]]]:
     out = [(kind, rx) for kind, rx in secrets._COMPILED]
     out.append(("generic_secret", secrets._GENERIC))
     out += [(f"detect-secrets:{kind}", rx) for kind, _, rx, _ in ds_rules._COMPILED]
+    out.append(("password_assignment", ds_rules._PASSWORD))
     out.extend(pii._API_KEYS)
     out += [("pem", pii._PEM), ("entropy", pii._ENTROPY_CANDIDATE), ("lower_run", pii._LOWER_RUN)]
     out.append(("secret_words", pii._SECRET_WORDS))
@@ -95,6 +96,7 @@ def _texts(n: int) -> dict[str, str]:
         "dotted": "".join(rnd.choice(string.ascii_letters + string.digits + "._-:/=@~") for _ in range(n)),
         "eyj_runs": ("eyJ" * (n // 3 + 1))[:n],
         "headers": (("Authorization: Bearer " + "a1B2" * 5 + " //h/:_authToken=") * (n // 60 + 1))[:n],
+        "passwords": (('password="' + "a1!" * 40) * (n // 130 + 1))[:n],
     }
 
 
