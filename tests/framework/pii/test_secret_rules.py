@@ -190,3 +190,8 @@ def test_a_fixed_length_shape_inside_a_longer_token_is_not_that_token() -> None:
     body = "Z4iaEkIF_uYH72crmw2cQpL9x"  # 25 characters: gitleaks' glimt- length
     assert "gitlab_incoming_mail_token" in {k for k, _, _ in find_ported("glimt-" + body)}
     assert "gitlab_incoming_mail_token" not in {k for k, _, _ in find_ported("glimt-" + body + "_280")}
+
+
+def test_camel_case_names_are_identifiers_not_secrets() -> None:
+    assert "generic_secret" not in _kinds("model_key = Gemma4AssistantForCausalLM")
+    assert "generic_secret" in _kinds("model_key = PFH5GAnIeMHBwMmuHjOQL8m6a19cSq")
