@@ -15,6 +15,7 @@ the header and payload decode to JSON, so ``eyJAAAA.eyJBBB`` and a header cut sh
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterator
 
 from ...policies.secret_context import (
@@ -33,7 +34,9 @@ _RULES: tuple[tuple[str, tuple[str, ...], str, int], ...] = (
     ("mailchimp_api_key", ("-us",), r"(?<![0-9a-z])[0-9a-z]{32}-us[0-9]{1,2}\b", 0),
     # TelegramBotTokenDetector: the bot's numeric id, a colon, 35 characters (detect-secrets reads the
     # whole line; here the token stands alone: not inside a longer name or an ARN).
-    ("telegram_bot_token", (":",), r"(?<![\w:/.-])\d{8,10}:[0-9A-Za-z_-]{35}(?![\w-])", 0),
+    # The regex starts with its digits (a lookbehind first would cost a test at every position of the
+    # text); what may precede the id is checked in find_ds.
+    ("telegram_bot_token", (":",), r"\d{8,10}:[0-9A-Za-z_-]{35}(?![\w-])", 0),
     # NpmDetector: an .npmrc registry line.
     ("npm_token", ("_authtoken",), r"//[^\s/]{1,253}/:_authToken=[ \t]{0,8}(npm_[^\s\"']{1,200}|[A-Fa-f0-9-]{36})", 1),
     # SquareOAuthDetector: an application secret.
@@ -53,6 +56,7 @@ _RULES: tuple[tuple[str, tuple[str, ...], str, int], ...] = (
     ("jwt", ("eyj",), r"(?<![\w-])eyJ[A-Za-z0-9_=-]{4,8192}+\.[A-Za-z0-9_=-]{4,8192}+(?:\.[A-Za-z0-9_.+/=-]{0,8192}+)?", 0),
 )
 
+_NOT_BEFORE_TELEGRAM = frozenset(string.ascii_letters + string.digits + "_:/.-")
 _COMPILED = tuple((kind, keywords, re.compile(rx), group) for kind, keywords, rx, group in _RULES)
 
 # KeywordDetector, its quotes-required form, for password words only: a quoted value after ``password =``,
@@ -87,6 +91,8 @@ def find_ds(text: str) -> Iterator[tuple[str, int, int]]:
             continue
         for m in rx.finditer(text):
             start, end = m.span(group)
+            if kind == "telegram_bot_token" and start and text[start - 1] in _NOT_BEFORE_TELEGRAM:
+                continue
             secret = text[start:end]
             if is_placeholder(secret) or is_cut_short(text, start, end):
                 continue
