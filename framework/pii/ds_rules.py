@@ -59,13 +59,15 @@ _RULES: tuple[tuple[str, tuple[str, ...], str, int], ...] = (
 _NOT_BEFORE_TELEGRAM = frozenset(string.ascii_letters + string.digits + "_:/.-")
 _COMPILED = tuple((kind, keywords, re.compile(rx), group) for kind, keywords, rx, group in _RULES)
 
-# KeywordDetector, its quotes-required form, for password words only: a quoted value after ``password =``,
-# ``"passwd":``, ``db_pwd =>``. Passwords people choose are short and not random (``Summer2024!``), so no
+# KeywordDetector for password words only: a quoted value after ``password =``, ``"passwd":``, ``db_pwd =>``,
+# or a bare one in a config file (``DB_PASSWORD=...``, ``password: ...``). Passwords people choose are short and not random (``Summer2024!``), so no
 # entropy floor; the value must not be a word alone, a placeholder, a template or a reference.
 _PASSWORD_WORDS = ("passw", "pwd", "passphrase", "contrase")
 _PASSWORD = re.compile(
     r"(?i:(?:passw(?:or)?d|passphrase|pwd|contrase(?:ñ|n)a)[\w.-]{0,20}+[\"']?[ \t]{0,4}(?::=|=>|==|=|:)[ \t]{0,4}@?)"
-    r"([\"'`])([^\"'`\s\\]{6,128}+)\1"
+    # Quoted, or (detect-secrets' config-file form: .env, YAML, INI) bare to the end of the value; a bare
+    # value holds none of the characters of code (a call, an index, a variable, a template).
+    r"(?:([\"'`])([^\"'`\s\\]{6,128}+)\1|([^\"'`\s\\()\[\]{}$%<>,;]{6,128}+)(?=[\s,;]|$))"
 )
 _WORDISH = re.compile(r"^[A-Za-z]+$|^[A-Za-z]+[_.-][A-Za-z]+$")
 _KEY_START = re.compile(r"[\w.-]{1,50}$")
@@ -73,14 +75,17 @@ _KEY_START = re.compile(r"[\w.-]{1,50}$")
 
 def _passwords(text: str) -> Iterator[tuple[str, int, int]]:
     for m in _PASSWORD.finditer(text):
-        value = m.group(2)
+        g = 2 if m.start(2) >= 0 else 3
+        value = m.group(g)
         k = _KEY_START.search(text, max(0, m.start() - 50), m.start())
-        key = text[k.start() if k else m.start() : m.start(2)]
+        key = text[k.start() if k else m.start() : m.start(g)]
         if _WORDISH.match(value) or key_is_allowlisted(key) or looks_like_lookalike(value, key):
             continue
-        if is_cut_short(text, m.start(2), m.end(2)):
+        if g == 3 and not (any(c.isdigit() for c in value) and any(c.isalpha() for c in value)):
+            continue  # a bare value must mix letters and digits ("required", "********" are not passwords)
+        if is_cut_short(text, m.start(g), m.end(g)):
             continue
-        yield "password_assignment", m.start(2), m.end(2)
+        yield "password_assignment", m.start(g), m.end(g)
 
 
 def find_ds(text: str) -> Iterator[tuple[str, int, int]]:

@@ -177,6 +177,8 @@ def _authorization(text: str, m: re.Match[str]) -> Iterator[tuple[str, int, int]
     value = m.group(1)
     if shannon_entropy(value) < _AUTH_ENTROPY or is_placeholder(value) or is_cut_short(text, *m.span(1)):
         return
+    if is_identifier(value):  # code that reads the header: headers.get, self.token
+        return
     if not any(c.isdigit() for c in value) and value.isalpha():  # a word ("Negotiate"), not a credential
         return
     yield "http_authorization", m.start(1), m.end(1)

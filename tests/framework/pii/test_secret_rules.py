@@ -63,6 +63,8 @@ FOUND = [
     ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "stripe_key"),
     # Passwords people choose: short, not random, often with a symbol the generic rule's value class lacks.
     ('DB_PASSWORD = "Summer2024!"', "Summer2024!", "password_assignment"),
+    ("# .env\nDB_PASSWORD=Summer2024!\n", "Summer2024!", "password_assignment"),
+    ("database:\n  password: hunter22\n", "hunter22", "password_assignment"),
     ("config = {'pwd': 'p@ssw0rd!x'}", "p@ssw0rd!x", "password_assignment"),
 ]
 
@@ -81,6 +83,7 @@ LOOKALIKES = [
     "Authorization: Bearer $(gcloud auth print-access-token)",
     "Authorization: Bearer <your API token>",
     "-H 'Authorization: Bearer XXXXXXXXXXXXXXXX'",
+    '"Authorization": header_map.get("authorization")',
     # Shapes that are not the token: a numeric id inside an ARN, a name before the bot id, a wrong suffix.
     "arn:aws:sns:eu-west-1:111122223333:5829104736:AAY4Mu0DnAXyrr-n6a69p9-V2xaFld7W5oH",
     "bot5829104736:AAY4Mu0DnAXyrr-n6a69p9-V2xaFld7W5oH",
@@ -96,6 +99,11 @@ LOOKALIKES = [
     'pwd: "<your-password>"',
     'if password == "changeme1"',
     'password_length = "12345678"',
+    "password = get_password()",
+    "password: Optional[str] = None",
+    "self.password = request.form.password",
+    "Password: must be at least 8 characters",
+    "password=${DB_PASSWORD}",
     # Published on purpose: a publishable Stripe key.
     "Stripe('pk_live_j5krY8XTgIcDaHDb3YrsAfCl')",
     # A PEM header around no key.
