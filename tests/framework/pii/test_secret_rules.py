@@ -203,3 +203,11 @@ def test_a_fixed_length_shape_inside_a_longer_token_is_not_that_token() -> None:
 def test_camel_case_names_are_identifiers_not_secrets() -> None:
     assert "generic_secret" not in _kinds("model_key = Gemma4AssistantForCausalLM")
     assert "generic_secret" in _kinds("model_key = PFH5GAnIeMHBwMmuHjOQL8m6a19cSq")
+
+
+def test_the_rules_version_covers_every_rule_file() -> None:
+    from edgeroute.framework.pii import stored
+
+    assert {"ds_rules.py", "data/gitleaks_rules.json"} <= set(stored._RULE_MODULES)
+    assert {"pii.py", "secret_context.py"} <= set(stored._POLICY_RULE_MODULES)
+    assert len(stored.rules_version()) == 64
