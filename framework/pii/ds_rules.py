@@ -29,14 +29,14 @@ from ...policies.secret_context import (
 # (kind, keywords (lower case, one must occur), regex, group of the secret)
 _RULES: tuple[tuple[str, tuple[str, ...], str, int], ...] = (
     # DiscordBotTokenDetector: a base64 user id, a timestamp, an HMAC ([MNO] + 23-25, 6, 27 characters).
-    ("discord_bot_token", (".",), r"[MNO][a-zA-Z\d_-]{23,25}\.[a-zA-Z\d_-]{6}\.[a-zA-Z\d_-]{27}", 0),
+    ("discord_bot_token", (".",), r"[MNO][a-zA-Z0-9_-]{23,25}\.[a-zA-Z0-9_-]{6}\.[a-zA-Z0-9_-]{27}", 0),
     # MailchimpDetector: 32 hex-ish characters and the data centre.
     ("mailchimp_api_key", ("-us",), r"(?<![0-9a-z])[0-9a-z]{32}-us[0-9]{1,2}\b", 0),
     # TelegramBotTokenDetector: the bot's numeric id, a colon, 35 characters (detect-secrets reads the
     # whole line; here the token stands alone: not inside a longer name or an ARN).
     # The regex starts with its digits (a lookbehind first would cost a test at every position of the
     # text); what may precede the id is checked in find_ds.
-    ("telegram_bot_token", (":",), r"\d{8,10}:[0-9A-Za-z_-]{35}(?![\w-])", 0),
+    ("telegram_bot_token", (":",), r"[0-9]{8,10}:[0-9A-Za-z_-]{35}(?![\w-])", 0),
     # NpmDetector: an .npmrc registry line.
     ("npm_token", ("_authtoken",), r"//[^\s/]{1,253}/:_authToken=[ \t]{0,8}(npm_[^\s\"']{1,200}|[A-Fa-f0-9-]{36})", 1),
     # SquareOAuthDetector: an application secret.
@@ -60,8 +60,9 @@ _NOT_BEFORE_TELEGRAM = frozenset(string.ascii_letters + string.digits + "_:/.-")
 _COMPILED = tuple((kind, keywords, re.compile(rx), group) for kind, keywords, rx, group in _RULES)
 
 # KeywordDetector for password words only: a quoted value after ``password =``, ``"passwd":``, ``db_pwd =>``,
-# or a bare one in a config file (``DB_PASSWORD=...``, ``password: ...``). Passwords people choose are short and not random (``Summer2024!``), so no
-# entropy floor; the value must not be a word alone, a placeholder, a template or a reference.
+# or a bare one in a config file (``DB_PASSWORD=...``, ``password: ...``). Passwords people choose are short
+# and not random (``Summer2024!``), so no entropy floor; the value must not be a word alone, a placeholder,
+# a template or a reference.
 _PASSWORD_WORDS = ("passw", "pwd", "passphrase", "contrase")
 _PASSWORD = re.compile(
     r"(?i:(?:passw(?:or)?d|passphrase|pwd|contrase(?:ñ|n)a)[\w.-]{0,20}+[\"']?[ \t]{0,4}(?::=|=>|==|=|:)[ \t]{0,4}@?)"
