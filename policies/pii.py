@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from .config import PII_DETECTORS, PiiConfig, PolicyConfig, UserPattern
-from .secret_context import is_identifier, is_placeholder, key_is_allowlisted
+from .secret_context import is_cut_short, is_identifier, is_placeholder, jwt_is_valid, key_is_allowlisted
 from .signals import PiiFinding
 
 _Span = tuple[str, int, int]  # (kind, start, end)
@@ -280,7 +280,8 @@ _API_KEYS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("stripe_key", re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,247}" + _TOKEN_END)),
     (
         "openai_api_key",
-        re.compile(r"(?<![A-Za-z0-9_-])sk-(?:proj-|svcacct-|admin-|ant-[a-z0-9]{1,20}-)?[A-Za-z0-9_-]{20,}+"),
+        # Anthropic keys (sk-ant-...) have an exact shape: gitleaks' two rules judge them, not this one.
+        re.compile(r"(?<![A-Za-z0-9_-])sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}+"),
     ),
     (
         "jwt",
@@ -297,6 +298,10 @@ def _api_keys(text: str) -> Iterator[_Span]:
             s = m.group()
             if is_placeholder(s) or is_identifier(s):  # ghp_xxxx..., AKIAIOSFODNN7EXAMPLE, xoxb-my-bot-token
                 continue
+            if kind == "jwt" and not jwt_is_valid(s):  # header and payload must be base64url JSON
+                continue
+            if is_cut_short(text, m.start(), m.end()):  # xoxp-123-...-#####, ops_eyJz...
+                continue
             if kind == "openai_api_key" and not (re.search(r"\d", s) and re.search(r"[A-Za-z]{2}", s[3:])):
                 continue  # "sk-learn-compatible-wrapper" is prose, keys mix digits in
             yield kind, m.start(), m.end()
@@ -309,8 +314,17 @@ _PEM = re.compile(
 )
 
 
+_KEY_BODY_CHARS = re.compile(r"[A-Za-z0-9+/]{16}")
+_KEY_BODY_MIN = 4
+"""Runs of 16 base64 characters a key's body holds at least (a 256-bit EC key has over 8): a header
+with ``anything`` or nothing between it and its END line is a fixture, not a key."""
+
+
 def _private_keys(text: str) -> Iterator[_Span]:
     for m in _PEM.finditer(text):
+        body = text[m.end(1) + 5 : m.end()]
+        if len(_KEY_BODY_CHARS.findall(body[:400])) < _KEY_BODY_MIN:
+            continue
         yield "private_key", m.start(), m.end()
 
 
@@ -320,6 +334,8 @@ _LOWER_RUN = re.compile(r"[a-z]{3,}+")
 
 
 _KEY_BEFORE = re.compile(r"([\w.-]{1,50})[\"']?\s{0,3}(?::{1,2}=?|=>?|\?=)\s{0,3}[\"'`]?$")
+# An HTML form field, ``name="authenticity_token" value="..."``: its name is the key.
+_HTML_KEY = re.compile(r"name=[\"']([\w.-]{1,50})[\"'][^<>\"']{0,40}?value=[\"']$")
 _PUBLIC_BLOCK = re.compile(r"-----BEGIN (?:PGP PUBLIC KEY BLOCK|PUBLIC KEY|RSA PUBLIC KEY|CERTIFICATE)-----")
 _PUBLIC_END = re.compile(r"-----END (?:PGP PUBLIC KEY BLOCK|PUBLIC KEY|RSA PUBLIC KEY|CERTIFICATE)-----")
 
@@ -332,6 +348,21 @@ _SECRET_WORDS = re.compile(
 )
 _ALONE_MIN_LENGTH = 40
 _ALONE_MIN_ENTROPY = 4.8
+
+
+# Without a secret word, a string counts only as a pasted token: delimited like a value, not a piece of
+# something longer (a part of a dotted token, a signed URL, an ``a~b`` or ``x@y`` identity, a URL's query).
+_ALONE_BEFORE = frozenset(" \t\r\n\"'`=:([{,>")
+_ALONE_AFTER = frozenset(" \t\r\n\"'`;,)]}<")
+_IN_URL = re.compile(r"://[^\s\"'<>]*+$")
+
+
+def _stands_alone(text: str, start: int, end: int) -> bool:
+    if start and text[start - 1] not in _ALONE_BEFORE:
+        return False
+    if end < len(text) and text[end] not in _ALONE_AFTER:
+        return False
+    return _IN_URL.search(text, max(0, start - 200), start) is None
 
 
 def _public_blocks(text: str) -> list[tuple[int, int]]:
@@ -351,9 +382,9 @@ def _benign_context(text: str, start: int, blocks: list[tuple[int, int]]) -> boo
     certificate, or the value of a key that holds none (``public_key``, ``csrf-token``, ``commit``)."""
     if start and (text[start - 1] == "/" or (text[start - 1] in ".@" and "/" in text[start : start + 64])):
         return True  # a URL's path (the class holds "/", so a candidate may start at "com/...")
-    m = _KEY_BEFORE.search(text, max(0, start - 60), start)
-    if m is not None and key_is_allowlisted(m.group(1)):
-        return True
+    for m in (_KEY_BEFORE.search(text, max(0, start - 60), start), _HTML_KEY.search(text, max(0, start - 120), start)):
+        if m is not None and key_is_allowlisted(m.group(1)):
+            return True
     i = bisect.bisect_right(blocks, (start, len(text) + 1)) - 1
     return i >= 0 and blocks[i][0] <= start < blocks[i][1]
 
@@ -374,8 +405,12 @@ def _high_entropy(threshold: float, min_length: int) -> _Detector:
                 continue
             if is_placeholder(s) or is_identifier(s) or _benign_context(text, m.start(), blocks):
                 continue
+            if is_cut_short(text, m.start(), m.start() + len(s)):
+                continue
             if not _SECRET_WORDS.search(text, max(0, m.start() - 80), m.start()) and (
-                len(s) < _ALONE_MIN_LENGTH or shannon_entropy(s) < _ALONE_MIN_ENTROPY
+                len(s) < _ALONE_MIN_LENGTH
+                or shannon_entropy(s) < _ALONE_MIN_ENTROPY
+                or not _stands_alone(text, m.start(), m.end())
             ):
                 continue
             yield "high_entropy_string", m.start(), m.start() + len(s)

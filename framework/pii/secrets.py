@@ -15,8 +15,15 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
-from ...policies.secret_context import is_identifier, is_placeholder, looks_like_lookalike
-from .ported_rules import find_ported
+from ...policies.secret_context import (
+    is_cut_short,
+    is_identifier,
+    is_placeholder,
+    jwt_is_valid,
+    looks_like_lookalike,
+)
+from .ds_rules import find_ds
+from .ported_rules import find_ported, generic_allowlist
 
 _END = r"(?=[\x60'\"\s;,)\]}>]|\\[nr]|$)"
 
@@ -34,10 +41,11 @@ _RULES: tuple[tuple[str, str], ...] = (
         "slack_webhook",
         r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/]{43,56}",
     ),
-    ("stripe_key", r"\b(?:sk|rk|pk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99}" + _END),
+    # Secret and restricted keys only: publishable keys (pk_) are meant to ship in web pages.
+    ("stripe_key", r"\b(?:sk|rk)_(?:test|live|prod)_[a-zA-Z0-9]{10,99}" + _END),
     ("openai_api_key", r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}" + _END),
     ("openai_api_key", r"\bsk-[a-zA-Z0-9]{20}T3BlbkFJ[a-zA-Z0-9]{20}\b"),
-    ("anthropic_api_key", r"\bsk-ant-(?:api03|admin01)-[a-zA-Z0-9_\-]{80,100}" + _END),
+    ("anthropic_api_key", r"\bsk-ant-(?:api03|admin01)-[a-zA-Z0-9_\-]{93}AA" + _END),
     ("npm_token", r"\b(?i:npm_[a-z0-9]{36})" + _END),
     ("pypi_token", r"pypi-AgEIcHlwaS5vcmc[\w-]{50,1000}"),
     ("huggingface_token", r"\bhf_[a-zA-Z]{34}" + _END),
@@ -66,9 +74,20 @@ _RULES: tuple[tuple[str, str], ...] = (
         "private_key",
         r"(?i:-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----)[\s\S-]{64,16384}?(?:KEY(?: BLOCK)?-----|\Z)",
     ),
+    # An HTTP Authorization header anywhere (gitleaks' curl-auth-header reads curl lines only): logs, HTTP
+    # dumps, code. The credential after the scheme; ``$(cmd)``, ``${VAR}`` and ``<token>`` never match.
+    (
+        "http_authorization",
+        r"(?i:\b(?:proxy-)?authorization[\"']?[ \t]{0,4}[:=][ \t]{0,4}[\"']?"
+        r"(?:(?:bearer|basic|token|api-token|apikey|jwt|sso-key|digest)[ \t]{1,4})?)([\w~+/.=@-]{8,4096}+)",
+    ),
+    # gitleaks' gcp-service-account: the marker of a service-account key file (which holds a private key).
+    ("gcp_service_account", r"\"type\": ?\"service_account\""),
     (
         "url_credentials",
-        r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]{1,64}:[^\s:/@]{3,128}@[\w.-]++",
+        # User and password hold no quote, bracket or URL delimiter (RFC 3986's gen-delims, as in
+        # detect-secrets' BasicAuthDetector): ``"https://url:8000";@x`` is two strings, not credentials.
+        r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/?#\[\]@\"'<>]{1,64}:[^\s:/?#\[\]@\"'<>]{3,128}@[\w.-]++",
     ),
 )
 
@@ -98,7 +117,7 @@ _KEYWORDS: tuple[tuple[str, ...], ...] = (
     ("xox",),  # slack_token
     ("xapp-",),  # slack_token
     ("hooks.slack.com",),  # slack_webhook
-    ("sk_", "rk_", "pk_"),  # stripe_key
+    ("sk_", "rk_"),  # stripe_key
     ("sk-",),  # openai_api_key
     ("t3blbkfj",),  # openai_api_key
     ("sk-ant-",),  # anthropic_api_key
@@ -124,6 +143,8 @@ _KEYWORDS: tuple[tuple[str, ...], ...] = (
     ("atatt3",),  # atlassian_token
     (".ey",),  # jwt
     ("-----begin",),  # private_key
+    ("authorization",),  # http_authorization
+    ("service_account",),  # gcp_service_account
     ("://",),  # url_credentials
 )
 assert len(_KEYWORDS) == len(_RULES)
@@ -147,6 +168,22 @@ def _key_before(text: str, keyword_start: int, value_start: int) -> str:
     return text[m.start() if m else keyword_start : value_start]
 
 
+_AUTH_ENTROPY = 3.0
+
+
+def _authorization(text: str, m: re.Match[str]) -> Iterator[tuple[str, int, int]]:
+    """The credential of an Authorization header, when it reads as one: random enough, no placeholder,
+    no scheme word alone (``Authorization: Bearer`` followed by a variable)."""
+    value = m.group(1)
+    if shannon_entropy(value) < _AUTH_ENTROPY or is_placeholder(value) or is_cut_short(text, *m.span(1)):
+        return
+    if is_identifier(value):  # code that reads the header: headers.get, self.token
+        return
+    if not any(c.isdigit() for c in value) and value.isalpha():  # a word ("Negotiate"), not a credential
+        return
+    yield "http_authorization", m.start(1), m.end(1)
+
+
 def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
     """Yield ``(kind, start, end)`` for every rule match in ``text`` (overlaps resolved by the caller).
 
@@ -158,9 +195,15 @@ def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
         if not any(k in low for k in keywords):
             continue
         for m in rx.finditer(text):
+            if kind == "http_authorization":
+                yield from _authorization(text, m)
+                continue
             if kind != "private_key" and (is_placeholder(m.group()) or is_identifier(m.group())):
                 continue
+            if (kind == "jwt" and not jwt_is_valid(m.group())) or is_cut_short(text, m.start(), m.end()):
+                continue
             yield kind, m.start(), m.end()
+    allow = generic_allowlist()
     for m in _GENERIC.finditer(text):
         value = m.group(1)
         if _STOPWORDS.match(value) or shannon_entropy(value) < _GENERIC_ENTROPY:
@@ -171,11 +214,16 @@ def find_secrets(text: str) -> Iterator[tuple[str, int, int]]:
             and value.replace("-", "").replace("_", "").replace(".", "").isalpha()
         ):
             continue
-        if looks_like_lookalike(value, _key_before(text, m.start(), m.start(1))):
+        key = _key_before(text, m.start(), m.start(1))
+        if looks_like_lookalike(value, key) or is_cut_short(text, m.start(1), m.end(1)):
+            continue
+        # gitleaks' own allowlist of this rule: its stop words, key names, and lines (Docker build secrets).
+        if allow.allows(text, m.start(1) - len(key), m.start(1), m.end(1)):
             continue
         yield "generic_secret", m.start(1), m.end(1)
-    # gitleaks' other provider rules, keyword-gated (the hand-tuned ones above come first: overlaps
-    # are resolved by the caller in favour of earlier spans).
+    # detect-secrets' bare token shapes, then gitleaks' other provider rules, keyword-gated (the hand-tuned
+    # ones above come first: overlaps are resolved by the caller in favour of earlier spans).
+    yield from find_ds(text)
     yield from find_ported(text)
 
 

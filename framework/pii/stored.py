@@ -16,17 +16,23 @@ from importlib import resources
 
 from ...policies.signals import PiiFinding
 
-_RULE_MODULES = ("patterns.py", "secrets.py", "ported_rules.py")
+_RULE_MODULES = ("patterns.py", "secrets.py", "ported_rules.py", "ds_rules.py", "data/gitleaks_rules.json")
+# The pure detectors and the context rules the secret rules read live in edgeroute.policies.
+_POLICY_RULE_MODULES = ("pii.py", "secret_context.py")
 
 
 @lru_cache(maxsize=1)
 def rules_version() -> str:
-    """sha256 of the pattern and secret rules' source: any change to a rule changes it."""
+    """sha256 of the pattern and secret rules' source and data: any change to a rule changes it."""
     h = hashlib.sha256()
-    base = resources.files(__package__ or "edgeroute.framework.pii")
-    for name in _RULE_MODULES:
-        h.update(name.encode())
-        h.update(base.joinpath(name).read_bytes())
+    for package, names in (
+        (__package__ or "edgeroute.framework.pii", _RULE_MODULES),
+        ("edgeroute.policies", _POLICY_RULE_MODULES),
+    ):
+        base = resources.files(package)
+        for name in names:
+            h.update(name.encode())
+            h.update(base.joinpath(*name.split("/")).read_bytes())
     return h.hexdigest()
 
 

@@ -33,7 +33,8 @@ POSITIVES = [
     ("from 203.0.113.42 at noon", "203.0.113.42", "ipv4"),
     ("peer 2001:db8::8a2e:370:7334 dropped", "2001:db8::8a2e:370:7334", "ipv6"),
     ("key AKIAZ7QW3RT5YU2IOP4M leaked", "AKIAZ7QW3RT5YU2IOP4M", "aws_access_key_id"),
-    ("token ghp_" + "A1b2" * 9 + " expired", "ghp_" + "A1b2" * 9, "github_token"),
+    # A random body: a repeated unit ("A1b2" * 9) is filler, a placeholder (test_secret_context).
+    ("token ghp_7Hq2Lm9XwT4kR8vN3bZ6cY1pJ5sD0fG2aE7u expired", "ghp_7Hq2Lm9XwT4kR8vN3bZ6cY1pJ5sD0fG2aE7u", "github_token"),
     ("AIzaSyD" + "x1Y2z3" * 5 + "ab in maps", "AIzaSyD" + "x1Y2z3" * 5 + "ab", "google_api_key"),
     ("xoxb-482915730264-Qm7Tz2Lk9Wp4Xr1 for slack", "xoxb-482915730264-Qm7Tz2Lk9Wp4Xr1", "slack_token"),
     ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc ok", "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "stripe_key"),
@@ -43,7 +44,13 @@ POSITIVES = [
         "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
         "jwt",
     ),
-    ("-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----", None, "private_key"),
+    # A body of base64 lines (a header around "anything" or nothing is a fixture: test_secret_rules).
+    (
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDAC4AWkdwKYSd8\n"
+        "Ks14IReLcYgADhoXk56ZzXI2Lm9XwT4kR8vN3bZ6cY1pJ5sD0fG2aE7uQ\n-----END PRIVATE KEY-----",
+        None,
+        "private_key",
+    ),
     (
         "secret=wJalrXUtnFEMI/K7MDENG/bPxRfiCY7Qz4mK2vLp",
         "wJalrXUtnFEMI/K7MDENG/bPxRfiCY7Qz4mK2vLp",

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from edgeroute.framework.pii import secrets
+from edgeroute.framework.pii import ds_rules, secrets
 from edgeroute.framework.pii.patterns import pattern_spans
 from edgeroute.framework.pii.ported_rules import ported_rules
 from edgeroute.policies import pii
@@ -34,9 +34,12 @@ _ZERO_WIDTH = (sre_constants.AT, sre_constants.ASSERT, sre_constants.ASSERT_NOT)
 def _rules() -> list[tuple[str, re.Pattern[str]]]:
     out = [(kind, rx) for kind, rx in secrets._COMPILED]
     out.append(("generic_secret", secrets._GENERIC))
+    out += [(f"detect-secrets:{kind}", rx) for kind, _, rx, _ in ds_rules._COMPILED]
+    out.append(("password_assignment", ds_rules._PASSWORD))
     out.extend(pii._API_KEYS)
     out += [("pem", pii._PEM), ("entropy", pii._ENTROPY_CANDIDATE), ("lower_run", pii._LOWER_RUN)]
     out.append(("secret_words", pii._SECRET_WORDS))
+    out += [("html_key", pii._HTML_KEY), ("in_url", pii._IN_URL), ("key_body", pii._KEY_BODY_CHARS)]
     # Allowlist regexes read one match (or 800 characters of its line), never the whole text.
     out += [(f"gitleaks:{r.id}", r.rx) for r in ported_rules()[0]]
     return out
@@ -89,6 +92,11 @@ def _texts(n: int) -> dict[str, str]:
         "alnum": "".join(rnd.choice(string.ascii_letters + string.digits) for _ in range(n)),
         "keywords": ("apikey_token=" * (n // 13 + 1))[:n],
         "jwt_pem": (("eyJ" + "a" * 20 + ".-----BEGIN PRIVATE KEY-----") * (n // 50 + 1))[:n],
+        # Token shapes made of dotted parts (JWT, Discord), URLs with credentials, npmrc lines, headers.
+        "dotted": "".join(rnd.choice(string.ascii_letters + string.digits + "._-:/=@~") for _ in range(n)),
+        "eyj_runs": ("eyJ" * (n // 3 + 1))[:n],
+        "headers": (("Authorization: Bearer " + "a1B2" * 5 + " //h/:_authToken=") * (n // 60 + 1))[:n],
+        "passwords": (('password="' + "a1!" * 40) * (n // 130 + 1))[:n],
     }
 
 
