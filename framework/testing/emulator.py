@@ -271,7 +271,9 @@ class GeminiEmulator:
 
     # -- request handling ------------------------------------------------------------------
 
-    def _refuse_key(self, headers: dict[str, str], query_key: str | None) -> tuple[int, dict[str, Any]] | None:
+    def _refuse_key(
+        self, headers: dict[str, str], query_key: str | None
+    ) -> tuple[int, dict[str, Any]] | None:
         key = headers.get("x-goog-api-key") or query_key
         if not key:
             return 403, status_body(

@@ -173,7 +173,9 @@ class BatchJobs:
             return (
                 400,
                 status_body(
-                    400, "INVALID_ARGUMENT", f"Request payload size exceeds the limit: {MAX_INLINE_BYTES} bytes."
+                    400,
+                    "INVALID_ARGUMENT",
+                    f"Request payload size exceeds the limit: {MAX_INLINE_BYTES} bytes.",
                 ),
                 None,
             )
@@ -185,7 +187,9 @@ class BatchJobs:
             items = outer.get("requests") if isinstance(outer, dict) else None
             if not isinstance(items, list) or not items:
                 raise BadRequest(
-                    400, "INVALID_ARGUMENT", "* EmbedContentBatch.input_config.requests: requests is required\n"
+                    400,
+                    "INVALID_ARGUMENT",
+                    "* EmbedContentBatch.input_config.requests: requests is required\n",
                 )
             requests = [it.get("request") if isinstance(it, dict) else None for it in items]
         except (json.JSONDecodeError, AttributeError) as exc:
@@ -324,7 +328,12 @@ def embedder_for(text_vectors: Any, media_vector: Any) -> Embed:
 
 
 __all__ = [
+    "CREATE_PATH",
+    "JOB_PATH",
+    "MAX_INLINE_BYTES",
+    "OUTCOMES",
     "BatchJobs",
     "BatchScript",
-    "CREATE_PATH",
-    "batch_parts", "JOB_PATH", "MAX_INLINE_BYTES", "OUTCOMES", "embedder_for"]
+    "batch_parts",
+    "embedder_for",
+]

@@ -95,8 +95,13 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             if record and "batch" in record:
                 entry["batch"] = record["batch"]
         elif method != "POST":
-            code, body = 404, status_body(
-                404, "NOT_FOUND", "Only POST :batchEmbedContents, :embedContent and the batch routes are served."
+            code, body = (
+                404,
+                status_body(
+                    404,
+                    "NOT_FOUND",
+                    "Only POST :batchEmbedContents, :embedContent and the batch routes are served.",
+                ),
             )
             entry.update(status=code, parts=[])
         else:
