@@ -103,12 +103,15 @@ async def batch_drain(
     wait: bool = True,
     timeout_s: float | None = None,
     owner: str | None = None,
+    tried: set[str] | None = None,
     progress: ProgressFn | None = None,
 ) -> BatchSyncReport:
     """Drain the collection's outbox through the Batch API (see the module docstring); at most ``limit``
     documents submitted. ``wait``: poll until no job is open (or ``timeout_s`` passed); else one round.
     ``owner`` names this drainer across rounds (default: a new id); a caller that passes one keeps the
-    poll leases between calls and gives them back itself (``BatchJobs(outbox).release_polls(owner)``)."""
+    poll leases between calls and gives them back itself (``BatchJobs(outbox).release_polls(owner)``),
+    and may pass ``tried``, the ids this drain already failed (updated in place), so that rows of a job
+    that failed are not resubmitted by a later round of the same run."""
     check_drain(engine, limit, 1)
     check_batch(job_size, max_jobs, poll_interval_s)
     assert engine.cloud is not None
@@ -120,7 +123,7 @@ async def batch_drain(
     jobs = BatchJobs(engine.outbox)
     poller = owner or new_owner_id()
     tally = _Tally()
-    tried: set[str] = set()
+    tried = tried if tried is not None else set()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     total = await to_thread(engine.outbox.depth, engine.name)
     try:
@@ -375,6 +378,7 @@ async def _report(engine: HybridEngine, jobs: BatchJobs, t: _Tally) -> BatchSync
         jobs_open=open_jobs,
         polls=t.polls,
         fallback=t.fallback,
+        claimed=t.submitted_docs,
     )
 
 
@@ -395,6 +399,7 @@ def _fallen_back(report: SyncReport, t: _Tally) -> BatchSyncReport:
         jobs_failed=t.jobs_failed,
         polls=t.polls,
         fallback=t.fallback,
+        claimed=t.submitted_docs,
     )
 
 

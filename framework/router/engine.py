@@ -38,15 +38,16 @@ from ..store.cache import CachedEmbedder, EmbeddingCache
 from ..store.chroma import Collection, VectorStore, index_collection_name, validate_logical_name
 from . import lifecycle
 from .audit import AuditLog
-from .cloud_calls import CloudCalls
 from .batch_drain import DEFAULT_JOB_SIZE, DEFAULT_MAX_JOBS, DEFAULT_POLL_S
 from .batch_drain import batch_drain as batch_drain_flow
+from .cloud_calls import CloudCalls
 from .drain import drain as drain_flow
 from .fusion import DEFAULT_RRF_K, rrf_fuse
 from .guard import PrivacyGuard
 from .ingest import ingest as ingest_flow
 from .lifecycle import DeleteReport
 from .outbox import Outbox
+from .outbox_jobs import BatchJobs
 from .reports import BatchSyncReport, IngestReport, ProgressFn, SyncReport
 from .retrieve import retrieve as retrieve_flow
 from .write_order import WriteOrder
@@ -246,6 +247,7 @@ class HybridEngine:
         wait: bool = True,
         timeout_s: float | None = None,
         owner: str | None = None,
+        tried: set[str] | None = None,
         progress: ProgressFn | None = None,
     ) -> BatchSyncReport:
         """Drain the outbox through Gemini's Batch API (half price, its own limits; ``edgeroute sync
@@ -254,8 +256,8 @@ class HybridEngine:
         outbox, so a restart polls them instead of submitting their rows again; a job that fails or
         expires returns its rows to the queue. Every row is placed again and checked by the privacy
         guard before it goes into a job. ``wait=False`` runs one round (submit, poll once) and returns;
-        a model without a Batch API falls back to :meth:`adrain` (``report.fallback`` says so). See
-        :mod:`edgeroute.framework.router.batch_drain`.
+        a model without a Batch API falls back to :meth:`adrain` (``report.fallback`` says so). ``owner``
+        and ``tried`` let a caller run rounds itself (see :func:`~.batch_drain.batch_drain`).
         """
         return await batch_drain_flow(
             self,
@@ -266,6 +268,7 @@ class HybridEngine:
             wait=wait,
             timeout_s=timeout_s,
             owner=owner,
+            tried=tried,
             progress=progress,
         )
 
@@ -348,6 +351,7 @@ class HybridEngine:
             "outbox_dead": self.outbox.dead_count(self.name),
             "outbox_dead_error": next((i.last_error for i in self.outbox.dead(self.name, limit=1)), None),
             "outbox": self.outbox.stats(),
+            "batch_jobs_open": BatchJobs(self.outbox).open_count(self.name),
             "circuit": self.cloud_state(),
             "cloud": cloud,
             "budget_usd": self.budget_usd,

@@ -53,6 +53,8 @@ class BatchSyncReport(SyncReport):
     jobs_open: int = 0
     polls: int = 0
     fallback: str | None = None
+    claimed: int = 0
+    """Queued rows this drainer took up (screened, then put in jobs, found stored, refused or failed)."""
 
     @property
     def complete(self) -> bool:
