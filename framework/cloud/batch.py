@@ -48,15 +48,16 @@ _warned = False
 
 
 def _quiet_experimental() -> None:
-    """google-genai marks ``create_embeddings`` experimental and warns on every call; once is enough."""
+    """google-genai marks ``create_embeddings`` experimental and warns on every call: logged once
+    instead. The filter is added on every call (an identical filter replaces itself, so the list does
+    not grow) because test runners reset the filters between tests."""
     global _warned
-    if _warned:
-        return
     from google.genai._common import ExperimentalWarning
 
     warnings.filterwarnings("ignore", message=r"batches\.create_embeddings", category=ExperimentalWarning)
-    logger.info("google-genai marks batches.create_embeddings experimental; its wire format may change")
-    _warned = True
+    if not _warned:
+        logger.info("google-genai marks batches.create_embeddings experimental; its wire format may change")
+        _warned = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 Half the interactive price and the Batch API's own, higher limits (:mod:`edgeroute.framework.cloud.batch`),
 for a backlog that can wait (Gemini's target turnaround is 24 h). One *round*:
 
-1. **Resume.** Take the poll lease of every recorded job of the collection that no live drainer polls
+1. **Resume.** (Each round also takes a first look at the jobs it submitted, after step 3.) Take the poll lease of every recorded job of the collection that no live drainer polls
    (:mod:`.outbox_jobs`), and poll each once. A job recorded without a name (its drainer died while
    the create was in flight) is looked up by its display name; found, it is polled; not found, its
    rows go back to the queue (nothing was embedded, no attempt is charged).
@@ -162,17 +162,36 @@ async def _round(
     held = await to_thread(jobs.claim_jobs, engine.name, poller)
     for job, adopted in held:
         tally.jobs_resumed += adopted
-        try:
-            await _poll(engine, batch, jobs, job, tally, tried)
-        except CloudError as exc:  # the service is failing: keep the job, poll it next round
-            tally.error = f"{type(exc).__name__}: {exc}"
+        if not await _poll_safely(engine, batch, jobs, job, tally, tried):
             return
+    submitted: list[str] = []
     while tally.fallback is None and (limit is None or tally.submitted_docs < limit):
         if await to_thread(jobs.open_count, engine.name) >= max_jobs:
             break
         take = job_size if limit is None else min(job_size, limit - tally.submitted_docs)
-        if not await _submit(engine, batch, jobs, poller, tally, tried, take):
+        if not await _submit(engine, batch, jobs, poller, tally, tried, take, submitted):
             break
+    if submitted:  # a first look at the new jobs (and a lost create answer is looked up at once)
+        for job, _adopted in await to_thread(jobs.claim_jobs, engine.name, poller):
+            if job.token in submitted and not await _poll_safely(engine, batch, jobs, job, tally, tried):
+                return
+
+
+async def _poll_safely(
+    engine: HybridEngine,
+    batch: BatchEmbedder,
+    jobs: BatchJobs,
+    job: JobRecord,
+    tally: _Tally,
+    tried: set[str],
+) -> bool:
+    """Poll one job; False when the service is failing (the job is kept, polled next round)."""
+    try:
+        await _poll(engine, batch, jobs, job, tally, tried)
+    except CloudError as exc:
+        tally.error = f"{type(exc).__name__}: {exc}"
+        return False
+    return True
 
 
 async def _submit(
@@ -183,8 +202,10 @@ async def _submit(
     tally: _Tally,
     tried: set[str],
     take: int,
+    submitted: list[str],
 ) -> bool:
-    """Claim, screen and submit one job; False when there is nothing (more) to submit this round."""
+    """Claim, screen and submit one job (its token added to ``submitted``); False when there is nothing
+    (more) to submit this round."""
     outbox, name = engine.outbox, engine.name
     claim = await to_thread(outbox.claim, name, take, owner=poller, lease_s=DEFAULT_LEASE_S, skip=tried)
     if not claim:
@@ -217,6 +238,7 @@ async def _submit(
         return False
     token = f"edgeroute-{name}-{os.urandom(6).hex()}"
     job_claim = await to_thread(jobs.record, claim, token, items, dims, poller)
+    submitted.append(token)
     await to_thread(outbox.release, poller)  # anything of the claim not in the job
     t0 = time.perf_counter()
     try:

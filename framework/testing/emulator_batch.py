@@ -47,11 +47,14 @@ Embed = Callable[[list[Any], str], tuple[list[list[float]], dict[str, int]]]
 @dataclass(frozen=True, slots=True)
 class BatchScript:
     """How the next created job behaves: ``polls`` gets answer PENDING/RUNNING before it ends as
-    ``outcome``; ``item_errors`` are input positions answered with a per-item 400 error."""
+    ``outcome``; ``item_errors`` are input positions answered with a per-item 400 error;
+    ``lose_answer``: the job is created but the connection drops before the answer (the client cannot
+    know whether the create worked)."""
 
     outcome: str = "succeeded"
     polls: int = 0
     item_errors: tuple[int, ...] = ()
+    lose_answer: bool = False
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -210,6 +213,8 @@ class BatchJobs:
                 {"name": name, "display_name": display, "model": model, "time": now, "parts": record["parts"]}
             )
             record["batch"] = name
+            if script.lose_answer:
+                record["lose_answer"] = True
             return 200, self._operation(job), record
 
     def _advance(self, job: _Job) -> None:

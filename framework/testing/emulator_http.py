@@ -94,6 +94,13 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             entry.update(status=code, parts=(record or {}).get("parts", []))
             if record and "batch" in record:
                 entry["batch"] = record["batch"]
+            if record and record.get("lose_answer"):  # the job exists; the client never hears of it
+                entry.update(status=None, lost_answer=True)
+                emu._record(entry)
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
         elif method != "POST":
             code, body = (
                 404,
