@@ -287,7 +287,11 @@ async def _poll(
     await to_thread(jobs.polled, job.token, status.state)
     if not status.ended:
         return
-    claim, by_pos = await to_thread(jobs.claim_of, job)
+    claim, by_pos, changed = await to_thread(jobs.claim_of, job)
+    if changed:  # re-queued with another text since the submit: its result is stale, the next job sends it
+        await to_thread(engine.outbox.release, claim.owner, sorted(changed))
+        by_pos = {pos: it for pos, it in by_pos.items() if it.document.id not in changed}
+        claim = Claim(claim.owner, list(by_pos.values()), claim.claimed_at, claim.expires_at)
     if status.state == "succeeded":
         await _write_results(engine, batch, claim, by_pos, status, tally)
         tally.jobs_done += 1

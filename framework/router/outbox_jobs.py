@@ -139,13 +139,14 @@ class BatchJobs:
                 "UPDATE batch_jobs SET poll_owner = NULL, poll_until = 0 WHERE poll_owner = ?", (poller,)
             )
 
-    def claim_of(self, job: JobRecord) -> tuple[Claim, dict[int, OutboxItem]]:
-        """The job's claim over the rows it still holds, and those rows by position (each with the
-        generation it had at submit, so a change since is seen)."""
+    def claim_of(self, job: JobRecord) -> tuple[Claim, dict[int, OutboxItem], set[str]]:
+        """The job's claim over the rows it still holds, those rows by position (each with the
+        generation it had at submit), and the ids among them whose document changed since (a new
+        text, or a delete then a new ingest): their results are stale."""
         ob = self.outbox
         with ob._lock:
             rows = ob._exec(
-                "SELECT b.position, b.generation, o.collection, o.payload, o.content_hash, o.attempts, "
+                "SELECT b.position, b.generation, o.generation, o.collection, o.payload, o.content_hash, o.attempts, "
                 "o.last_error, o.state, o.error_kind, o.findings, o.detector_version "
                 "FROM batch_rows b JOIN outbox o ON o.collection = ? AND o.doc_id = b.doc_id "
                 "WHERE b.token = ? AND o.lease_owner = ? ORDER BY b.position",
@@ -153,9 +154,15 @@ class BatchJobs:
             ).fetchall()
         by_pos = {
             int(pos): OutboxItem(c, document_from_json(p), h, a, e, int(g), s == "deleted", k, f, v)
-            for pos, g, c, p, h, a, e, s, k, f, v in rows
+            for pos, g, _now, c, p, h, a, e, s, k, f, v in rows
         }
-        return Claim(job.owner, list(by_pos.values()), job.created_at, job.created_at + BATCH_LEASE_S), by_pos
+        changed = {
+            by_pos[int(pos)].document.id
+            for pos, g, now, _c, _p, _h, _a, _e, s, *_ in rows
+            if now != g and s != "deleted"
+        }
+        claim = Claim(job.owner, list(by_pos.values()), job.created_at, job.created_at + BATCH_LEASE_S)
+        return claim, by_pos, changed
 
     def open_count(self, collection: str | None = None) -> int:
         """Jobs recorded (submitted or being submitted) and not yet settled; 0 for a file without the table."""

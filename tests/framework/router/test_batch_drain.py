@@ -187,3 +187,27 @@ def test_adrain_takes_the_batch_api_and_bad_options_fail_before_any_call(
     report = engine.drain(batch_api=True)  # the defaults; the emulator's job ends at the first look
     assert isinstance(report, BatchSyncReport)
     assert report.written == 12 and len(emu.batches.created) == 1 and _interactive_calls(emu) == 0
+
+
+def test_documents_deleted_or_changed_while_in_a_job_get_the_last_word(
+    make_engine: EngineFactory, emu: GeminiEmulator
+) -> None:
+    engine = _queued(make_engine)
+    emu.script_batches([BatchScript(polls=3)])
+    first = engine.batch_drain(job_size=100, wait=False, **FAST)
+    assert first.jobs_open == 1
+    gone, changed = PUBLIC[0], PUBLIC[1]
+    engine.delete([gone.id])
+    new = Document(changed.id, changed.text + " (revised: new warranty terms)", sensitivity="public")
+    assert engine.cloud is not None
+    engine.cloud.offline = True
+    engine.ingest([new])
+    engine.cloud.offline = False
+    report = engine.batch_drain(job_size=100, **FAST)
+    assert report.remaining == 0 and report.jobs_open == 0 and report.complete
+    col = engine.open_index("cloud")
+    assert col is not None and col.count() == 11
+    assert col.get([gone.id]) == []
+    (stored,) = col.get([changed.id])
+    assert stored.text == new.text  # the stale result was not written; the new text went in a second job
+    assert len(emu.batches.created) == 2 and [len(j["parts"]) for j in emu.batches.created] == [12, 1]
