@@ -9,11 +9,11 @@ an embedding, or a per-item error). ``batches.list`` finds a job by display name
 ``delete`` end and remove it.
 
 The Batch API costs half the interactive price (:data:`~.pricing.BATCH_PRICES_PER_MTOK`); its limits
-are its own (an inline request under 20 MB, 100 concurrent batch jobs, a 24 h target turnaround;
-jobs pending or running for 48 h expire). Google announced embedding batches for
-``gemini-embedding-001``; the Gemini API pricing page gives Gemini Embedding 2 a batch price too.
-:data:`BATCH_MODELS` lists those; a model outside it, or one the service answers 404 for, falls back to
-the interactive path (:mod:`edgeroute.framework.router.batch_drain`).
+are its own (an inline request under 20 MB, 100 concurrent batch jobs, a 24 h target turnaround; a
+job pending or running too long expires: after 48 h, UNCONFIRMED). Google announced embedding batches
+for ``gemini-embedding-001``; the Gemini API pricing page gives Gemini Embedding 2 a batch price too.
+:data:`BATCH_MODELS` lists those; a model outside it, or one whose create the service refuses (404 or
+400), falls back to the interactive path (:mod:`edgeroute.framework.router.batch_drain`).
 
 The inputs go through the same preparation as the interactive path: the input checks, the task
 prefix, and the privacy guard on the final parts, before any byte leaves.

@@ -28,8 +28,8 @@ from .outbox import Claim, Outbox, OutboxItem
 from .outbox_schema import document_from_json, owner_is_dead
 
 BATCH_LEASE_S = 72 * 3600.0
-"""How long a submitted job holds its rows: past Gemini's 48 h expiry of a pending or running job, so
-the rows come back (to any drainer) only when nobody polled the job to its end."""
+"""How long a submitted job holds its rows: past the 48 h after which Gemini expires a pending or running
+job (UNCONFIRMED), so the rows come back to any drainer only when nobody polled the job to its end."""
 POLL_LEASE_S = 600.0
 """How long a drainer holds the polling of a job between rounds (renewed each round)."""
 JOB_OWNER_PREFIX = "batch:"
