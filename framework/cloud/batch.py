@@ -33,7 +33,7 @@ import numpy as np
 from ..embedder import Vectors, l2_normalize
 from ..errors import CloudRejectedError, CloudUnavailableError
 from ..parts import Part
-from .embedder import CloudEmbedder, _estimate
+from .embedder import CloudEmbedder, _estimate, _with_prefix
 from .pricing import BATCH_PRICES_PER_MTOK, PriceTable
 from .retry import Attempts
 
@@ -88,10 +88,13 @@ class BatchEmbedder:
     def __init__(self, cloud: CloudEmbedder) -> None:
         self.cloud = cloud
 
-    def prepare(self, contents: Sequence[Sequence[Part]], dims: int | None) -> tuple[list[Any], int]:
-        """The google-genai Contents of documents (prefixed, checked, guarded) and their dims; raises
-        before anything is sent (:class:`InputError`, :class:`PrivacyViolationError`)."""
-        batches = self.cloud._prepare([list(c) for c in contents], "document", None, dims)
+    def prepare(
+        self, contents: Sequence[Sequence[Part]], titles: Sequence[str | None], dims: int | None
+    ) -> tuple[list[Any], int]:
+        """The google-genai Contents of documents (checked, prefixed with their titles as the interactive
+        path does, guarded) and their dims; raises before anything is sent (:class:`InputError`,
+        :class:`PrivacyViolationError`)."""
+        batches = self.cloud._prepare([list(c) for c in contents], "document", list(titles), dims)
         return [c for b in batches for c in b.contents], batches[0].dims
 
     async def asubmit(self, contents: list[Any], dims: int, display_name: str) -> str:
@@ -180,11 +183,13 @@ class BatchEmbedder:
         """Remove the job and its results from the service (a job already gone is fine)."""
         await self._gone_ok(lambda c: c.aio.batches.delete(name=name))
 
-    def record_usage(self, parts: Sequence[Sequence[Part]]) -> float:
-        """Count the embedded inputs in the cloud usage at batch prices; returns the estimated USD."""
+    def record_usage(self, parts: Sequence[Sequence[Part]], titles: Sequence[str | None]) -> float:
+        """Count the embedded inputs (as sent: with the task prefix and title) in the cloud usage at
+        batch prices; returns the estimated USD. The estimate is edgeroute's (the job reports no
+        token counts to the SDK), so it differs a little from what an interactive call reports."""
         tokens: dict[str, int] = {}
-        for content in parts:
-            for k, v in _estimate(content).items():
+        for content, title in zip(parts, titles, strict=True):
+            for k, v in _estimate(_with_prefix(list(content), "document", title)).items():
                 tokens[k] = tokens.get(k, 0) + v
         self.cloud.usage.add(tokens, len(parts), prices=BATCH_PRICES)
         return BATCH_PRICES.cost(tokens)

@@ -230,7 +230,9 @@ async def _submit(
         return True
     docs = [it.document for it in items]
     try:
-        contents, dims = batch.prepare([_inputs(d) for d in docs], engine.cloud_dims)
+        contents, dims = batch.prepare(
+            [_inputs(d) for d in docs], [_title(d) for d in docs], engine.cloud_dims
+        )
     except (InputError, PrivacyViolationError) as exc:  # the screen should have caught it: send nothing
         tally.error = f"{type(exc).__name__}: {exc}"
         await to_thread(outbox.release, poller)
@@ -342,7 +344,7 @@ async def _write_results(
             col = await engine.aopen_index("cloud", create=True)
             assert col is not None
         await write_index(col, docs, status.vectors[[row for _, row in chunk]], col.space)
-        batch.record_usage([_inputs(d) for d in docs])
+        batch.record_usage([_inputs(d) for d in docs], [_title(d) for d in docs])
         # Stored first, then the rows go: a kill between the two re-writes the same vectors, no more.
         done = await to_thread(outbox.complete, claim, [(it.document.id, it.content_hash) for it, _ in chunk])
         await _settle(outbox, claim, col, done.vanished)
@@ -353,6 +355,11 @@ def _inputs(doc: Document) -> list[Part]:
     """The document's one cloud input, as the interactive path sends it (its text alone for a text
     document; the title goes in the task prefix)."""
     return [Part.text(doc.text)] if not doc.is_multimodal else cloud_parts(doc)
+
+
+def _title(doc: Document) -> str | None:
+    """The title the interactive path puts in a document's task prefix (none for a multimodal one)."""
+    return doc.title if not doc.is_multimodal else None
 
 
 def _audit(engine: HybridEngine, docs: Sequence[Document], t0: float, exc: CloudError | None) -> None:

@@ -211,3 +211,29 @@ def test_documents_deleted_or_changed_while_in_a_job_get_the_last_word(
     (stored,) = col.get([changed.id])
     assert stored.text == new.text  # the stale result was not written; the new text went in a second job
     assert len(emu.batches.created) == 2 and [len(j["parts"]) for j in emu.batches.created] == [12, 1]
+
+
+def test_titled_documents_get_the_same_vectors_as_the_interactive_path(
+    make_engine: EngineFactory, emu: GeminiEmulator
+) -> None:
+    titled = [
+        Document(
+            f"t{i}",
+            f"section {i} on descaling an espresso machine",
+            title=f"Manual {i}",
+            sensitivity="public",
+        )
+        for i in range(3)
+    ]
+    engine = _queued(make_engine, titled)
+    assert engine.batch_drain(**FAST).written == 3
+    other = make_engine(collection="inter")
+    other.ingest(titled)
+    col, inter = engine.open_index("cloud"), other.open_index("cloud")
+    assert col is not None and inter is not None
+    ids = [d.id for d in titled]
+    a = {r.id: r.vector for r in col.get(ids, include_vectors=True)}
+    b = {r.id: r.vector for r in inter.get(ids, include_vectors=True)}
+    assert all(float(np.dot(a[i], b[i])) == pytest.approx(1.0, abs=1e-5) for i in ids)
+    sent = _sent_texts(emu)
+    assert all(f"title: Manual {i} | text: " in "".join(sent) for i in range(3))
