@@ -41,7 +41,14 @@ from ..aio import to_thread
 from ..cloud.batch import BATCH_PRICES, BatchEmbedder, BatchStatus, supports_batch
 from ..cloud.media import estimate_part_tokens
 from ..documents import Document
-from ..errors import CloudAuthError, CloudError, CloudRejectedError, InputError, PrivacyViolationError
+from ..errors import (
+    CloudAuthError,
+    CloudError,
+    CloudRejectedError,
+    InputError,
+    PrivacyViolationError,
+    StoreError,
+)
 from ..parts import Part
 from ..store.chroma import Collection
 from .audit import CloudCallRecord
@@ -207,7 +214,9 @@ async def _submit(
     """Claim, screen and submit one job (its token added to ``submitted``); False when there is nothing
     (more) to submit this round."""
     outbox, name = engine.outbox, engine.name
-    claim = await to_thread(outbox.claim, name, take, owner=poller, lease_s=DEFAULT_LEASE_S, skip=tried)
+    # Held while the rows are screened (a re-detection of a long row can take seconds): longer for more rows.
+    lease_s = DEFAULT_LEASE_S + 0.5 * take
+    claim = await to_thread(outbox.claim, name, take, owner=poller, lease_s=lease_s, skip=tried)
     if not claim:
         return False
     tally.submitted_docs += len(claim.items)
@@ -239,7 +248,12 @@ async def _submit(
         tried |= {d.id for d in docs}
         return False
     token = f"edgeroute-{name}-{os.urandom(6).hex()}"
-    job_claim = await to_thread(jobs.record, claim, token, items, dims, poller)
+    try:
+        job_claim = await to_thread(jobs.record, claim, token, items, dims, poller)
+    except StoreError as exc:  # a row's lease ran out and another drainer took it: nothing is submitted
+        tally.error = str(exc)
+        await to_thread(outbox.release, poller)
+        return False
     submitted.append(token)
     await to_thread(outbox.release, poller)  # anything of the claim not in the job
     t0 = time.perf_counter()

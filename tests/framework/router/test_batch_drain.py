@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from router_helpers import CONFIDENTIAL, PUBLIC, WITH_PII, EngineFactory, leaked
 from edgeroute.framework.cloud.pricing import PriceTable
 from edgeroute.framework.documents import Document
 from edgeroute.framework.errors import InputError
+from edgeroute.framework.router.audit import AuditLog
 from edgeroute.framework.router.engine import HybridEngine
 from edgeroute.framework.router.reports import BatchSyncReport
 from edgeroute.framework.testing.emulator import GeminiEmulator
@@ -42,9 +44,9 @@ def _interactive_calls(emu: GeminiEmulator) -> int:
 
 
 def test_happy_path_writes_every_document_once_in_jobs_of_bounded_size(
-    make_engine: EngineFactory, emu: GeminiEmulator
+    make_engine: EngineFactory, emu: GeminiEmulator, tmp_path: Path
 ) -> None:
-    engine = _queued(make_engine)
+    engine = _queued(make_engine, audit=AuditLog(tmp_path / "audit.jsonl"))
     report = engine.batch_drain(job_size=5, **FAST)
     assert isinstance(report, BatchSyncReport)
     assert (report.written, report.failed, report.remaining, report.jobs_open) == (12, 0, 0, 0)
@@ -57,6 +59,9 @@ def test_happy_path_writes_every_document_once_in_jobs_of_bounded_size(
     assert emu.batches.live == []  # every job deleted at the service once its results were stored
     assert set(_sent_texts(emu).values()) == {1} and len(_sent_texts(emu)) == 12
     assert _interactive_calls(emu) == 0
+    jobs = [r for r in engine.audit.records() if r.get("purpose") == "index_batch"]
+    assert [(r["outcome"], r["items"]) for r in jobs] == [("ok", 5), ("ok", 5), ("ok", 2)]
+    assert all(r["tokens"] > 0 and r["bytes"] > 0 and r["cost_usd"] > 0 for r in jobs)
     # The same vectors as the interactive path: same prefix and title, same model, same dims.
     other = make_engine(collection="inter")
     other.ingest(PUBLIC)
@@ -237,3 +242,27 @@ def test_titled_documents_get_the_same_vectors_as_the_interactive_path(
     assert all(float(np.dot(a[i], b[i])) == pytest.approx(1.0, abs=1e-5) for i in ids)
     sent = _sent_texts(emu)
     assert all(f"title: Manual {i} | text: " in "".join(sent) for i in range(3))
+
+
+def test_two_batch_drainers_at_once_put_each_row_in_one_job(
+    make_engine: EngineFactory, emu: GeminiEmulator, tmp_path: Path
+) -> None:
+    import threading
+
+    path = tmp_path / "outbox.sqlite"
+    first = _queued(make_engine, outbox_path=path)
+    second = make_engine(outbox_path=path)
+    emu.batches.default = BatchScript(polls=2)
+    reports: list[BatchSyncReport] = []
+    threads = [
+        threading.Thread(target=lambda e=e: reports.append(e.batch_drain(job_size=3, max_jobs=2, **FAST)))
+        for e in (first, second)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(reports) == 2 and sum(r.written for r in reports) == 12
+    assert set(_sent_texts(emu).values()) == {1} and len(_sent_texts(emu)) == 12
+    col = first.open_index("cloud")
+    assert col is not None and col.count() == 12 and first.outbox.depth() == 0
