@@ -266,3 +266,24 @@ def test_two_batch_drainers_at_once_put_each_row_in_one_job(
     assert set(_sent_texts(emu).values()) == {1} and len(_sent_texts(emu)) == 12
     col = first.open_index("cloud")
     assert col is not None and col.count() == 12 and first.outbox.depth() == 0
+
+
+def test_an_outbox_from_before_the_batch_tables_gains_them_and_reads_as_no_jobs(tmp_path: Path) -> None:
+    import sqlite3
+
+    from edgeroute.framework.router.outbox import Outbox
+    from edgeroute.framework.router.outbox_jobs import BatchJobs
+
+    path = tmp_path / "outbox.sqlite"
+    with Outbox(path) as box:
+        box.enqueue("docs", PUBLIC[:2])
+    with sqlite3.connect(path) as db:  # as the previous release left it
+        db.execute("DROP TABLE batch_jobs")
+        db.execute("DROP TABLE batch_rows")
+    with Outbox(path, read_only=True) as ro:
+        assert BatchJobs(ro).open_count("docs") == 0 and ro.depth("docs") == 2
+    with Outbox(path) as box:  # a writing open adds them in place, rows kept
+        assert BatchJobs(box).open_count("docs") == 0 and box.depth("docs") == 2
+    with sqlite3.connect(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"batch_jobs", "batch_rows"} <= tables
