@@ -69,6 +69,9 @@ DEFAULT_MAX_JOBS = 4
 """Jobs one drainer keeps open (Gemini allows 100 concurrent batch jobs per project)."""
 DEFAULT_POLL_S = 30.0
 _NOT_SENT = frozenset({"OFFLINE", "CIRCUIT_OPEN"})  # refused by the client itself: no job can exist
+FIND_GRACE_S = 120.0
+"""How long a create whose answer was lost may still turn into a job (the service may finish it late):
+only past this age does a lookup that finds nothing return the rows, so a late job is not doubled."""
 WRITE_CHUNK = 256
 """Results stored per write, each chunk completed in the outbox before the next (a kill loses at most one)."""
 
@@ -87,6 +90,7 @@ class _Tally:
     polls: int = 0
     error: str | None = None
     fallback: str | None = None
+    again: bool = False  # rows came back this round (a create that made no job): run another round
 
 
 def check_batch(job_size: int, max_jobs: int, poll_interval_s: float) -> None:
@@ -139,7 +143,8 @@ async def batch_drain(
             if progress is not None:
                 progress("batch", tally.written + tally.unchanged, total or None)
             open_jobs = await to_thread(jobs.open_count, engine.name)
-            if not wait or tally.fallback is not None or open_jobs == 0:
+            again, tally.again = tally.again, False
+            if not wait or tally.fallback is not None or (open_jobs == 0 and not again):
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
@@ -294,8 +299,11 @@ async def _poll(
     name = job.job_name
     if name is None:
         name = await batch.afind(job.token)
-        if name is None:  # the create never made a job: the rows go back as they were
-            await to_thread(jobs.forget, job.token)
+        if name is None:
+            if time.time() - job.created_at >= FIND_GRACE_S:
+                # The create never made a job: the rows go back as they were, for the next round.
+                await to_thread(jobs.forget, job.token)
+                tally.again = True
             return
         await to_thread(jobs.submitted, job.token, name)
     status = await batch.apoll(name, job.dims)

@@ -287,3 +287,18 @@ def test_an_outbox_from_before_the_batch_tables_gains_them_and_reads_as_no_jobs(
     with sqlite3.connect(path) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"batch_jobs", "batch_rows"} <= tables
+
+
+def test_a_create_dropped_before_any_job_existed_returns_its_rows_after_the_grace(
+    make_engine: EngineFactory, emu: GeminiEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeroute.framework.router import batch_drain
+
+    engine = _queued(make_engine)
+    emu.script_faults(["drop"])  # the create's connection is dropped before the emulator makes a job
+    held = engine.batch_drain(job_size=100, wait=False, **FAST)
+    assert held.jobs_open == 1 and held.written == 0 and emu.batches.created == []  # inside the grace: kept
+    monkeypatch.setattr(batch_drain, "FIND_GRACE_S", 0.0)
+    report = engine.batch_drain(job_size=100, **FAST)
+    assert report.written == 12 and report.remaining == 0 and report.jobs_open == 0
+    assert len(emu.batches.created) == 1  # submitted again only because the first made no job
