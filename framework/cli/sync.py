@@ -143,7 +143,7 @@ def _batch_in_rounds(
                 )
             total = _merge(total, report)
             if left is not None:
-                left -= report.claimed
+                left = max(0, left - report.claimed)
             idle = report.jobs_open == 0 and report.claimed == 0
             if (
                 report.fallback

@@ -118,12 +118,13 @@ async def batch_drain(
     progress: ProgressFn | None = None,
 ) -> BatchSyncReport:
     """Drain the collection's outbox through the Batch API (see the module docstring); at most ``limit``
-    documents submitted. ``wait``: poll until no job is open (or ``timeout_s`` passed); else one round.
+    documents submitted (0: only poll the recorded jobs). ``wait``: poll until no job is open (or ``timeout_s`` passed); else one round.
     ``owner`` names this drainer across rounds (default: a new id); a caller that passes one keeps the
     poll leases between calls and gives them back itself (``BatchJobs(outbox).release_polls(owner)``),
     and may pass ``tried``, the ids this drain already failed (updated in place), so that rows of a job
     that failed are not resubmitted by a later round of the same run."""
-    check_drain(engine, limit, 1)
+    # limit=0 polls the recorded jobs and submits nothing (a caller's last rounds after its limit).
+    check_drain(engine, None if limit == 0 and not isinstance(limit, bool) else limit, 1)
     check_batch(job_size, max_jobs, poll_interval_s)
     assert engine.cloud is not None
     cloud = engine.cloud

@@ -302,3 +302,15 @@ def test_a_create_dropped_before_any_job_existed_returns_its_rows_after_the_grac
     report = engine.batch_drain(job_size=100, **FAST)
     assert report.written == 12 and report.remaining == 0 and report.jobs_open == 0
     assert len(emu.batches.created) == 1  # submitted again only because the first made no job
+
+
+def test_a_limit_bounds_what_is_submitted_and_zero_only_polls(
+    make_engine: EngineFactory, emu: GeminiEmulator
+) -> None:
+    engine = _queued(make_engine)
+    emu.batches.default = BatchScript(polls=2)
+    first = engine.batch_drain(5, job_size=2, wait=False, **FAST)
+    assert first.claimed == 5 and [len(j["parts"]) for j in emu.batches.created] == [2, 2, 1]
+    polled = engine.batch_drain(0, **FAST)  # polls the three jobs to their end, submits nothing
+    assert polled.jobs_submitted == 0 and polled.written == 5 and polled.jobs_open == 0
+    assert engine.outbox.depth("docs") == 7 and len(emu.batches.created) == 3
