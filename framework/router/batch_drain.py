@@ -313,6 +313,10 @@ async def _poll(
     if not status.ended:
         return
     claim, by_pos, changed = await to_thread(jobs.claim_of, job)
+    if not claim.items:  # every row already settled (a drainer died after its last write): clean up only
+        await batch.adelete(name)
+        await to_thread(jobs.forget, job.token)
+        return
     if changed:  # re-queued with another text since the submit: its result is stale, the next job sends it
         await to_thread(engine.outbox.release, claim.owner, sorted(changed))
         by_pos = {pos: it for pos, it in by_pos.items() if it.document.id not in changed}

@@ -314,3 +314,24 @@ def test_a_limit_bounds_what_is_submitted_and_zero_only_polls(
     polled = engine.batch_drain(0, **FAST)  # polls the three jobs to their end, submits nothing
     assert polled.jobs_submitted == 0 and polled.written == 5 and polled.jobs_open == 0
     assert engine.outbox.depth("docs") == 7 and len(emu.batches.created) == 3
+
+
+def test_a_job_whose_rows_are_all_settled_is_only_cleaned_up(
+    make_engine: EngineFactory, emu: GeminiEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeroute.framework.cloud.batch import BatchEmbedder
+    from edgeroute.framework.errors import CloudUnavailableError
+
+    engine = _queued(make_engine)
+    real = BatchEmbedder.adelete
+
+    async def failing(self: BatchEmbedder, name: str) -> None:
+        raise CloudUnavailableError("503 while deleting", status_code=503)
+
+    monkeypatch.setattr(BatchEmbedder, "adelete", failing)
+    first = engine.batch_drain(job_size=100, **FAST, wait=False)
+    assert first.written == 12 and first.jobs_open == 1 and "deleting" in (first.error or "")
+    monkeypatch.setattr(BatchEmbedder, "adelete", real)
+    again = engine.batch_drain(job_size=100, **FAST)
+    assert (again.written, again.jobs_failed, again.jobs_open, again.error) == (0, 0, 0, None)
+    assert emu.batches.live == [] and len(emu.batches.created) == 1
