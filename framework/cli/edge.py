@@ -130,9 +130,7 @@ def bench_edge_command(
     ] = True,
     data: Annotated[
         Path | None,
-        typer.Option(
-            help="folder holding scifact/ (the document sample, BEIR layout) \\[env EDGEROUTE_DATA]"
-        ),
+        typer.Option(help="folder holding scifact/ (the document sample, BEIR layout) \\[env EDGEROUTE_DATA]"),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="intra-op threads (default: all cores)")] = None,
     baseline: Annotated[

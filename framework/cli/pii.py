@@ -314,30 +314,15 @@ def bench_pii(
     for name, res in results.items():
         table = Table(title=f"{name}: {res['texts']} texts from {where} ({', '.join(res['detectors'])})")
         table.add_column("group")
-        for col in (
-            "pii texts",
-            "doc recall",
-            "person texts",
-            "recall",
-            "clean texts",
-            "FP rate",
-            "person spans",
-            "location spans",
-        ):
+        for col in ("pii texts", "doc recall", "person texts", "recall", "clean texts", "FP rate", "person spans", "location spans"):
             table.add_column(col)
         by_lang = res["span_recall_by_lang"]
         for g, d in res["documents"].items():
             labels = by_lang.get(g.removeprefix("lang:"), {}) if g.startswith("lang:") else res["span_recall"]
             table.add_row(
-                g,
-                str(d["pii_texts"]),
-                str(d["doc_recall"]),
-                str(d["person_texts"]),
-                str(d["person_text_recall"]),
-                str(d["clean_texts"]),
-                str(d["fp_rate"]),
-                str(labels.get("person", {}).get("recall")),
-                str(labels.get("location", {}).get("recall")),
+                g, str(d["pii_texts"]), str(d["doc_recall"]), str(d["person_texts"]), str(d["person_text_recall"]),
+                str(d["clean_texts"]), str(d["fp_rate"]),
+                str(labels.get("person", {}).get("recall")), str(labels.get("location", {}).get("recall")),
             )
         Console().print(table)
         Console().print(

@@ -117,9 +117,7 @@ def query_command(
 def audit_command(
     store: StoreOpt = None,
     tail: Annotated[int, typer.Option(help="Also print the last N records")] = 0,
-    audit_file: Annotated[
-        Path | None, typer.Option("--file", help="Audit log \\[env EDGEROUTE_AUDIT]")
-    ] = None,
+    audit_file: Annotated[Path | None, typer.Option("--file", help="Audit log \\[env EDGEROUTE_AUDIT]")] = None,
     chroma_url: ChromaUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -91,8 +91,7 @@ def serve_command(
     port: Annotated[int, typer.Option(help="Port to bind")] = 8080,
     keys: KeysOpt = None,
     edge: Annotated[
-        str | None,
-        typer.Option("--edge", help="'model' (EmbeddingGemma) or 'hashing' \\[env EDGEROUTE_EDGE]"),
+        str | None, typer.Option("--edge", help="'model' (EmbeddingGemma) or 'hashing' \\[env EDGEROUTE_EDGE]")
     ] = None,
     model: Annotated[
         Path | None, typer.Option("--model", help="On-device model directory \\[env EDGEROUTE_EDGE_MODEL]")

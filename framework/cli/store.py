@@ -165,9 +165,7 @@ def collections_command(
     ] = None,
     chroma_url: Annotated[
         str | None,
-        typer.Option(
-            "--chroma-url", help="A `chroma run` server (http://HOST:PORT) \\[env EDGEROUTE_CHROMA_URL]"
-        ),
+        typer.Option("--chroma-url", help="A `chroma run` server (http://HOST:PORT) \\[env EDGEROUTE_CHROMA_URL]"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:

@@ -135,10 +135,7 @@ class EdgeEmbedder:
         # the weights load keeps the process's peak at the parse (see _release_free_heap).
         # Only a tokenizer.model the manifest pins (and so verifies): a file dropped in by hand is ignored.
         self._tokenizer: TextTokenizer = load_tokenizer(
-            directory.path,
-            directory.tokenizer_path,
-            m.max_tokens,
-            prefer_sentencepiece=SENTENCEPIECE_FILE in m.files,
+            directory.path, directory.tokenizer_path, m.max_tokens, prefer_sentencepiece=SENTENCEPIECE_FILE in m.files
         )
         _release_free_heap()
         import onnxruntime as ort

@@ -171,9 +171,7 @@ def load_labelled(path: str | Path, *, lang: str = "") -> list[LabelledText]:
     Clear errors name the line."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(
-            f"labelled PII set {p} does not exist; pass a JSONL or BIO/CoNLL file with text and spans"
-        )
+        raise InputError(f"labelled PII set {p} does not exist; pass a JSONL or BIO/CoNLL file with text and spans")
     if p.suffix.lower() in CONLL_SUFFIXES:
         return _load_conll(p, lang)
     rows: list[LabelledText] = []
@@ -212,9 +210,7 @@ def _path_lang(p: Path) -> str:
 def _load_conll(p: Path, lang: str) -> list[LabelledText]:
     sentences = parse_conll(p.read_text(encoding="utf-8"))
     if not sentences:
-        raise InputError(
-            f"{p} has no BIO/CoNLL sentences (expected 'word<TAB>tag' lines, blank lines between sentences)"
-        )
+        raise InputError(f"{p} has no BIO/CoNLL sentences (expected 'word<TAB>tag' lines, blank lines between sentences)")
     lang = lang or _path_lang(p)
     rows = []
     for words in sentences:
@@ -252,14 +248,8 @@ def score_findings(rows: list[LabelledText], found: list[tuple[PiiFinding, ...]]
                 fp += 1
                 fp_kinds[f.kind] = fp_kinds.get(f.kind, 0) + 1
                 if len(examples) < 30:
-                    examples.append(
-                        {"kind": f.kind, "span": row.text[f.start : f.end], "text": row.text[:200]}
-                    )
-        groups = [
-            "all",
-            f"lang:{row.lang}" if row.lang else "lang:?",
-            f"genre:{row.genre}" if row.genre else "genre:?",
-        ]
+                    examples.append({"kind": f.kind, "span": row.text[f.start : f.end], "text": row.text[:200]})
+        groups = ["all", f"lang:{row.lang}" if row.lang else "lang:?", f"genre:{row.genre}" if row.genre else "genre:?"]
         has_person = any(label == "person" for _, _, label in row.spans)
         for g in groups:
             d = docs.setdefault(g, [0, 0, 0, 0, 0, 0])
@@ -274,18 +264,10 @@ def score_findings(rows: list[LabelledText], found: list[tuple[PiiFinding, ...]]
                 d[5] += bool(fs)
     return {
         "texts": len(rows),
-        "span_recall": {
-            k: {"spans": v[0], "recall": _ratio(v[1], v[0])} for k, v in sorted(per_label.items())
-        },
+        "span_recall": {k: {"spans": v[0], "recall": _ratio(v[1], v[0])} for k, v in sorted(per_label.items())},
         "documents": {
-            g: {
-                "pii_texts": d[0],
-                "doc_recall": _ratio(d[1], d[0]),
-                "clean_texts": d[2],
-                "fp_rate": _ratio(d[3], d[2]),
-                "person_texts": d[4],
-                "person_text_recall": _ratio(d[5], d[4]),
-            }
+            g: {"pii_texts": d[0], "doc_recall": _ratio(d[1], d[0]), "clean_texts": d[2], "fp_rate": _ratio(d[3], d[2]),
+                "person_texts": d[4], "person_text_recall": _ratio(d[5], d[4])}
             for g, d in sorted(docs.items())
         },
         "span_recall_by_lang": {

@@ -109,9 +109,7 @@ def _plausible(text: str, kind: str, start: int, end: int) -> bool:
     """
     if end - start < 2:
         return False
-    if (start > 0 and _joined(text[start - 1], text[start])) or (
-        end < len(text) and _joined(text[end - 1], text[end])
-    ):
+    if (start > 0 and _joined(text[start - 1], text[start])) or (end < len(text) and _joined(text[end - 1], text[end])):
         return False
     span = text[start:end]
     if not any(c.isalnum() for c in span):
@@ -161,8 +159,7 @@ class PiiDetector:
             # leaves unset: a retrained head brings the operating point it was measured at.
             tuned: dict[str, float] = getattr(self.head, "thresholds", {})  # stand-in heads may have none
             self._thresholds = {
-                k: (ent.thresholds[k] if k in ent.thresholds else tuned.get(k, v))
-                for k, v in self._thresholds.items()
+                k: (ent.thresholds[k] if k in ent.thresholds else tuned.get(k, v)) for k, v in self._thresholds.items()
             }
             if self.head.dims != _feature_dims(self.embedder):
                 logger.warning(
@@ -351,9 +348,7 @@ class PiiDetector:
             if title and (st := title_states[i]) is not None:
                 entities.extend(self._entities_from_states(st))
             elif i in extra:
-                entities.extend(
-                    (f.kind, f.start, f.end, f.score) for f in extra[i] if f.detector == "entities"
-                )
+                entities.extend((f.kind, f.start, f.end, f.score) for f in extra[i] if f.detector == "entities")
             entities.extend(self._entities_from_states(text_states[i], offset))
             spans = self.patterns(pii) if patterns is None else patterns[i]
             out.append(self._combine(pii, spans, entities))
@@ -389,9 +384,7 @@ class PiiDetector:
     ) -> tuple[Vectors, tuple[PiiFinding, ...]]:
         """:meth:`embed_query_batch` in a worker thread: vector and findings from one forward pass."""
         if self.embedder is None:
-            raise InputError(
-                "embedding a query needs a PiiDetector built with an edge embedder that has token states"
-            )
+            raise InputError("embedding a query needs a PiiDetector built with an edge embedder that has token states")
         return await self.embedder.arun(self.embed_query_batch, text, dims)
 
     # -- sync wrappers ----------------------------------------------------------------------------------

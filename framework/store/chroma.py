@@ -346,7 +346,9 @@ class VectorStore:
         return f"VectorStore({self.location!r})"
 
 
-def _close_parts(client: Any, location: str, slot: tuple[str, int] | None, lock: WriterLock | None) -> None:
+def _close_parts(
+    client: Any, location: str, slot: tuple[str, int] | None, lock: WriterLock | None
+) -> None:
     try:
         close = getattr(client, "close", None)
         if callable(close):

@@ -229,11 +229,7 @@ def test_tool_examples_with_pii_train_the_edge_side_only(emulator: GeminiEmulato
     r.register(
         "email_contact",
         "Write an e-mail to a contact",
-        [
-            "mail jane.roe@example.org about the invoice",
-            "write to Alice Moreau about lunch",
-            "send an e-mail",
-        ],
+        ["mail jane.roe@example.org about the invoice", "write to Alice Moreau about lunch", "send an e-mail"],
     )
     r.fit()
     r.route("will it rain tomorrow")  # escalates: the cloud side is fitted and used
@@ -584,9 +580,7 @@ def test_real_model_a_name_in_prose_never_reaches_the_cloud(emulator: GeminiEmul
         pytest.skip("the model directory has no token-state outputs (graph version < 3)")
     cloud = CloudEmbedder(base_url=emulator.base_url, api_key="test-key", dims=256)
     r = ToolRouter(edge, cloud=cloud, threshold=1.0)  # always unsure: every request would escalate
-    r.register(
-        "weather", "Weather forecast for a city", ["what's the weather in Paris", "will it rain tomorrow"]
-    )
+    r.register("weather", "Weather forecast for a city", ["what's the weather in Paris", "will it rain tomorrow"])
     r.register("sports", "Sports results and match reports", ["who won the match", "latest football scores"])
     before = len(emulator.requests)
     prose = "Takuya Takagi scored the winner in the 88th minute."

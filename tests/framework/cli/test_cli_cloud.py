@@ -46,11 +46,7 @@ def test_emulator_command_serves_the_sdk(tmp_path: Path) -> None:
         str(record),
     ]
     proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        preexec_fn=_ctrl_c_enabled,
+        cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"}, preexec_fn=_ctrl_c_enabled
     )
     try:
         assert proc.stdout is not None

@@ -43,9 +43,7 @@ def _tokenizer_pair() -> Path | None:
 
 
 PAIR = _tokenizer_pair()
-needs_pair = pytest.mark.skipif(
-    PAIR is None, reason="no folder with Gemma's tokenizer.json + tokenizer.model"
-)
+needs_pair = pytest.mark.skipif(PAIR is None, reason="no folder with Gemma's tokenizer.json + tokenizer.model")
 
 
 def _data_sample() -> list[str]:
@@ -79,9 +77,7 @@ def test_literal_control_tokens_byte_fallback_and_truncation() -> None:
     hf = HFTokenizer(PAIR / TOKENIZER_FILE, 16)
     text = "a <bos> b \u2153\u2e3b c"
     ours, theirs = sp.encode_batch([text], offsets=True)[0], hf.encode_batch([text])[0]
-    assert (
-        ours.ids == theirs.ids and 2 in ours.ids[1:-1]
-    )  # the literal <bos>: the control token, as in tokenizer.json
+    assert ours.ids == theirs.ids and 2 in ours.ids[1:-1]  # the literal <bos>: the control token, as in tokenizer.json
     assert ours.offsets == list(theirs.offsets)
     long = sp.encode_batch(["word " * 100])[0]
     assert len(long.ids) == 16 and long.ids[0] == 2 and long.ids[-1] == 1 and long.overflowing

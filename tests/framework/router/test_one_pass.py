@@ -51,9 +51,7 @@ class OnePass(PiiDetector):
     ) -> tuple[Vectors, list[tuple[PiiFinding, ...]]]:
         self.passes += len(texts)
         vecs = await self.edge.aembed_documents(list(texts), titles=list(titles), dims=dims)
-        return vecs, [
-            self._named("\n".join(filter(None, [ti, t]))) for t, ti in zip(texts, titles, strict=True)
-        ]
+        return vecs, [self._named("\n".join(filter(None, [ti, t]))) for t, ti in zip(texts, titles, strict=True)]
 
     def detect_batch(self, texts: Sequence[str]) -> list[tuple[PiiFinding, ...]]:
         self.detected += len(texts)

@@ -19,9 +19,7 @@ from edgeroute.framework.testing.emulator import GeminiEmulator
 pytestmark = pytest.mark.slow
 
 PROSE = "Takuya Takagi scored the winner in the 88th minute."
-TITLED = Document(
-    "t-1", "The dates moved to spring; see the notes below.", title="Letter from Jane Whitcombe"
-)
+TITLED = Document("t-1", "The dates moved to spring; see the notes below.", title="Letter from Jane Whitcombe")
 PUBLIC = [
     Document("pub-1", "Football matches last ninety minutes.", sensitivity="public"),
     Document("pub-2", "A corner kick is taken from the corner arc.", sensitivity="public", title="Rules"),
@@ -36,9 +34,7 @@ def edge() -> EdgeEmbedder:
 def test_one_pass_per_changed_document_none_at_reindex_or_in_the_drain(
     edge: EdgeEmbedder, emu: GeminiEmulator
 ) -> None:
-    engine = HybridEngine(
-        VectorStore.ephemeral(), "news", edge=edge, cloud=make_cloud(emu), audit=AuditLog(None)
-    )
+    engine = HybridEngine(VectorStore.ephemeral(), "news", edge=edge, cloud=make_cloud(emu), audit=AuditLog(None))
     docs = [Document("match-1", PROSE, sensitivity="public"), TITLED, *PUBLIC]
     try:
         assert engine.pii.one_pass

@@ -64,14 +64,10 @@ PROSE = "Takuya Takagi scored the winner in the 88th minute."
 def test_a_name_in_prose_never_reaches_the_emulator_as_a_query_or_a_document(
     edge: EdgeEmbedder, emu: GeminiEmulator
 ) -> None:
-    engine = HybridEngine(
-        VectorStore.ephemeral(), "news", edge=edge, cloud=make_cloud(emu), audit=AuditLog(None)
-    )
+    engine = HybridEngine(VectorStore.ephemeral(), "news", edge=edge, cloud=make_cloud(emu), audit=AuditLog(None))
     try:
         assert engine.pii.head is not None and "document" in engine.pii.head.prompts  # the retrained head
-        engine.ingest(
-            [Document("match-1", PROSE), Document("pub-1", "Football matches last ninety minutes.")]
-        )
+        engine.ingest([Document("match-1", PROSE), Document("pub-1", "Football matches last ninety minutes.")])
         engine.sync()
         result = engine.retrieve(PROSE, k=2, stakes="high")
         assert result.decision.route.value == "edge" and "privacy.pii" in result.decision.codes

@@ -271,9 +271,7 @@ def test_real_model_a_name_in_prose_stays_home_through_the_service(serve: Start)
         pytest.skip("the model directory has no token-state outputs (graph version < 3)")
     s = serve(edge=edge)
     prose = "Takuya Takagi scored the winner in the 88th minute."
-    r = httpx.post(
-        s.url + "/v1/embeddings", json={"input": prose, "model": "cloud"}, headers=s.headers(), timeout=60
-    )
+    r = httpx.post(s.url + "/v1/embeddings", json={"input": prose, "model": "cloud"}, headers=s.headers(), timeout=60)
     assert r.status_code == 403 and r.json()["error"]["code"] == "privacy.pii", r.text
     client = RemoteEngine(s.url, s.keys["acme"], "notes")
     client.ingest([Document("a", "Football matches last ninety minutes.", sensitivity="public")])
