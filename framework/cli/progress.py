@@ -28,6 +28,7 @@ STAGE_LABELS = {
     "chunks": "chunking",
     "edge": "edge embedding",
     "cloud": "cloud sends",
+    "batch": "batch results",
     "queries": "running queries",
     "index": "embedding documents",
     "export": "exporting",

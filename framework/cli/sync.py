@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import CollectionNotFoundError
-from ..router.reports import SyncReport
+from ..router.reports import BatchSyncReport, SyncReport
 from ..settings import RouterSettings, build_engine, require_store
 from .app import app
 from .exit_codes import ExitCode
@@ -95,6 +95,72 @@ def _drain_in_turns(
         time.sleep(_YIELD_S)
 
 
+def _merge(total: BatchSyncReport, r: BatchSyncReport) -> BatchSyncReport:
+    """One report for several rounds: counts added, the queue's figures and the note from the last."""
+    add = ("written", "unchanged", "refused", "failed", "jobs_submitted", "jobs_resumed", "jobs_done")
+    more = ("jobs_failed", "polls", "claimed")
+    return dataclasses.replace(
+        r,
+        **{k: getattr(total, k) + getattr(r, k) for k in (*add, *more)},
+        error=r.error or total.error,
+        fallback=r.fallback or total.fallback,
+    )
+
+
+def _batch_in_rounds(
+    settings: RouterSettings,
+    limit: int | None,
+    options: dict[str, Any],
+    progress: ProgressFn,
+    stop: threading.Event,
+) -> tuple[BatchSyncReport, float]:
+    """Drain one collection through the Batch API in rounds: each round opens the store (its writer
+    lock), polls the recorded jobs once, writes what ended, submits what fits, and closes it; between
+    rounds it waits --poll-interval. One drainer id across rounds keeps the jobs' poll leases."""
+    from ..router.outbox import Outbox, new_owner_id
+    from ..router.outbox_jobs import BatchJobs
+
+    owner = new_owner_id()
+    tried: set[str] = set()
+    total = BatchSyncReport()
+    waited = 0.0
+    left = limit
+    deadline = None if options["timeout"] is None else time.monotonic() + options["timeout"]
+    try:
+        while True:
+            with build_engine(settings, existing=True, load_model=False) as engine:
+                lock = engine.store.writer_lock
+                waited += lock.waited_s if lock is not None else 0.0
+                report = engine.batch_drain(
+                    left,
+                    job_size=options["job_size"],
+                    max_jobs=options["max_jobs"],
+                    poll_interval_s=0.0,
+                    wait=False,
+                    owner=owner,
+                    tried=tried,
+                    progress=progress,
+                )
+            total = _merge(total, report)
+            if left is not None:
+                left = max(0, left - report.claimed)
+            idle = report.jobs_open == 0 and report.claimed == 0
+            if (
+                report.fallback
+                or idle
+                or not options["wait"]
+                or (left is not None and left <= 0 and not report.jobs_open)
+            ):
+                return total, waited
+            if deadline is not None and time.monotonic() >= deadline:
+                return total, waited
+            if stop.wait(options["poll_interval"]):
+                return total, waited
+    finally:
+        with Outbox(settings.outbox_path) as outbox:
+            BatchJobs(outbox).release_polls(owner)
+
+
 def _retry_dead(settings: RouterSettings) -> int:
     """Queue a collection's dead letters again; the outbox is SQLite with its own locking, so this
     needs no hold of the store."""
@@ -128,6 +194,29 @@ def sync_command(
             help="First put the dead-lettered documents (ones the cloud refused for good) back in the queue",
         ),
     ] = False,
+    batch_api: Annotated[
+        bool,
+        typer.Option(
+            "--batch-api",
+            help="Send through Gemini's Batch API: half price, its own limits, results within 24 h "
+            "(a model without one is sent interactively)",
+        ),
+    ] = False,
+    job_size: Annotated[int, typer.Option(help="With --batch-api: documents per batch job")] = 1000,
+    max_jobs: Annotated[int, typer.Option(help="With --batch-api: jobs open at once (1-100)")] = 4,
+    poll_interval: Annotated[
+        float, typer.Option(help="With --batch-api: seconds between polls of the open jobs")
+    ] = 30.0,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="With --batch-api: submit and poll once, then exit; a later sync --batch-api polls on",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --batch-api: stop polling after this many seconds")
+    ] = None,
     policy: PolicyOpt = None,
     chroma_url: ChromaUrlOpt = None,
     lock_timeout: LockTimeoutOpt = None,
@@ -145,11 +234,34 @@ def sync_command(
     letter after EDGEROUTE_OUTBOX_MAX_ATTEMPTS refusals (default 3): kept, shown by `edgeroute status`,
     no longer sent; --retry-dead queues the dead letters again (after you fix the cause) and drains.
 
-    Exit codes: 0 every queue drained; 3 documents still queued, failed or dead-lettered (the error says
-    why); 2 an unknown collection (the existing ones are listed); 1 failed (for example the store stayed
-    locked).
+    --batch-api drains a large backlog through Gemini's Batch API (half the interactive price, its own
+    rate limits, results within 24 h): it submits jobs of --job-size documents (at most --max-jobs
+    open), polls them every --poll-interval seconds and writes the cloud index as each job ends. The jobs
+    are recorded in the outbox: an interrupted run (kill -9 included) is resumed by the next
+    `sync --batch-api`, which polls them and submits nothing twice; a job that fails or expires returns
+    its documents to the queue. Every document is checked by the privacy guard before it goes into a job.
+
+    Exit codes: 0 every queue drained; 3 documents still queued, failed or dead-lettered, or batch jobs
+    still open (the error says why); 2 an unknown collection (the existing ones are listed); 1 failed
+    (for example the store stayed locked).
     """
     from .sources import collection_given, collections_in, require_collection
+
+    if batch_api and watch:
+        raise typer.BadParameter(
+            "--batch-api polls its jobs until they end; drop --watch", param_hint="--watch"
+        )
+    batch_options = {
+        "job_size": job_size,
+        "max_jobs": max_jobs,
+        "poll_interval": poll_interval,
+        "wait": not no_wait,
+        "timeout": timeout,
+    }
+    if batch_api:
+        from ..router.batch_drain import check_batch
+
+        check_batch(job_size, max_jobs, poll_interval)
 
     base = settings_from(store, collection, policy, chroma_url=chroma_url, lock_timeout=lock_timeout)
     existing = collections_in(base)
@@ -174,7 +286,11 @@ def sync_command(
                 revived = _retry_dead(settings) if retry_dead else 0
                 if revived and not as_json:
                     out.print(f"[bold]{name}[/]: {revived} dead-lettered document(s) queued again")
-                report, waited = _drain_in_turns(settings, limit, batch_size, progress, stop)
+                report: SyncReport
+                if batch_api:
+                    report, waited = _batch_in_rounds(settings, limit, batch_options, progress, stop)
+                else:
+                    report, waited = _drain_in_turns(settings, limit, batch_size, progress, stop)
                 if not report.complete:
                     code = ExitCode.EDGE_ONLY
                 if as_json:
@@ -195,9 +311,23 @@ def sync_command(
                         + (f"; {report.dead} dead-lettered (see edgeroute status)" if report.dead else "")
                         + (f" ({escape(report.error)})" if report.error else "")
                     )
+                    if isinstance(report, BatchSyncReport):
+                        out.print(_batch_line(report))
             if not watch or stop.wait(interval):
                 break
     exit_with(code)
+
+
+def _batch_line(r: BatchSyncReport) -> str:
+    line = (
+        f"  batch jobs: {r.jobs_submitted} submitted, {r.jobs_resumed} resumed, {r.jobs_done} done, "
+        f"{r.jobs_failed} failed or expired (their documents queued again), {r.jobs_open} still open"
+    )
+    if r.jobs_open:
+        line += "; run edgeroute sync --batch-api again to poll them"
+    if r.fallback:
+        line += f"\n  {escape(r.fallback)}"
+    return line
 
 
 @app.command("status")
@@ -249,6 +379,8 @@ def _print_status(status: dict[str, Any]) -> None:
         "cloud index": f"{status['cloud_count']} records ({status['cloud_space'] or 'no cloud configured'})",
         "outbox depth": str(status["outbox_depth"]) + (f" ({leased} being sent)" if leased else ""),
         "dead letters": _dead_line(status),
+        "batch jobs open": str(status.get("batch_jobs_open", 0))
+        + (" (edgeroute sync --batch-api polls them)" if status.get("batch_jobs_open") else ""),
         "circuit": status["circuit"],
         "budget left": "unlimited"
         if status["budget_left_usd"] is None

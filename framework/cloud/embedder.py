@@ -73,6 +73,7 @@ class CloudUsage:
     requests: int = 0  # embedding inputs (one vector each)
     calls: int = 0  # HTTP calls that returned vectors
     ledger: SpendLedger | None = field(default=None, repr=False, compare=False)
+    discount_usd: float = 0.0  # what calls priced by another table (the Batch API's) cost less
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def spent_usd(self) -> float:
@@ -85,17 +86,21 @@ class CloudUsage:
 
     @property
     def cost_usd(self) -> float:
-        """Estimated USD from the price table (standard API prices by default)."""
-        return self.prices.cost(self.tokens)
+        """Estimated USD from the price table (standard API prices by default), less what batch calls saved."""
+        return self.prices.cost(self.tokens) - self.discount_usd
 
-    def add(self, tokens: Mapping[str, int], requests: int) -> None:
+    def add(self, tokens: Mapping[str, int], requests: int, *, prices: PriceTable | None = None) -> None:
+        """Count one call; ``prices`` (the Batch API's, say) replace the table for its cost."""
+        table = prices or self.prices
         with self._lock:
             for k, v in tokens.items():
                 self.tokens[k] = self.tokens.get(k, 0) + v
             self.requests += requests
             self.calls += 1
+            if prices is not None:
+                self.discount_usd += self.prices.cost(tokens) - prices.cost(tokens)
         if self.ledger is not None:
-            self.ledger.add(tokens, {m: self.prices.cost({m: n}) for m, n in tokens.items()}, requests)
+            self.ledger.add(tokens, {m: table.cost({m: n}) for m, n in tokens.items()}, requests)
 
     def as_dict(self) -> dict[str, Any]:
         return {

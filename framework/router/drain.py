@@ -89,47 +89,14 @@ async def drain(
                 break  # nothing left that another drainer is not already sending
             if col is None:
                 col = await engine.aopen_index("cloud", create=False)
-            # Tombstone rows whose drainer died before taking its write back out: finish its job.
-            await _settle(outbox, claim, col, [it.document.id for it in claim.items if it.deleted])
-            items = [it for it in claim.items if not it.deleted]
-            # What the cloud client's own limit checks refuse would be refused on every attempt, with no
-            # request sent: dead at once, before the costly privacy scan of (often very long) texts.
-            invalid = _invalid(items)
-            for doc_id, exc in invalid.items():
-                await to_thread(
-                    outbox.fail, claim, [doc_id], f"{type(exc).__name__}: {exc}", "permanent", dead=True
-                )
-                error = f"{type(exc).__name__}: {exc}"
-            if invalid:
-                failed += len(invalid)
-                tried |= set(invalid)
-                items = [it for it in items if it.document.id not in invalid]
-            docs = [it.document for it in items]
-            found = await _findings(engine, items)
-            allowed = cloud_allowed(docs, engine.policy, found)
-            guard = engine.guard
-            blocked = {
-                d.id
-                for d, ok in zip(docs, allowed, strict=True)
-                if not ok
-                or any(guard.is_private(p) for p in cloud_parts(d))
-                or (d.title is not None and guard.is_private(Part.text(d.title)))
-            }
-            if blocked:
-                gone = [d.id for d in docs if d.id in blocked]
-                await to_thread(outbox.discard, name, gone)
-                # Our rows are now tombstones: take any earlier version out of the cloud index, drop them.
-                await _settle(outbox, claim, col, gone)
-                refused += len(blocked)
-            keep = [it for it in items if it.document.id not in blocked]
-            fresh = [it.document for it in keep]
-            if col is not None and keep:
-                stale = set(
-                    await to_thread(
-                        col.stale_ids, [i.document.id for i in keep], [i.content_hash for i in keep]
-                    )
-                )
-                fresh = [it.document for it in keep if it.document.id in stale]
+            checked = await screen(engine, claim, col)
+            if checked.error is not None:
+                error = checked.error
+            failed += len(checked.invalid)
+            tried |= checked.invalid
+            refused += checked.refused
+            keep = checked.keep
+            fresh = [it.document for it in checked.fresh]
             sent = await _send(calls, fresh)
             if sent.docs:
                 if col is None:  # created only now, with vectors to put in it
@@ -172,13 +139,70 @@ async def drain(
     return SyncReport(written, unchanged, refused, failed, remaining, error, in_flight=in_flight, dead=dead)
 
 
+@dataclass(slots=True)
+class Screened:
+    """A claim after the checks every drain runs before sending: ``keep`` the rows still due for the
+    cloud, of which ``fresh`` are not stored yet in their current version; ``invalid`` ids were made
+    dead letters (the client's input checks refuse them), ``refused`` rows were dropped by privacy."""
+
+    keep: list[OutboxItem]
+    fresh: list[OutboxItem]
+    invalid: set[str]
+    refused: int
+    error: str | None
+
+
+async def screen(engine: HybridEngine, claim: Claim, col: Collection | None) -> Screened:
+    """Settle tombstone rows, dead-letter what the input checks refuse, place every row again from its
+    stored findings and check it against the guard (**P**: a private row is discarded, never sent),
+    and skip what the cloud index already holds. Shared by the interactive and the Batch API drains."""
+    outbox, name = engine.outbox, engine.name
+    error: str | None = None
+    # Tombstone rows whose drainer died before taking its write back out: finish its job.
+    await _settle(outbox, claim, col, [it.document.id for it in claim.items if it.deleted])
+    items = [it for it in claim.items if not it.deleted]
+    # What the cloud client's own limit checks refuse would be refused on every attempt, with no
+    # request sent: dead at once, before the costly privacy scan of (often very long) texts.
+    invalid = _invalid(items)
+    for doc_id, exc in invalid.items():
+        await to_thread(outbox.fail, claim, [doc_id], f"{type(exc).__name__}: {exc}", "permanent", dead=True)
+        error = f"{type(exc).__name__}: {exc}"
+    items = [it for it in items if it.document.id not in invalid]
+    docs = [it.document for it in items]
+    found = await _findings(engine, items)
+    allowed = cloud_allowed(docs, engine.policy, found)
+    guard = engine.guard
+    blocked = {
+        d.id
+        for d, ok in zip(docs, allowed, strict=True)
+        if not ok
+        or any(guard.is_private(p) for p in cloud_parts(d))
+        or (d.title is not None and guard.is_private(Part.text(d.title)))
+    }
+    if blocked:
+        gone = [d.id for d in docs if d.id in blocked]
+        await to_thread(outbox.discard, name, gone)
+        # Our rows are now tombstones: take any earlier version out of the cloud index, drop them.
+        await _settle(outbox, claim, col, gone)
+    keep = [it for it in items if it.document.id not in blocked]
+    fresh = keep
+    if col is not None and keep:
+        stale = set(
+            await to_thread(col.stale_ids, [i.document.id for i in keep], [i.content_hash for i in keep])
+        )
+        fresh = [it for it in keep if it.document.id in stale]
+    return Screened(keep, fresh, set(invalid), len(blocked), error)
+
+
 async def _findings(engine: HybridEngine, items: list[OutboxItem]) -> list[tuple[PiiFinding, ...]]:
     """Each queued document's findings: those ingest stored with its row when they were computed by the
     same detector version (no model pass), else detected again now (a row from an older release, or
     the head, the rules, the model or the policy's PII settings changed since it was queued)."""
     version = engine.pii.version
     out: list[tuple[PiiFinding, ...] | None] = [
-        findings_from_json(it.findings) if it.findings is not None and it.detector_version == version else None
+        findings_from_json(it.findings)
+        if it.findings is not None and it.detector_version == version
+        else None
         for it in items
     ]
     again = [i for i, f in enumerate(out) if f is None]
@@ -255,4 +279,4 @@ async def _send(calls: CloudCalls, docs: list[Document]) -> _Sent:
     return out
 
 
-__all__ = ["check_drain", "drain"]
+__all__ = ["Screened", "check_drain", "drain", "screen"]

@@ -38,6 +38,8 @@ from ..store.cache import CachedEmbedder, EmbeddingCache
 from ..store.chroma import Collection, VectorStore, index_collection_name, validate_logical_name
 from . import lifecycle
 from .audit import AuditLog
+from .batch_drain import DEFAULT_JOB_SIZE, DEFAULT_MAX_JOBS, DEFAULT_POLL_S
+from .batch_drain import batch_drain as batch_drain_flow
 from .cloud_calls import CloudCalls
 from .drain import drain as drain_flow
 from .fusion import DEFAULT_RRF_K, rrf_fuse
@@ -45,7 +47,8 @@ from .guard import PrivacyGuard
 from .ingest import ingest as ingest_flow
 from .lifecycle import DeleteReport
 from .outbox import Outbox
-from .reports import IngestReport, ProgressFn, SyncReport
+from .outbox_jobs import BatchJobs
+from .reports import BatchSyncReport, IngestReport, ProgressFn, SyncReport
 from .retrieve import retrieve as retrieve_flow
 from .write_order import WriteOrder
 
@@ -213,17 +216,63 @@ class HybridEngine:
     ingest = syncify(aingest)
 
     async def adrain(
-        self, limit: int | None = None, *, batch_size: int = 32, progress: ProgressFn | None = None
+        self,
+        limit: int | None = None,
+        *,
+        batch_size: int = 32,
+        progress: ProgressFn | None = None,
+        batch_api: bool = False,
     ) -> SyncReport:
         """Drain this collection's outbox into the cloud index (at most ``limit`` documents).
 
         Safe to interrupt at any point (kill -9 included) and to run again: nothing is lost or duplicated.
         Safe to run in several processes at once: each queued document is sent by one of them (leases).
+        ``batch_api=True`` goes through Gemini's Batch API instead (:meth:`abatch_drain` with its
+        defaults: it waits for the jobs, which can take hours).
         """
+        if batch_api:
+            return await self.abatch_drain(limit, progress=progress)
         return await drain_flow(self, limit, batch_size, progress=progress)
 
     drain = syncify(adrain)
     sync = drain  # named after ``edgeroute sync``
+
+    async def abatch_drain(
+        self,
+        limit: int | None = None,
+        *,
+        job_size: int = DEFAULT_JOB_SIZE,
+        max_jobs: int = DEFAULT_MAX_JOBS,
+        poll_interval_s: float = DEFAULT_POLL_S,
+        wait: bool = True,
+        timeout_s: float | None = None,
+        owner: str | None = None,
+        tried: set[str] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> BatchSyncReport:
+        """Drain the outbox through Gemini's Batch API (half price, its own limits; ``edgeroute sync
+        --batch-api``): submit jobs of ``job_size`` documents (at most ``max_jobs`` open), poll every
+        ``poll_interval_s``, and write the cloud index as each job ends. Jobs are recorded in the
+        outbox, so a restart polls them instead of submitting their rows again; a job that fails or
+        expires returns its rows to the queue. Every row is placed again and checked by the privacy
+        guard before it goes into a job. ``wait=False`` runs one round (submit, poll once) and returns;
+        a model without a Batch API falls back to :meth:`adrain` (``report.fallback`` says so). ``owner``
+        and ``tried`` let a caller run rounds itself (see :func:`~.batch_drain.batch_drain`).
+        """
+        return await batch_drain_flow(
+            self,
+            limit,
+            job_size=job_size,
+            max_jobs=max_jobs,
+            poll_interval_s=poll_interval_s,
+            wait=wait,
+            timeout_s=timeout_s,
+            owner=owner,
+            tried=tried,
+            progress=progress,
+        )
+
+    batch_drain = syncify(abatch_drain)
 
     async def adelete(
         self, ids: Sequence[str] | None = None, *, source: str | Path | None = None
@@ -302,6 +351,7 @@ class HybridEngine:
             "outbox_dead": self.outbox.dead_count(self.name),
             "outbox_dead_error": next((i.last_error for i in self.outbox.dead(self.name, limit=1)), None),
             "outbox": self.outbox.stats(),
+            "batch_jobs_open": BatchJobs(self.outbox).open_count(self.name),
             "circuit": self.cloud_state(),
             "cloud": cloud,
             "budget_usd": self.budget_usd,

@@ -1,6 +1,11 @@
 """The outbox's SQLite file: its schema, the in-place migration of older files, read-only opening,
 the documents' JSON form and the drainers' owner ids. :mod:`.outbox` holds the queue's operations.
 
+The ``batch_jobs`` and ``batch_rows`` tables (:mod:`.outbox_jobs`) keep each Batch API job a drainer
+submitted: its name, and the rows it holds by position with the generation each had, so a restarted
+drainer polls the job again instead of submitting its rows twice. Both are created on open; an older
+file gains them with no change to its rows.
+
 The ``findings`` table keeps every ingested document's PII findings (kinds and offsets, never the text),
 keyed by id with the content hash and detector version they hold for, so re-indexing an unchanged
 document runs no model pass (:meth:`Outbox.stored_findings`).
@@ -51,6 +56,25 @@ CREATE TABLE IF NOT EXISTS findings (
     detector_version TEXT NOT NULL,
     findings TEXT NOT NULL,
     PRIMARY KEY (collection, doc_id)
+);
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    token TEXT PRIMARY KEY,
+    collection TEXT NOT NULL,
+    job_name TEXT,
+    dims INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    polls INTEGER NOT NULL DEFAULT 0,
+    last_state TEXT,
+    poll_owner TEXT,
+    poll_until REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS batch_rows (
+    token TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    doc_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    PRIMARY KEY (token, position)
 );
 CREATE TABLE IF NOT EXISTS tombstones (
     collection TEXT NOT NULL,

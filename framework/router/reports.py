@@ -38,6 +38,32 @@ class SyncReport:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchSyncReport(SyncReport):
+    """A drain through Gemini's Batch API (:mod:`.batch_drain`): the :class:`SyncReport` counts, and the
+    jobs. ``jobs_submitted`` this drainer created; ``jobs_resumed`` it found recorded (a restart) and
+    polled; ``jobs_done`` ended and had their results written; ``jobs_failed`` failed or expired (their
+    rows went back to the queue); ``jobs_open`` are still pending or running at the end (a later
+    ``sync --batch-api`` polls them; nothing is resubmitted). ``fallback`` says why documents went
+    through the interactive path instead (the model has no Batch API), or None."""
+
+    jobs_submitted: int = 0
+    jobs_resumed: int = 0
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    jobs_open: int = 0
+    polls: int = 0
+    fallback: str | None = None
+    claimed: int = 0
+    """Queued rows this drainer took up (screened, then put in jobs, found stored, refused or failed)."""
+
+    @property
+    def complete(self) -> bool:
+        return (
+            self.jobs_open == 0 and self.failed == 0 and self.dead == 0 and self.remaining <= self.in_flight
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class IngestReport:
     """What :meth:`HybridEngine.ingest` did with each index of the collection.
 
@@ -59,4 +85,4 @@ class IngestReport:
         return asdict(self)
 
 
-__all__ = ["IngestReport", "ProgressFn", "SyncReport"]
+__all__ = ["BatchSyncReport", "IngestReport", "ProgressFn", "SyncReport"]

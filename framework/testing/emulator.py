@@ -26,6 +26,7 @@ from ..cloud.media import DEFAULT_MODEL, MAX_DIMS
 from ..digest import sha256_bytes
 from ..embedder import l2_normalize
 from ..errors import ConfigurationError
+from .emulator_batch import CREATE_PATH, JOB_PATH, BatchJobs, BatchScript, embedder_for
 from .emulator_http import EmulatorHandler, EmulatorServer
 from .emulator_wire import PATH, BadRequest, embed_requests, status_body
 from .hashing import hash_embed
@@ -72,6 +73,8 @@ class GeminiEmulator:
         self.retry_after_s = retry_after_s
         self.timeout_hold_s = timeout_hold_s
         self.requests: list[dict[str, Any]] = []
+        self.batches = BatchJobs()
+        """The Batch API's jobs: script their outcomes (:meth:`script_batches`), read what was created."""
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._script: deque[str | None] = deque()
@@ -198,8 +201,14 @@ class GeminiEmulator:
         with self._lock:
             self._script.extend(items)
 
+    def script_batches(self, scripts: Iterable[BatchScript | str]) -> None:
+        """Queue how the next created batch jobs behave, one per job: a :class:`BatchScript`, or an
+        outcome name (``succeeded``, ``failed``, ``expired``) that ends at the first poll."""
+        self.batches.script(s if isinstance(s, BatchScript) else BatchScript(outcome=s) for s in scripts)
+
     def reset(self) -> None:
-        """Forget recorded requests, scripted faults and the random fault rate."""
+        """Forget recorded requests, batch jobs, scripted faults and the random fault rate."""
+        self.batches.reset()
         with self._lock:
             self.requests.clear()
             self._script.clear()
@@ -262,14 +271,9 @@ class GeminiEmulator:
 
     # -- request handling ------------------------------------------------------------------
 
-    def handle(
-        self, path: str, headers: dict[str, str], query_key: str | None, raw: bytes
-    ) -> tuple[int, dict[str, Any]]:
-        """Serve one parsed HTTP request; returns (status, JSON body). Faults are applied by the handler."""
-        m = PATH.match(path)
-        if m is None:
-            return 404, status_body(404, "NOT_FOUND", f"Method not found: {path}")
-        version, model, method = m.groups()
+    def _refuse_key(
+        self, headers: dict[str, str], query_key: str | None
+    ) -> tuple[int, dict[str, Any]] | None:
         key = headers.get("x-goog-api-key") or query_key
         if not key:
             return 403, status_body(
@@ -282,6 +286,31 @@ class GeminiEmulator:
             return 400, status_body(
                 400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."
             )
+        return None
+
+    def handle_batch(
+        self, method: str, path: str, query: str, headers: dict[str, str], query_key: str | None, raw: bytes
+    ) -> tuple[int, dict[str, Any], dict[str, Any] | None] | None:
+        """Serve a Batch API route (see :mod:`.emulator_batch`); None when ``path`` is not one."""
+        if not (CREATE_PATH.match(path) or JOB_PATH.match(path)):
+            return None
+        refused = self._refuse_key(headers, query_key)
+        if refused is not None:
+            return refused[0], refused[1], None
+        embed = embedder_for(self.text_vectors, self._media_vector)
+        return self.batches.serve(method, path, query, raw, KNOWN_MODELS, embed)
+
+    def handle(
+        self, path: str, headers: dict[str, str], query_key: str | None, raw: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        """Serve one parsed HTTP request; returns (status, JSON body). Faults are applied by the handler."""
+        m = PATH.match(path)
+        if m is None:
+            return 404, status_body(404, "NOT_FOUND", f"Method not found: {path}")
+        version, model, method = m.groups()
+        refused = self._refuse_key(headers, query_key)
+        if refused is not None:
+            return refused
         if model not in KNOWN_MODELS:
             return 404, status_body(
                 404,

@@ -11,6 +11,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from .emulator_batch import CREATE_PATH, batch_parts
 from .emulator_wire import MESSAGES, PATH, peek_parts, status_body
 
 if TYPE_CHECKING:
@@ -34,11 +35,15 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        self._send(
-            404, status_body(404, "NOT_FOUND", "Only POST :batchEmbedContents and :embedContent are served.")
-        )
+        self._serve("GET")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
 
     def do_POST(self) -> None:
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
         emu = self.emu
         started = time.time()
         length = int(self.headers.get("content-length") or 0)
@@ -48,19 +53,21 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         fault = emu._next_fault()
         entry: dict[str, Any] = {"time": started, "path": path, "fault": fault}
-        m = PATH.match(path)
+        if method != "POST":
+            entry["method"] = method
+        m = PATH.match(path) or CREATE_PATH.match(path)
         entry["model"] = m.group(2) if m else None
         if emu.latency_ms:
             time.sleep(emu.latency_ms / 1000)
             if self._client_gone():
                 # The caller cancelled (a deadline passed): nothing is computed or answered, and the
                 # log says so, as Gemini would not bill an abandoned call either.
-                entry.update(status=None, abandoned=True, parts=peek_parts(raw))
+                entry.update(status=None, abandoned=True, parts=_parts(path, raw))
                 emu._record(entry)
                 self.close_connection = True
                 return
         if fault in ("429", "500", "503"):
-            entry.update(status=int(fault or 0), parts=peek_parts(raw))
+            entry.update(status=int(fault or 0), parts=_parts(path, raw))
             emu._record(entry)
             code = int(fault or 0)
             status, message = MESSAGES[code]
@@ -68,21 +75,45 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             self._send(code, status_body(code, status, message), extra)
             return
         if fault == "timeout":
-            entry.update(status=None, parts=peek_parts(raw))
+            entry.update(status=None, parts=_parts(path, raw))
             emu._record(entry)
             # Hold the socket without answering until the client gives up (or the emulator closes).
             emu._closing.wait(emu.timeout_hold_s)
             self.close_connection = True
             return
         if fault == "drop":
-            entry.update(status=None, parts=peek_parts(raw))
+            entry.update(status=None, parts=_parts(path, raw))
             emu._record(entry)
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        code, body = emu.handle(path, headers, query_key, raw)
-        entry.update(status=code, parts=peek_parts(raw))
+        served = emu.handle_batch(method, path, query, headers, query_key, raw)
+        if served is not None:
+            code, body, record = served
+            entry.update(status=code, parts=(record or {}).get("parts", []))
+            if record and "batch" in record:
+                entry["batch"] = record["batch"]
+            if record and record.get("lose_answer"):  # the job exists; the client never hears of it
+                entry.update(status=None, lost_answer=True)
+                emu._record(entry)
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
+        elif method != "POST":
+            code, body = (
+                404,
+                status_body(
+                    404,
+                    "NOT_FOUND",
+                    "Only POST :batchEmbedContents, :embedContent and the batch routes are served.",
+                ),
+            )
+            entry.update(status=code, parts=[])
+        else:
+            code, body = emu.handle(path, headers, query_key, raw)
+            entry.update(status=code, parts=peek_parts(raw))
         emu._record(entry)
         self._send(code, body)
 
@@ -106,6 +137,11 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up first
+
+
+def _parts(path: str, raw: bytes) -> list[list[dict[str, Any]]]:
+    """What a request carried, for the log: a batch create's items, or an embedding call's requests."""
+    return batch_parts(raw) if CREATE_PATH.match(path) else peek_parts(raw)
 
 
 def _fmt_seconds(s: float) -> str:
