@@ -10,6 +10,12 @@ that server's configuration is measured). Loopback only: it is a load generator.
 The load generator runs in this process (asyncio + httpx), the server in another, so the two
 share the machine's cores as a client on the same host would. No cloud is configured for the
 servers it starts: retrieval takes the edge route, which is the path micro-batching serves.
+
+With the real model, single requests are also measured side by side with the query's own work in
+this process: ``PiiDetector.embed_query_batch`` (one forward pass for the vector and the token
+states, the PII head and patterns: what a served retrieval cannot do without) and the bare
+``EdgeEmbedder.embed_queries``, in alternating rounds on the same queries, so the ratio of the
+served request to its own embedding holds on a busy machine too.
 """
 
 from __future__ import annotations
@@ -99,6 +105,19 @@ class LoadResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SideBySide:
+    """Single served requests against the same queries' own work in this process, alternating rounds."""
+
+    rounds: int
+    requests: int
+    served_p50_ms: float
+    embed_query_p50_ms: float  # PiiDetector.embed_query_batch: vector + token states + PII findings
+    embed_p50_ms: float  # EdgeEmbedder.embed_queries: the vector alone
+    served_over_embed_query: float
+    served_over_embed: float
+
+
+@dataclass(frozen=True, slots=True)
 class ServeBenchResult:
     endpoint: str
     edge: str
@@ -106,7 +125,7 @@ class ServeBenchResult:
     duration_s: float
     single_p50_ms: float
     single_requests: int
-    batched: LoadResult
+    batched: LoadResult | None
     unbatched: LoadResult | None
     speedup: float | None
     p99_over_single: float
@@ -114,6 +133,7 @@ class ServeBenchResult:
     max_wait_ms: float
     cores: int
     targets: dict[str, bool | None]
+    side_by_side: SideBySide | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -225,6 +245,68 @@ def single_latency(
     return round(statistics.median(out), 2) if out else float("nan"), len(out)
 
 
+InProcess = Callable[[str], tuple[float, float]]
+"""``fn(query) -> (ms with findings, ms of the bare embedding)``: one query's own work, timed here."""
+
+
+def in_process_query(model: Path | None) -> InProcess:
+    """The query's own work in this process, as a served retrieval does it: the default policy's
+    PiiDetector over the edge model (one pass for vector and findings), and the bare embedding."""
+    from ...policies.config import PolicyConfig
+    from ..edge.embedder import EdgeEmbedder
+    from ..pii import PiiDetector
+
+    detector = PiiDetector(PolicyConfig(), embedder=EdgeEmbedder.load(model))
+    edge = detector.embedder
+    if edge is None or detector.head is None:
+        raise ConfigurationError("the edge model has no token-state outputs; the side-by-side needs them")
+
+    def run(query: str) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        detector.embed_query_batch(query)
+        t1 = time.perf_counter()
+        edge.embed_queries([query])
+        return (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0
+
+    return run
+
+
+def side_by_side(
+    url: str, key: str, body: _Body, work: InProcess, *, rounds: int = 8, per_round: int = 10
+) -> SideBySide:
+    """Served single requests and ``work`` on the same queries, in alternating rounds: the machine's
+    load moves both alike, so their ratio holds where the absolute figures do not."""
+    served: list[float] = []
+    with_findings: list[float] = []
+    bare: list[float] = []
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+        for path, payload in (body.next() for _ in range(3)):  # warm both sides
+            client.post(path, json=payload)
+            work(str(payload.get("query", payload.get("input"))))
+        for _ in range(rounds):
+            batch = [body.next() for _ in range(per_round)]
+            for path, payload in batch:
+                t0 = time.perf_counter()
+                r = client.post(path, json=payload)
+                if r.status_code == 200:
+                    served.append((time.perf_counter() - t0) * 1000.0)
+            for _, payload in batch:
+                a, b = work(str(payload.get("query", payload.get("input"))))
+                with_findings.append(a)
+                bare.append(b)
+    med = statistics.median
+    s50, q50, e50 = med(served), med(with_findings), med(bare)
+    return SideBySide(
+        rounds=rounds,
+        requests=len(served),
+        served_p50_ms=round(s50, 2),
+        embed_query_p50_ms=round(q50, 2),
+        embed_p50_ms=round(e50, 2),
+        served_over_embed_query=round(s50 / q50, 3),
+        served_over_embed=round(s50 / e50, 3),
+    )
+
+
 @contextlib.contextmanager
 def _server(
     store: Path,
@@ -292,8 +374,15 @@ def run_serve_bench(
     single_s: float = 8.0,
     docs: int = 400,
     progress: Callable[[str], None] | None = None,
+    load: bool = True,
+    in_process: InProcess | None = None,
+    side_rounds: int = 8,
 ) -> ServeBenchResult:
-    """Measure the service; see the module docstring. ``url`` + ``key`` target a running loopback server."""
+    """Measure the service; see the module docstring. ``url`` + ``key`` target a running loopback server.
+
+    ``load=False`` measures single requests only (no concurrent runs, no batching-off server).
+    ``in_process``: the query's own work timed in this process (:func:`in_process_query`, loaded
+    here by default with the real model) for the side-by-side of single requests."""
     if concurrency < 1 or duration_s <= 0:
         raise InputError("--concurrency must be >= 1 and --duration > 0")
     if endpoint not in ("retrieve", "embeddings"):
@@ -301,8 +390,14 @@ def run_serve_bench(
     say = progress or (lambda _msg: None)
     queries = synthetic_queries()
     body = _Body(endpoint, collection, queries)
+    if in_process is None and edge == "model" and endpoint == "retrieve":
+        say("loading the edge model in this process for the side-by-side")
+        in_process = in_process_query(model)
+    pair: list[SideBySide] = []
 
-    def one_server(target: str, k: str, label: str, do_single: bool) -> tuple[LoadResult, float, int]:
+    def one_server(
+        target: str, k: str, label: str, do_single: bool
+    ) -> tuple[LoadResult | None, float, int]:
         if endpoint == "retrieve":
             say(f"{label}: indexing the corpus")
             r = httpx.post(target + "/v1/documents", json={"collection": collection, "documents": synthetic_corpus(docs)},
@@ -312,11 +407,16 @@ def run_serve_bench(
                     f"indexing the bench corpus failed: HTTP {r.status_code} {r.text[:300]}"
                 )
         say(f"{label}: warming up")
-        measure(target, k, body, concurrency, warmup_s, "warmup")
+        measure(target, k, body, concurrency if load else 1, warmup_s, "warmup")
         single, n_single = (float("nan"), 0)
         if do_single:
             say(f"{label}: single requests")
             single, n_single = single_latency(target, k, body, single_s)
+            if in_process is not None:
+                say(f"{label}: single requests side by side with the query's own work in this process")
+                pair.append(side_by_side(target, k, body, in_process, rounds=side_rounds))
+        if not load:
+            return None, single, n_single
         say(f"{label}: {concurrency} concurrent for {duration_s:g} s")
         return measure(target, k, body, concurrency, duration_s, label), single, n_single
 
@@ -343,15 +443,20 @@ def run_serve_bench(
             with _server(root / "store", keys, batching=True, **common) as target:  # type: ignore[arg-type]
                 batched, single, n_single = one_server(target, bench_key, "batching on", True)
             unbatched = None
-            if compare:
+            if compare and load:
                 with _server(root / "store", keys, batching=False, **common) as target:  # type: ignore[arg-type]
                     unbatched, _, _ = one_server(target, bench_key, "batching off", False)
     speedup = (
         round(batched.requests_per_s / unbatched.requests_per_s, 2)
-        if unbatched is not None and unbatched.requests_per_s
+        if batched is not None and unbatched is not None and unbatched.requests_per_s
         else None
     )
-    p99_ratio = round(batched.p99_ms / single, 2) if single == single and single > 0 else float("nan")
+    p99_ratio = (
+        round(batched.p99_ms / single, 2)
+        if batched is not None and single == single and single > 0
+        else float("nan")
+    )
+    sbs = pair[0] if pair else None
     return ServeBenchResult(
         endpoint=endpoint,
         edge=edge if url is None else "server's",
@@ -369,16 +474,23 @@ def run_serve_bench(
         targets={
             "speedup_ge_3": None if speedup is None else speedup >= 3.0,
             "p99_le_4x_single": p99_ratio <= 4.0 if p99_ratio == p99_ratio else None,
-            "zero_errors": batched.errors == 0 and (unbatched is None or unbatched.errors == 0),
+            "zero_errors": (batched is None or batched.errors == 0)
+            and (unbatched is None or unbatched.errors == 0),
+            "single_le_1_3x_embed_query": None if sbs is None else sbs.served_over_embed_query <= 1.3,
         },
+        side_by_side=sbs,
     )
 
 
 __all__ = [
+    "InProcess",
     "LoadResult",
     "ServeBenchResult",
+    "SideBySide",
     "check_loopback",
+    "in_process_query",
     "run_serve_bench",
+    "side_by_side",
     "synthetic_corpus",
     "synthetic_queries",
 ]

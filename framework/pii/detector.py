@@ -382,9 +382,18 @@ class PiiDetector:
     async def aembed_query(
         self, text: str, *, dims: int | None = None
     ) -> tuple[Vectors, tuple[PiiFinding, ...]]:
-        """:meth:`embed_query_batch` in a worker thread: vector and findings from one forward pass."""
+        """:meth:`embed_query_batch` in a worker thread: vector and findings from one forward pass.
+
+        Behind the service's micro-batcher (``amap_token_states``) the findings are read on the
+        inference thread right after the batch's model call: the request hands its work over once,
+        instead of going through a worker thread that waits on the batch.
+        """
         if self.embedder is None:
             raise InputError("embedding a query needs a PiiDetector built with an edge embedder that has token states")
+        amap = getattr(self.embedder, "amap_token_states", None)
+        if amap is not None and self.head is not None and self.config.enabled and len(text) <= WINDOW_CHARS:
+            vecs, found = await amap([text], "query", self.findings_from_states, dims=dims)
+            return vecs, found[0]
         return await self.embedder.arun(self.embed_query_batch, text, dims)
 
     # -- sync wrappers ----------------------------------------------------------------------------------
