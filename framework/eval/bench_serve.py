@@ -106,15 +106,23 @@ class LoadResult:
 
 @dataclass(frozen=True, slots=True)
 class SideBySide:
-    """Single served requests against the same queries' own work in this process, alternating rounds."""
+    """Single served requests against the same queries' own work in this process, query by query.
 
-    rounds: int
+    Wall-clock p50s and their ratio (the target), and the CPU each costs: the server process's CPU
+    per served request against this process's CPU per ``embed_query_batch``. On a machine shared with
+    other work the wall-clock figures move with the load (a CPU-bound burst waits for a core as much
+    as it computes); the CPU figures do not, so they say how much work the service adds.
+    """
+
     requests: int
     served_p50_ms: float
     embed_query_p50_ms: float  # PiiDetector.embed_query_batch: vector + token states + PII findings
     embed_p50_ms: float  # EdgeEmbedder.embed_queries: the vector alone
     served_over_embed_query: float
     served_over_embed: float
+    served_cpu_ms: float | None = None  # the server process's CPU per served request (all its threads)
+    embed_query_cpu_ms: float | None = None
+    cpu_ratio: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +253,9 @@ def single_latency(
     return round(statistics.median(out), 2) if out else float("nan"), len(out)
 
 
-InProcess = Callable[[str], tuple[float, float]]
-"""``fn(query) -> (ms with findings, ms of the bare embedding)``: one query's own work, timed here."""
+InProcess = Callable[[str], tuple[float, float, float]]
+"""``fn(query) -> (ms with findings, ms of the bare embedding, CPU ms with findings)``: one query's
+own work, timed in this process."""
 
 
 def in_process_query(model: Path | None) -> InProcess:
@@ -261,49 +270,74 @@ def in_process_query(model: Path | None) -> InProcess:
     if edge is None or detector.head is None:
         raise ConfigurationError("the edge model has no token-state outputs; the side-by-side needs them")
 
-    def run(query: str) -> tuple[float, float]:
-        t0 = time.perf_counter()
+    def run(query: str) -> tuple[float, float, float]:
+        c0, t0 = time.process_time(), time.perf_counter()
         detector.embed_query_batch(query)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         edge.embed_queries([query])
-        return (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0
+        return (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0, (c1 - c0) * 1000.0
 
     return run
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds of every live thread of process ``pid`` (Linux schedstat, nanosecond precise)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9
+
+
 def side_by_side(
-    url: str, key: str, body: _Body, work: InProcess, *, rounds: int = 8, per_round: int = 10
+    url: str, key: str, body: _Body, work: InProcess, *, requests: int = 80, server_pid: int | None = None
 ) -> SideBySide:
-    """Served single requests and ``work`` on the same queries, in alternating rounds: the machine's
-    load moves both alike, so their ratio holds where the absolute figures do not."""
+    """Served single requests and ``work`` on the same queries, alternating query by query, so the
+    machine's load moves both alike; with ``server_pid``, the CPU each costs too."""
     served: list[float] = []
     with_findings: list[float] = []
     bare: list[float] = []
+    server_cpu = work_cpu = 0.0
+    cpu_known = server_pid is not None
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
         for path, payload in (body.next() for _ in range(3)):  # warm both sides
             client.post(path, json=payload)
             work(str(payload.get("query", payload.get("input"))))
-        for _ in range(rounds):
-            batch = [body.next() for _ in range(per_round)]
-            for path, payload in batch:
-                t0 = time.perf_counter()
-                r = client.post(path, json=payload)
-                if r.status_code == 200:
-                    served.append((time.perf_counter() - t0) * 1000.0)
-            for _, payload in batch:
-                a, b = work(str(payload.get("query", payload.get("input"))))
-                with_findings.append(a)
-                bare.append(b)
+        for _ in range(requests):
+            path, payload = body.next()
+            c0 = process_cpu_s(server_pid) if server_pid is not None else None
+            t0 = time.perf_counter()
+            r = client.post(path, json=payload)
+            ms = (time.perf_counter() - t0) * 1000.0
+            c1 = process_cpu_s(server_pid) if server_pid is not None else None
+            if r.status_code != 200:
+                continue
+            served.append(ms)
+            if c0 is not None and c1 is not None:
+                server_cpu += c1 - c0
+            else:
+                cpu_known = False
+            a, b, cpu_ms = work(str(payload.get("query", payload.get("input"))))
+            work_cpu += cpu_ms
+            with_findings.append(a)
+            bare.append(b)
     med = statistics.median
     s50, q50, e50 = med(served), med(with_findings), med(bare)
+    n = len(served)
+    q_cpu = work_cpu / n if n else None
+    s_cpu = server_cpu / n * 1000.0 if cpu_known and n else None
     return SideBySide(
-        rounds=rounds,
-        requests=len(served),
+        requests=n,
         served_p50_ms=round(s50, 2),
         embed_query_p50_ms=round(q50, 2),
         embed_p50_ms=round(e50, 2),
         served_over_embed_query=round(s50 / q50, 3),
         served_over_embed=round(s50 / e50, 3),
+        served_cpu_ms=None if s_cpu is None else round(s_cpu, 2),
+        embed_query_cpu_ms=None if q_cpu is None else round(q_cpu, 2),
+        cpu_ratio=None if s_cpu is None or not q_cpu else round(s_cpu / q_cpu, 3),
     )
 
 
@@ -376,13 +410,13 @@ def run_serve_bench(
     progress: Callable[[str], None] | None = None,
     load: bool = True,
     in_process: InProcess | None = None,
-    side_rounds: int = 8,
+    side_requests: int = 80,
 ) -> ServeBenchResult:
     """Measure the service; see the module docstring. ``url`` + ``key`` target a running loopback server.
 
     ``load=False`` measures single requests only (no concurrent runs, no batching-off server).
     ``in_process``: the query's own work timed in this process (:func:`in_process_query`, loaded
-    here by default with the real model) for the side-by-side of single requests."""
+    here by default with the real model) for the side-by-side of ``side_requests`` single requests."""
     if concurrency < 1 or duration_s <= 0:
         raise InputError("--concurrency must be >= 1 and --duration > 0")
     if endpoint not in ("retrieve", "embeddings"):
@@ -396,7 +430,7 @@ def run_serve_bench(
     pair: list[SideBySide] = []
 
     def one_server(
-        target: str, k: str, label: str, do_single: bool
+        target: str, k: str, label: str, do_single: bool, pid: int | None = None
     ) -> tuple[LoadResult | None, float, int]:
         if endpoint == "retrieve":
             say(f"{label}: indexing the corpus")
@@ -414,7 +448,7 @@ def run_serve_bench(
             single, n_single = single_latency(target, k, body, single_s)
             if in_process is not None:
                 say(f"{label}: single requests side by side with the query's own work in this process")
-                pair.append(side_by_side(target, k, body, in_process, rounds=side_rounds))
+                pair.append(side_by_side(target, k, body, in_process, requests=side_requests, server_pid=pid))
         if not load:
             return None, single, n_single
         say(f"{label}: {concurrency} concurrent for {duration_s:g} s")
@@ -440,8 +474,8 @@ def run_serve_bench(
                 "max_wait_ms": max_wait_ms,
                 "log": root / "server.log",
             }
-            with _server(root / "store", keys, batching=True, **common) as target:  # type: ignore[arg-type]
-                batched, single, n_single = one_server(target, bench_key, "batching on", True)
+            with _server(root / "store", keys, batching=True, with_pid=True, **common) as (target, pid):  # type: ignore[arg-type]
+                batched, single, n_single = one_server(target, bench_key, "batching on", True, pid)
             unbatched = None
             if compare and load:
                 with _server(root / "store", keys, batching=False, **common) as target:  # type: ignore[arg-type]
