@@ -319,7 +319,11 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         self._validate(key, texts, titles)
         if not self.enabled or not texts or (self._loop is not None and self._loop is not loop):
-            return await self._call(key, texts, titles, [finish] * len(texts) if finish else None)
+            out = await self._call(key, texts, titles, [finish] * len(texts) if finish else None)
+            failed = next((r for r in out[1] if isinstance(r, _Failed)), None) if finish else None
+            if failed is not None:
+                raise failed.error
+            return out
         if self._worker is None or self._worker.done():
             self.start()
         tenant = current_tenant.get()
@@ -328,7 +332,12 @@ class MicroBatcher:
         for start in range(0, len(texts), self.max_batch):
             part = slice(start, start + self.max_batch)
             job = _Job(
-                key, texts[part], titles[part] if titles else None, loop.create_future(), tenant, finish=finish
+                key,
+                texts[part],
+                titles[part] if titles else None,
+                loop.create_future(),
+                tenant,
+                finish=finish,
             )
             self._pending.append(job)
             futures.append(job.future)
@@ -444,8 +453,13 @@ class MicroBatcher:
         for j in jobs:
             n = len(j.texts)
             if not j.future.done():
-                if isinstance(vecs, tuple):  # (vectors, token states)
-                    j.future.set_result((vecs[0][start : start + n], vecs[1][start : start + n]))
+                if isinstance(vecs, tuple):  # (vectors, token states or finish's results)
+                    rows = vecs[1][start : start + n]
+                    failed = next((r for r in rows if isinstance(r, _Failed)), None)
+                    if failed is not None:  # its finish raised: that request fails, alone
+                        j.future.set_exception(failed.error)
+                    else:
+                        j.future.set_result((vecs[0][start : start + n], rows))
                 else:
                     j.future.set_result(vecs[start : start + n])
             start += n
@@ -464,13 +478,26 @@ class MicroBatcher:
         self._executor.shutdown(wait=True)
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """A ``finish`` that raised: its request fails with ``error``, its batch neighbours do not."""
+
+    error: Exception
+
+
 def _states_then(
     inner: Any, texts: list[str], prompt: str | None, dims: int | None, finish: Sequence[StatesFn | None]
 ) -> tuple[Vectors, list[Any]]:
     """On the inference thread: one pass for vectors and token states, then each text's ``finish``
-    (its states as they are where it has none)."""
+    (its states as they are where it has none; a :class:`_Failed` where it raised)."""
     vecs, states = inner.embed_with_token_states(texts, prompt, dims=dims)
-    return vecs, [st if f is None else f(t, st) for t, st, f in zip(texts, states, finish, strict=True)]
+    out: list[Any] = []
+    for t, st, f in zip(texts, states, finish, strict=True):
+        try:
+            out.append(st if f is None else f(t, st))
+        except Exception as exc:
+            out.append(_Failed(exc))
+    return vecs, out
 
 
 def _has_inference_thread(inner: Embedder) -> bool:

@@ -338,3 +338,24 @@ async def test_query_findings_come_from_the_batched_pass_on_the_model_thread() -
     assert [f.kind for f in got[0][1]] == ["person"] and [f.kind for f in got[1][1]] == ["email"]
     assert isinstance(states[0], TokenStates)
     await b.aclose()
+
+
+async def test_a_findings_function_that_raises_fails_its_request_alone() -> None:
+    inner = StatesRecording()
+    b = MicroBatcher(inner, max_batch=64, max_wait_ms=1000, in_flight=lambda: 2)
+
+    def broken(text: str, states: Any) -> Any:
+        raise RuntimeError("head failed")
+
+    ok, bad = await asyncio.gather(
+        b.amap_token_states(["fine Lopez"], "query", lambda t, st: len(st.states)),
+        b.amap_token_states(["broken"], "query", broken),
+        return_exceptions=True,
+    )
+    assert len(inner.seen) == 1  # one model call for both
+    assert isinstance(bad, RuntimeError) and not isinstance(ok, BaseException) and ok[1] == [2]
+    off = MicroBatcher(StatesRecording(), enabled=False)
+    with pytest.raises(RuntimeError, match="head failed"):
+        await off.amap_token_states(["broken"], "query", broken)
+    await b.aclose()
+    await off.aclose()
