@@ -378,9 +378,21 @@ def bench_serve_command(
     max_batch: Annotated[int, typer.Option(help="Micro-batch size of the servers started")] = 32,
     max_wait_ms: Annotated[float, typer.Option(help="Micro-batch wait of the servers started")] = 2.0,
     docs: Annotated[int, typer.Option(help="Documents in the synthetic corpus indexed for retrieval")] = 400,
+    single_only: Annotated[
+        bool,
+        typer.Option(
+            "--single-only",
+            help="Only single requests (and, with the real model, their side-by-side with the query's "
+            "own embedding and PII findings in this process); no concurrent runs",
+        ),
+    ] = False,
+    side_requests: Annotated[
+        int, typer.Option(help="Single requests of the side-by-side, each followed by the same query in process")
+    ] = 80,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
-    """Requests/s, p50/p95/p99 and errors of `edgeroute serve` on loopback, micro-batching on vs off."""
+    """Requests/s, p50/p95/p99 and errors of `edgeroute serve` on loopback, micro-batching on vs off;
+    with the real model, single retrievals against the query's own embedding with PII findings."""
     from ..eval.bench_serve import run_serve_bench
 
     def say(msg: str) -> None:
@@ -401,6 +413,8 @@ def bench_serve_command(
         max_wait_ms=max_wait_ms,
         docs=docs,
         progress=say,
+        load=not single_only,
+        side_requests=side_requests,
     )
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -413,9 +427,25 @@ def bench_serve_command(
             r.label, f"{r.requests_per_s:.1f}", f"{r.p50_ms:.1f}", f"{r.p95_ms:.1f}", f"{r.p99_ms:.1f}",
             str(r.errors), "-" if r.mean_batch is None else f"{r.mean_batch:.1f}",
         )  # fmt: skip
-    Console().print(table)
+    if result.batched is not None:
+        Console().print(table)
     Console().print(
         f"/v1/{result.endpoint}, concurrency {result.concurrency}, {result.duration_s:g} s each, {result.cores} cores; "
         f"single request p50 {result.single_p50_ms:.1f} ms; speedup "
         f"{'-' if result.speedup is None else f'{result.speedup:.2f}x'}; p99 / single {result.p99_over_single:.2f}"
     )
+    sbs = result.side_by_side
+    if sbs is not None:
+        cpu = (
+            f"; CPU per request: server {sbs.served_cpu_ms:.1f} ms against {sbs.embed_query_cpu_ms:.1f} ms "
+            f"in process ({sbs.cpu_ratio:.2f}x)"
+            if sbs.cpu_ratio is not None and sbs.served_cpu_ms is not None and sbs.embed_query_cpu_ms is not None
+            else ""
+        )
+        Console().print(
+            f"single requests side by side ({sbs.requests}, alternating query by query): served p50 "
+            f"{sbs.served_p50_ms:.1f} ms; in this process embed_query with PII findings "
+            f"{sbs.embed_query_p50_ms:.1f} ms, the embedding alone {sbs.embed_p50_ms:.1f} ms; served / "
+            f"embed_query with findings [bold]{sbs.served_over_embed_query:.2f}x[/] (target <= 1.3x), "
+            f"served / embedding {sbs.served_over_embed:.2f}x{cpu}"
+        )

@@ -10,6 +10,12 @@ that server's configuration is measured). Loopback only: it is a load generator.
 The load generator runs in this process (asyncio + httpx), the server in another, so the two
 share the machine's cores as a client on the same host would. No cloud is configured for the
 servers it starts: retrieval takes the edge route, which is the path micro-batching serves.
+
+With the real model, single requests are also measured side by side with the query's own work in
+this process: ``PiiDetector.embed_query_batch`` (one forward pass for the vector and the token
+states, the PII head and patterns: what a served retrieval cannot do without) and the bare
+``EdgeEmbedder.embed_queries``, in alternating rounds on the same queries, so the ratio of the
+served request to its own embedding holds on a busy machine too.
 """
 
 from __future__ import annotations
@@ -99,6 +105,27 @@ class LoadResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SideBySide:
+    """Single served requests against the same queries' own work in this process, query by query.
+
+    Wall-clock p50s and their ratio (the target), and the CPU each costs: the server process's CPU
+    per served request against this process's CPU per ``embed_query_batch``. On a machine shared with
+    other work the wall-clock figures move with the load (a CPU-bound burst waits for a core as much
+    as it computes); the CPU figures do not, so they say how much work the service adds.
+    """
+
+    requests: int
+    served_p50_ms: float
+    embed_query_p50_ms: float  # PiiDetector.embed_query_batch: vector + token states + PII findings
+    embed_p50_ms: float  # EdgeEmbedder.embed_queries: the vector alone
+    served_over_embed_query: float
+    served_over_embed: float
+    served_cpu_ms: float | None = None  # the server process's CPU per served request (all its threads)
+    embed_query_cpu_ms: float | None = None
+    cpu_ratio: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServeBenchResult:
     endpoint: str
     edge: str
@@ -106,7 +133,7 @@ class ServeBenchResult:
     duration_s: float
     single_p50_ms: float
     single_requests: int
-    batched: LoadResult
+    batched: LoadResult | None
     unbatched: LoadResult | None
     speedup: float | None
     p99_over_single: float
@@ -114,6 +141,7 @@ class ServeBenchResult:
     max_wait_ms: float
     cores: int
     targets: dict[str, bool | None]
+    side_by_side: SideBySide | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -225,6 +253,94 @@ def single_latency(
     return round(statistics.median(out), 2) if out else float("nan"), len(out)
 
 
+InProcess = Callable[[str], tuple[float, float, float]]
+"""``fn(query) -> (ms with findings, ms of the bare embedding, CPU ms with findings)``: one query's
+own work, timed in this process."""
+
+
+def in_process_query(model: Path | None) -> InProcess:
+    """The query's own work in this process, as a served retrieval does it: the default policy's
+    PiiDetector over the edge model (one pass for vector and findings), and the bare embedding."""
+    from ...policies.config import PolicyConfig
+    from ..edge.embedder import EdgeEmbedder
+    from ..pii import PiiDetector
+
+    detector = PiiDetector(PolicyConfig(), embedder=EdgeEmbedder.load(model))
+    edge = detector.embedder
+    if edge is None or detector.head is None:
+        raise ConfigurationError("the edge model has no token-state outputs; the side-by-side needs them")
+
+    def run(query: str) -> tuple[float, float, float]:
+        c0, t0 = time.process_time(), time.perf_counter()
+        detector.embed_query_batch(query)
+        t1, c1 = time.perf_counter(), time.process_time()
+        edge.embed_queries([query])
+        return (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0, (c1 - c0) * 1000.0
+
+    return run
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds of every live thread of process ``pid`` (Linux schedstat, nanosecond precise)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9
+
+
+def side_by_side(
+    url: str, key: str, body: _Body, work: InProcess, *, requests: int = 80, server_pid: int | None = None
+) -> SideBySide:
+    """Served single requests and ``work`` on the same queries, alternating query by query, so the
+    machine's load moves both alike; with ``server_pid``, the CPU each costs too."""
+    served: list[float] = []
+    with_findings: list[float] = []
+    bare: list[float] = []
+    server_cpu = work_cpu = 0.0
+    cpu_known = server_pid is not None
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+        for path, payload in (body.next() for _ in range(3)):  # warm both sides
+            client.post(path, json=payload)
+            work(str(payload.get("query", payload.get("input"))))
+        for _ in range(requests):
+            path, payload = body.next()
+            c0 = process_cpu_s(server_pid) if server_pid is not None else None
+            t0 = time.perf_counter()
+            r = client.post(path, json=payload)
+            ms = (time.perf_counter() - t0) * 1000.0
+            c1 = process_cpu_s(server_pid) if server_pid is not None else None
+            if r.status_code != 200:
+                continue
+            served.append(ms)
+            if c0 is not None and c1 is not None:
+                server_cpu += c1 - c0
+            else:
+                cpu_known = False
+            a, b, cpu_ms = work(str(payload.get("query", payload.get("input"))))
+            work_cpu += cpu_ms
+            with_findings.append(a)
+            bare.append(b)
+    med = statistics.median
+    s50, q50, e50 = med(served), med(with_findings), med(bare)
+    n = len(served)
+    q_cpu = work_cpu / n if n else None
+    s_cpu = server_cpu / n * 1000.0 if cpu_known and n else None
+    return SideBySide(
+        requests=n,
+        served_p50_ms=round(s50, 2),
+        embed_query_p50_ms=round(q50, 2),
+        embed_p50_ms=round(e50, 2),
+        served_over_embed_query=round(s50 / q50, 3),
+        served_over_embed=round(s50 / e50, 3),
+        served_cpu_ms=None if s_cpu is None else round(s_cpu, 2),
+        embed_query_cpu_ms=None if q_cpu is None else round(q_cpu, 2),
+        cpu_ratio=None if s_cpu is None or not q_cpu else round(s_cpu / q_cpu, 3),
+    )
+
+
 @contextlib.contextmanager
 def _server(
     store: Path,
@@ -292,8 +408,15 @@ def run_serve_bench(
     single_s: float = 8.0,
     docs: int = 400,
     progress: Callable[[str], None] | None = None,
+    load: bool = True,
+    in_process: InProcess | None = None,
+    side_requests: int = 80,
 ) -> ServeBenchResult:
-    """Measure the service; see the module docstring. ``url`` + ``key`` target a running loopback server."""
+    """Measure the service; see the module docstring. ``url`` + ``key`` target a running loopback server.
+
+    ``load=False`` measures single requests only (no concurrent runs, no batching-off server).
+    ``in_process``: the query's own work timed in this process (:func:`in_process_query`, loaded
+    here by default with the real model) for the side-by-side of ``side_requests`` single requests."""
     if concurrency < 1 or duration_s <= 0:
         raise InputError("--concurrency must be >= 1 and --duration > 0")
     if endpoint not in ("retrieve", "embeddings"):
@@ -301,8 +424,14 @@ def run_serve_bench(
     say = progress or (lambda _msg: None)
     queries = synthetic_queries()
     body = _Body(endpoint, collection, queries)
+    if in_process is None and edge == "model" and endpoint == "retrieve":
+        say("loading the edge model in this process for the side-by-side")
+        in_process = in_process_query(model)
+    pair: list[SideBySide] = []
 
-    def one_server(target: str, k: str, label: str, do_single: bool) -> tuple[LoadResult, float, int]:
+    def one_server(
+        target: str, k: str, label: str, do_single: bool, pid: int | None = None
+    ) -> tuple[LoadResult | None, float, int]:
         if endpoint == "retrieve":
             say(f"{label}: indexing the corpus")
             r = httpx.post(target + "/v1/documents", json={"collection": collection, "documents": synthetic_corpus(docs)},
@@ -312,11 +441,16 @@ def run_serve_bench(
                     f"indexing the bench corpus failed: HTTP {r.status_code} {r.text[:300]}"
                 )
         say(f"{label}: warming up")
-        measure(target, k, body, concurrency, warmup_s, "warmup")
+        measure(target, k, body, concurrency if load else 1, warmup_s, "warmup")
         single, n_single = (float("nan"), 0)
         if do_single:
             say(f"{label}: single requests")
             single, n_single = single_latency(target, k, body, single_s)
+            if in_process is not None:
+                say(f"{label}: single requests side by side with the query's own work in this process")
+                pair.append(side_by_side(target, k, body, in_process, requests=side_requests, server_pid=pid))
+        if not load:
+            return None, single, n_single
         say(f"{label}: {concurrency} concurrent for {duration_s:g} s")
         return measure(target, k, body, concurrency, duration_s, label), single, n_single
 
@@ -340,18 +474,23 @@ def run_serve_bench(
                 "max_wait_ms": max_wait_ms,
                 "log": root / "server.log",
             }
-            with _server(root / "store", keys, batching=True, **common) as target:  # type: ignore[arg-type]
-                batched, single, n_single = one_server(target, bench_key, "batching on", True)
+            with _server(root / "store", keys, batching=True, with_pid=True, **common) as (target, pid):  # type: ignore[arg-type]
+                batched, single, n_single = one_server(target, bench_key, "batching on", True, pid)
             unbatched = None
-            if compare:
+            if compare and load:
                 with _server(root / "store", keys, batching=False, **common) as target:  # type: ignore[arg-type]
                     unbatched, _, _ = one_server(target, bench_key, "batching off", False)
     speedup = (
         round(batched.requests_per_s / unbatched.requests_per_s, 2)
-        if unbatched is not None and unbatched.requests_per_s
+        if batched is not None and unbatched is not None and unbatched.requests_per_s
         else None
     )
-    p99_ratio = round(batched.p99_ms / single, 2) if single == single and single > 0 else float("nan")
+    p99_ratio = (
+        round(batched.p99_ms / single, 2)
+        if batched is not None and single == single and single > 0
+        else float("nan")
+    )
+    sbs = pair[0] if pair else None
     return ServeBenchResult(
         endpoint=endpoint,
         edge=edge if url is None else "server's",
@@ -369,16 +508,23 @@ def run_serve_bench(
         targets={
             "speedup_ge_3": None if speedup is None else speedup >= 3.0,
             "p99_le_4x_single": p99_ratio <= 4.0 if p99_ratio == p99_ratio else None,
-            "zero_errors": batched.errors == 0 and (unbatched is None or unbatched.errors == 0),
+            "zero_errors": (batched is None or batched.errors == 0)
+            and (unbatched is None or unbatched.errors == 0),
+            "single_le_1_3x_embed_query": None if sbs is None else sbs.served_over_embed_query <= 1.3,
         },
+        side_by_side=sbs,
     )
 
 
 __all__ = [
+    "InProcess",
     "LoadResult",
     "ServeBenchResult",
+    "SideBySide",
     "check_loopback",
+    "in_process_query",
     "run_serve_bench",
+    "side_by_side",
     "synthetic_corpus",
     "synthetic_queries",
 ]

@@ -64,15 +64,28 @@ class ObserveAndCancel:
             return
         t0 = time.perf_counter()
         endpoint = endpoint_label(scope.get("path", ""))
-        status = {"code": 500, "done": False}
         state: dict[str, Any] = scope.setdefault("state", {})
         refused = self.admission.refusal(scope) if self.admission is not None else None
         if refused is not None:
             await send_error(send, refused[0], close=refused[1])
             self._finish(scope, endpoint, state, refused[0].status, t0)
             return
-        cap = self.admission.max_body if self.admission is not None else None
+        # Admitted requests in flight, which the batchers read (see Service.in_flight).
+        service = self.admission.service if self.admission is not None and "admitted" in state else None
+        if service is not None:
+            service.in_flight += 1
+        try:
+            await self._serve(scope, receive, send, endpoint, state, t0)
+        finally:
+            if service is not None:
+                service.in_flight -= 1
 
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, endpoint: str, state: dict[str, Any], t0: float
+    ) -> None:
+        """Read the body (counted against the cap), then run the app, cancelled if the client leaves."""
+        cap = self.admission.max_body if self.admission is not None else None
+        status = {"code": 500, "done": False}
         body: list[Message] = []
         size = 0
         while True:

@@ -16,6 +16,15 @@ with the oldest job of the tenant served longest ago, and is filled round-robin,
 at a time. So a tenant with a thousand texts queued delays another tenant's query by at most the
 batch in progress, not by its whole queue.
 
+The wait is for requests that can still come: with ``in_flight`` (the service's count of requests
+being served) the worker stops waiting as soon as every request in flight has queued its texts, so a
+lone request goes to the model at once instead of after ``max_wait_ms``, and two that arrive together
+do not wait out the window either. Without it (a batcher used on its own) it always waits.
+
+:meth:`MicroBatcher.amap_token_states` runs a function over each text's token states on the
+inference thread right after the batch's model call (the PII head of a query): the request's loop
+hands its work over once and gets vector and findings back once, with no hop through a worker thread.
+
 Requests are batched only with requests of the same kind (queries, documents, or a named prompt)
 and dims. A request whose caller is cancelled (its client disconnected) before its batch starts is
 dropped from the batch. With ``enabled=False`` every call goes straight to the wrapped embedder:
@@ -51,6 +60,10 @@ current_tenant: ContextVar[str | None] = ContextVar("edgeroute_serve_tenant", de
 """The tenant of the request being served (the service's admission sets it); None outside one."""
 
 
+StatesFn = Callable[[str, Any], Any]
+"""``fn(text, token_states)``, run on the inference thread for each text of a job (see amap_token_states)."""
+
+
 @dataclass
 class _Job:
     key: _Key
@@ -59,6 +72,7 @@ class _Job:
     future: asyncio.Future[Any]
     tenant: str | None = None
     arrived: float = field(default_factory=time.monotonic)
+    finish: StatesFn | None = None
 
 
 @dataclass
@@ -86,7 +100,13 @@ class MicroBatcher:
     """An :class:`~edgeroute.framework.embedder.Embedder` that batches concurrent async calls to ``inner``."""
 
     def __init__(
-        self, inner: Embedder, *, max_batch: int = 32, max_wait_ms: float = 2.0, enabled: bool = True
+        self,
+        inner: Embedder,
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 2.0,
+        enabled: bool = True,
+        in_flight: Callable[[], int] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ConfigurationError(f"max_batch must be >= 1, got {max_batch}")
@@ -96,6 +116,9 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.enabled = enabled and max_batch > 1
+        # Requests being served (the service's count); None: unknown, so always wait out the window.
+        self.in_flight = in_flight
+        self._inside = 0  # _submit calls whose texts are queued or computing
         self.stats = BatchStats()
         self._pending: deque[_Job] = deque()
         self._turn = 0  # batches started; a tenant's last turn orders the round-robin
@@ -153,6 +176,20 @@ class MicroBatcher:
         out: tuple[Vectors, list[Any]] = await self._submit(("states", dims, prompt_name), list(texts), None)
         return out
 
+    async def amap_token_states(
+        self,
+        texts: Sequence[str],
+        prompt_name: str | None,
+        fn: StatesFn,
+        *,
+        dims: int | None = None,
+    ) -> tuple[Vectors, list[Any]]:
+        """Vectors and ``[fn(text, states) ...]`` from one batched pass; ``fn`` runs on the inference
+        thread right after the model call, so the caller's loop hands the work over once."""
+        key: _Key = ("states", dims, prompt_name)
+        out: tuple[Vectors, list[Any]] = await self._submit(key, list(texts), None, finish=fn)
+        return out
+
     async def arun(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run blocking ``fn`` that calls this embedder (PII detection) in a worker thread: its model
         calls join the batches, instead of running alone on the inference thread."""
@@ -207,13 +244,29 @@ class MicroBatcher:
 
     # -- batching ---------------------------------------------------------------------------------------
 
-    async def _call(self, key: _Key, texts: list[str], titles: list[str | None] | None) -> Vectors:
+    async def _call(
+        self,
+        key: _Key,
+        texts: list[str],
+        titles: list[str | None] | None,
+        finish: Sequence[StatesFn | None] | None = None,
+    ) -> Vectors:
         """One model call, on the embedder's own inference thread (EdgeEmbedder's async API), or for an
         embedder without one on the batcher's: never on the loop, never in the loop's shared pool
-        (threads of that pool may be waiting on this very batch, see :meth:`_bridged`)."""
+        (threads of that pool may be waiting on this very batch, see :meth:`_bridged`).
+
+        ``finish``: for the ``states`` kind, a function per text (or None) applied to its token
+        states on the same thread, after the model call."""
         kind, dims, prompt = key
         inner = self.inner
         if kind == "states":
+            if finish is not None and any(f is not None for f in finish):
+                arun = getattr(inner, "arun", None)
+                if arun is not None:  # EdgeEmbedder: its inference thread
+                    done: Any = await arun(_states_then, inner, texts, prompt, dims, finish)
+                else:
+                    done = await in_executor(self._executor, _states_then, inner, texts, prompt, dims, finish)
+                return done  # type: ignore[no-any-return]
             states: Any = await inner.aembed_with_token_states(texts, prompt, dims=dims)  # type: ignore[attr-defined]
             return states  # type: ignore[no-any-return]
         if self._own_thread:
@@ -255,12 +308,22 @@ class MicroBatcher:
                     f"unknown input_type {key[2]!r}; this model's prompts are: {', '.join(names)}"
                 )
 
-    async def _submit(self, key: _Key, texts: list[str], titles: list[str | None] | None) -> Any:
-        # Any: vectors, or (vectors, token states) for the "states" kind
+    async def _submit(
+        self,
+        key: _Key,
+        texts: list[str],
+        titles: list[str | None] | None,
+        finish: StatesFn | None = None,
+    ) -> Any:
+        # Any: vectors, or (vectors, token states or finish's results) for the "states" kind
         loop = asyncio.get_running_loop()
         self._validate(key, texts, titles)
         if not self.enabled or not texts or (self._loop is not None and self._loop is not loop):
-            return await self._call(key, texts, titles)
+            out = await self._call(key, texts, titles, [finish] * len(texts) if finish else None)
+            failed = next((r for r in out[1] if isinstance(r, _Failed)), None) if finish else None
+            if failed is not None:
+                raise failed.error
+            return out
         if self._worker is None or self._worker.done():
             self.start()
         tenant = current_tenant.get()
@@ -268,18 +331,34 @@ class MicroBatcher:
         # Slices of max_batch: a large request takes turns with other tenants' work between slices.
         for start in range(0, len(texts), self.max_batch):
             part = slice(start, start + self.max_batch)
-            job = _Job(key, texts[part], titles[part] if titles else None, loop.create_future(), tenant)
+            job = _Job(
+                key,
+                texts[part],
+                titles[part] if titles else None,
+                loop.create_future(),
+                tenant,
+                finish=finish,
+            )
             self._pending.append(job)
             futures.append(job.future)
         assert self._wakeup is not None
+        self._inside += 1
         self._wakeup.set()
         self.stats.requests += 1
-        if len(futures) == 1:
-            return await futures[0]
-        parts = await asyncio.gather(*futures)
+        try:
+            if len(futures) == 1:
+                return await futures[0]
+            parts = await asyncio.gather(*futures)
+        finally:
+            self._inside -= 1
         if key[0] == "states":
             return np.concatenate([p[0] for p in parts]), [s for p in parts for s in p[1]]
         return np.concatenate(parts)
+
+    def _more_coming(self) -> bool:
+        """Whether a request may still join the batch being gathered: some request in flight has not
+        queued its texts yet (unknown without ``in_flight``: then assume so)."""
+        return self.in_flight is None or self.in_flight() > self._inside
 
     def _ready(self, key: _Key) -> int:
         return sum(len(j.texts) for j in self._pending if j.key == key)
@@ -331,8 +410,9 @@ class MicroBatcher:
                 wakeup.clear()
                 await wakeup.wait()
             first = self._first()
-            # Gather for up to max_wait after the oldest request arrived (no wait if it already has).
-            while self._ready(first.key) < self.max_batch:
+            # Gather for up to max_wait after the oldest request arrived (no wait if it already has),
+            # and only while a request in flight has yet to queue its texts.
+            while self._ready(first.key) < self.max_batch and self._more_coming():
                 left = first.arrived + self.max_wait_s - time.monotonic()
                 if left <= 0:
                     break
@@ -354,8 +434,11 @@ class MicroBatcher:
         self.stats.batches += 1
         self.stats.texts += len(texts)
         self.stats.largest = max(self.stats.largest, len(texts))
+        finish = None
+        if any(j.finish is not None for j in jobs):
+            finish = [j.finish for j in jobs for _ in j.texts]
         try:
-            vecs = await self._call(key, texts, titles)
+            vecs = await self._call(key, texts, titles, finish)
         except asyncio.CancelledError:
             for j in jobs:
                 if not j.future.done():
@@ -370,8 +453,13 @@ class MicroBatcher:
         for j in jobs:
             n = len(j.texts)
             if not j.future.done():
-                if isinstance(vecs, tuple):  # (vectors, token states)
-                    j.future.set_result((vecs[0][start : start + n], vecs[1][start : start + n]))
+                if isinstance(vecs, tuple):  # (vectors, token states or finish's results)
+                    rows = vecs[1][start : start + n]
+                    failed = next((r for r in rows if isinstance(r, _Failed)), None)
+                    if failed is not None:  # its finish raised: that request fails, alone
+                        j.future.set_exception(failed.error)
+                    else:
+                        j.future.set_result((vecs[0][start : start + n], rows))
                 else:
                     j.future.set_result(vecs[start : start + n])
             start += n
@@ -388,6 +476,28 @@ class MicroBatcher:
                 await self._worker
             self._worker = None
         self._executor.shutdown(wait=True)
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A ``finish`` that raised: its request fails with ``error``, its batch neighbours do not."""
+
+    error: Exception
+
+
+def _states_then(
+    inner: Any, texts: list[str], prompt: str | None, dims: int | None, finish: Sequence[StatesFn | None]
+) -> tuple[Vectors, list[Any]]:
+    """On the inference thread: one pass for vectors and token states, then each text's ``finish``
+    (its states as they are where it has none; a :class:`_Failed` where it raised)."""
+    vecs, states = inner.embed_with_token_states(texts, prompt, dims=dims)
+    out: list[Any] = []
+    for t, st, f in zip(texts, states, finish, strict=True):
+        try:
+            out.append(st if f is None else f(t, st))
+        except Exception as exc:
+            out.append(_Failed(exc))
+    return vecs, out
 
 
 def _has_inference_thread(inner: Embedder) -> bool:

@@ -8,7 +8,8 @@ more than the batched model call. :class:`BatchingStore` hands the engine collec
 joins a batch: the first caller to find no batch running leads, gathers what arrives within
 ``max_wait_ms`` (up to ``max_batch``), runs one query for all and hands each caller its rows; callers
 that arrive meanwhile wait for theirs, and one of them leads the next batch (first come, first served).
-Plain threads, so it serves sync callers (flows' blocking steps run in worker threads) and async ones
+With ``in_flight`` (the service's count of requests being served) the leader waits only while a
+request in flight has not reached the store yet: a lone request queries at once. Plain threads, so it serves sync callers (flows' blocking steps run in worker threads) and async ones
 alike. Queries with a metadata filter run alone.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,12 +39,20 @@ class _Request:
 
 
 class _Batcher:
-    def __init__(self, col: BatchedCollection, max_batch: int, max_wait_s: float) -> None:
+    def __init__(
+        self,
+        col: BatchedCollection,
+        max_batch: int,
+        max_wait_s: float,
+        in_flight: Callable[[], int] | None = None,
+    ) -> None:
         self.col = col
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.in_flight = in_flight
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
+        self._inside = 0  # callers in submit: queued, leading or handed their rows
         self._busy = False
         self.batches = 0
         self.queries = 0
@@ -52,6 +61,15 @@ class _Batcher:
         req = _Request(vector, k)
         with self._cond:
             self._pending.append(req)
+            self._inside += 1
+            self._cond.notify_all()  # a leader gathering a batch sees it at once
+        try:
+            return self._wait_for(req)
+        finally:
+            with self._cond:
+                self._inside -= 1
+
+    def _wait_for(self, req: _Request) -> list[Hit]:
         while True:
             with self._cond:
                 while not req.done and self._busy:
@@ -69,12 +87,19 @@ class _Batcher:
             raise req.error
         return req.hits
 
+    def _more_coming(self) -> bool:
+        """Whether a request in flight has yet to reach the store (unknown without ``in_flight``: yes)."""
+        return self.in_flight is None or self.in_flight() > self._inside
+
     def _lead(self) -> None:
+        deadline = time.monotonic() + self.max_wait_s
         with self._cond:
-            short = len(self._pending) < self.max_batch
-        if short and self.max_wait_s > 0:
-            time.sleep(self.max_wait_s)  # let the requests arriving right behind this one join it
-        with self._cond:
+            # Let the requests arriving right behind this one join it, while some may still come.
+            while len(self._pending) < self.max_batch and self._more_coming():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
         if not batch:
             return
@@ -112,13 +137,10 @@ class BatchedCollection(Collection):
 
     def query_many(self, vectors: list[np.ndarray[Any, Any]], k: int) -> list[list[Hit]]:
         """The ``k`` nearest records to each vector, in one Chroma call (checked vectors, no filter)."""
-        count = self.count()
-        if count == 0:
-            return [[] for _ in vectors]
         try:
             res = self._raw.query(
                 query_embeddings=np.stack(vectors),
-                n_results=min(k, count),
+                n_results=k,  # Chroma returns what there is when the collection holds fewer
                 include=["documents", "metadatas", "distances"],
             )
         except Exception as exc:
@@ -134,11 +156,19 @@ class BatchedCollection(Collection):
 class BatchingStore(VectorStore):
     """The same store (same client), handing out :class:`BatchedCollection` objects."""
 
-    def __init__(self, store: VectorStore, *, max_batch: int = 32, max_wait_ms: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 1.0,
+        in_flight: Callable[[], int] | None = None,
+    ) -> None:
         super().__init__(store._client, store.location)
         self.inner = store
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
+        self.in_flight = in_flight
         self._batchers: dict[str, _Batcher] = {}
         self._lock = threading.Lock()
 
@@ -148,7 +178,9 @@ class BatchingStore(VectorStore):
         with self._lock:
             b = self._batchers.get(col.name)
             if b is None:
-                b = self._batchers[col.name] = _Batcher(batched, self.max_batch, self.max_wait_s)
+                b = self._batchers[col.name] = _Batcher(
+                    batched, self.max_batch, self.max_wait_s, self.in_flight
+                )
             b.col = batched
         batched._batcher = b
         return batched

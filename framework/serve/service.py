@@ -110,12 +110,25 @@ class Service:
         self.config = config
         self.settings = config.settings
         self.raw_edge = edge
+        # Admitted requests being served (the app's middleware counts them): the batchers wait for
+        # more requests only while one in flight has not reached them yet, so a lone request never
+        # waits out --max-wait-ms.
+        self.in_flight = 0
         self.edge = MicroBatcher(
-            edge, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms, enabled=config.batching
+            edge,
+            max_batch=config.max_batch,
+            max_wait_ms=config.max_wait_ms,
+            enabled=config.batching,
+            in_flight=self.requests_in_flight,
         )
         # Concurrent requests' store queries share Chroma calls too (see querybatch); off with batching.
         self.store = (
-            BatchingStore(store, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms)
+            BatchingStore(
+                store,
+                max_batch=config.max_batch,
+                max_wait_ms=config.max_wait_ms,
+                in_flight=self.requests_in_flight,
+            )
             if config.batching
             else store
         )
@@ -155,6 +168,9 @@ class Service:
             raise StoreError(f"the store at {store.location} is not usable: {exc}") from exc
         edge = load_edge(config.settings)
         return cls(config, edge=edge, store=store, keys=keys, policy=policy)
+
+    def requests_in_flight(self) -> int:
+        return self.in_flight
 
     # -- models ---------------------------------------------------------------------------------------
 

@@ -90,7 +90,7 @@ def test_ten_thousand_lines_and_a_one_megabyte_text_stream_through(tmp_path: Pat
     assert code == 0
     assert out[-1]["summary"]["texts"] == 10_001 and out[-1]["summary"]["texts_with_findings"] == 10_001
     assert out[-2]["i"] == "big" and out[-2]["findings"][0]["start"] > 1_000_000
-    assert BATCH_LINES <= 64  # memory is bounded by one batch of lines, not the file
+    assert BATCH_LINES <= 256  # memory is bounded by one batch of lines, not the file
 
 
 def test_scan_refuses_missing_or_wrong_inputs(tmp_path: Path) -> None:

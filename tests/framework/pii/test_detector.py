@@ -140,3 +140,27 @@ def test_presidio_backend_without_the_extra_says_what_to_install() -> None:
 
     with pytest.raises(ConfigurationError, match=r"edgeroute\[presidio\]"):
         PiiDetector(PiiConfig(entities={"backend": "presidio"}))
+
+
+def test_a_batch_goes_to_the_model_longest_first_and_findings_stay_with_their_texts() -> None:
+    det, emb = make()
+    seen: list[list[str]] = []
+    inner = emb.embed_with_token_states
+
+    def recording(texts: list[str], prompt: str | None, dims: int | None = None) -> Any:
+        seen.append(list(texts))
+        return inner(texts, prompt, dims)
+
+    emb.embed_with_token_states = recording  # type: ignore[method-assign]
+    texts = [f"note {'x ' * (i * 7 % 50)}for Lopez, mail u{i}@example.org" for i in range(70)]
+    found = det.detect_batch(texts)
+    # Whole groups of similar length: longest first across the call, not per group of the input.
+    flat = [t for group in seen for t in group]
+    assert [len(t) for t in flat] == sorted((len(t) for t in texts), reverse=True)
+    assert max(len(g) for g in seen) <= 32
+    for t, f in zip(texts, found, strict=True):
+        assert [(t[x.start : x.end], x.kind) for x in f] == [(x, k) for x, k in det_one(det, t)]
+
+
+def det_one(det: PiiDetector, text: str) -> list[tuple[str, str]]:
+    return [(text[f.start : f.end], f.kind) for f in det.detect_batch([text])[0]]

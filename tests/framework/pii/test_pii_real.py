@@ -71,3 +71,26 @@ def test_spanish_clinical_note_is_found(detector: PiiDetector) -> None:
     text = "Paciente Carmen Ruiz Ortega, de 67 años, con domicilio en Calle Mayor 12, Zaragoza. Diagnóstico: EPOC."
     kinds = _kinds(text, detector.detect(text))
     assert "person" in kinds, kinds
+
+
+async def test_served_query_findings_from_the_batched_pass_match_the_detector_alone(
+    edge: EdgeEmbedder,
+) -> None:
+    """The service's path (findings read on the inference thread after a batched pass) gives the
+    vectors and findings of the detector on its own, for concurrent queries."""
+    import asyncio
+
+    from edgeroute.framework.serve.batcher import MicroBatcher
+
+    batcher = MicroBatcher(edge, max_batch=8, max_wait_ms=50, in_flight=lambda: 3)
+    served = PiiDetector(PolicyConfig(), embedder=batcher)  # type: ignore[arg-type]
+    alone = PiiDetector(PolicyConfig(), embedder=edge)
+    texts = [QUERY, "red running shoes under 100 dollars", "mail maria.lopez@example.org about the scan"]
+    got = await asyncio.gather(*(served.aembed_query(t) for t in texts))
+    assert batcher.stats.batches == 1  # one model call for the three
+    for t, (vec, found) in zip(texts, got, strict=True):
+        want_vec, want_found = alone.embed_query_batch(t)
+        assert float(vec[0] @ want_vec[0]) > 0.9999
+        assert [(f.kind, f.start, f.end) for f in found] == [(f.kind, f.start, f.end) for f in want_found]
+    assert "person" in _kinds(QUERY, got[0][1])
+    await batcher.aclose()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -145,6 +147,32 @@ def test_cloud_model_embeds_allowed_input_in_the_cloud(serve: Start) -> None:
     assert r.json()["model"] == s.service.cloud_model and len(r.json()["data"][0]["embedding"]) == 256
     assert s.emu.request_count == 1
     assert "routing" not in r.json()
+
+
+def test_a_lone_retrieval_skips_the_batch_windows_and_is_audited_in_full(serve: Start) -> None:
+    # Windows of 1 s: a lone request that waited out either batcher's would take over 2 s.
+    s = serve(max_wait_ms=1000)
+    post(s, "/v1/documents", {"collection": "notes", "documents": DOCS, "sensitivity": "public"})
+    t0 = time.perf_counter()
+    r = post(s, "/v1/retrieve", {"collection": "notes", "query": "trail running shoes", "k": 2})
+    assert time.perf_counter() - t0 < 0.9, "a lone request waited for the batch window"
+    assert r.status_code == 200 and r.json()["hits"][0]["id"] == "shoes"
+    assert s.service.in_flight == 0
+    # Two at once still share the model call, and each gets its own answer and audit record.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(
+            pool.map(
+                lambda q: post(s, "/v1/retrieve", {"collection": "notes", "query": q, "k": 1}),
+                ["trail running shoes", "espresso machine"],
+            )
+        )
+    assert [a.json()["hits"][0]["id"] for a in answers] == ["shoes", "coffee"]
+    records = [rec for rec in s.service.audit.records() if rec.get("type") == "query"]
+    assert len(records) == 3
+    for rec in records:
+        assert {"query_sha256", "route", "reasons", "hits", "latency_ms", "spaces", "time"} <= set(rec)
+        assert {"edge_embed", "edge_search", "total"} <= set(rec["latency_ms"])
+    assert s.service.in_flight == 0
 
 
 def test_models_lists_what_the_key_may_use(serve: Start) -> None:

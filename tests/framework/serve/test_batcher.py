@@ -4,18 +4,25 @@ requests do not hurt their neighbours; a client that disconnects is cancelled.""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from conftest import Served
 
+from edgeroute.framework.edge.embedder import TokenStates
 from edgeroute.framework.embedder import Vectors
 from edgeroute.framework.errors import InputError
+from edgeroute.framework.pii import PiiDetector
+from edgeroute.framework.pii.head import HeadSpan
 from edgeroute.framework.serve.batcher import MicroBatcher
 from edgeroute.framework.testing.hashing import HashingEmbedder
+from edgeroute.policies.config import PiiConfig
 
 
 class Recording(HashingEmbedder):
@@ -123,6 +130,9 @@ async def test_a_model_failure_reaches_every_request_in_the_batch() -> None:
 def test_a_client_that_disconnects_is_cancelled(serve: Callable[..., Served]) -> None:
     inner = Recording()
     s = serve(edge=inner, max_batch=1000, max_wait_ms=1000)
+    # As if more requests were on their way: the batcher waits out its window, so this request is
+    # still queued when its client leaves (a lone request would go to the model at once).
+    s.service.edge.in_flight = lambda: 99
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(
             s.url + "/v1/embeddings",
@@ -246,3 +256,106 @@ async def test_a_tenant_that_arrives_behind_a_long_queue_is_served_next() -> Non
     assert batches[0] == ["b0", "a0"] or batches[0] == ["a0", "b0"], batches
     assert [t for c in batches for t in c if t.startswith("a")] == [f"a{i}" for i in range(10)]
     await b.aclose()
+
+
+# -- the wait is for requests that can still come --------------------------------------------------------
+
+
+async def test_a_lone_request_in_flight_goes_to_the_model_at_once() -> None:
+    inner = Recording()
+    b = MicroBatcher(inner, max_batch=64, max_wait_ms=1000, in_flight=lambda: 1)
+    t0 = time.perf_counter()
+    out = await b.aembed_queries(["alone"])
+    assert time.perf_counter() - t0 < 0.5  # not the 1 s window
+    np.testing.assert_allclose(out, HashingEmbedder(64).embed_queries(["alone"]), atol=1e-6)
+    assert inner.seen == [["alone"]]
+    await b.aclose()
+
+
+async def test_the_batch_waits_for_a_request_still_on_its_way_and_runs_when_it_arrives() -> None:
+    inner = Recording()
+    b = MicroBatcher(inner, max_batch=64, max_wait_ms=1000, in_flight=lambda: 2)
+
+    async def later() -> Vectors:
+        await asyncio.sleep(0.1)
+        return await b.aembed_queries(["second"])
+
+    t0 = time.perf_counter()
+    _, second = await asyncio.gather(b.aembed_queries(["first"]), later())
+    # One model call for both, run as soon as the second request queued (not after the 1 s window).
+    assert inner.seen == [["first", "second"]]
+    assert time.perf_counter() - t0 < 0.7
+    np.testing.assert_allclose(second, HashingEmbedder(64).embed_queries(["second"]), atol=1e-6)
+    await b.aclose()
+
+
+class StatesRecording(Recording):
+    """Stands in for EdgeEmbedder's one pass of vectors and token states (one 'token' per word; the
+    state marks the word "Lopez"), recording each model call."""
+
+    has_token_states = True
+    manifest = SimpleNamespace(dims=1)
+
+    def embed_with_token_states(
+        self, texts: Sequence[str], prompt: str | None = "query", *, dims: int | None = None
+    ) -> tuple[Vectors, list[TokenStates]]:
+        self.seen.append(list(texts))
+        out = []
+        for t in texts:
+            words = list(re.finditer(r"\S+", t))
+            mark = [[1.0 if w.group().strip("?") == "Lopez" else 0.0] * 2 for w in words]
+            offsets = np.array([[w.start(), w.end()] for w in words]).reshape(-1, 2)
+            out.append(TokenStates(np.array(mark, np.float32).reshape(-1, 2), offsets))
+        return HashingEmbedder.embed_queries(self, texts, dims=dims), out
+
+
+class MarkHead:
+    dims = 2
+
+    def spans(self, states: Any, offsets: Any, thresholds: dict[str, float]) -> list[HeadSpan]:
+        return [
+            HeadSpan("person", int(o[0]), int(o[1]), 0.9)
+            for s, o in zip(states, offsets, strict=True)
+            if s[0] > 0.5
+        ]
+
+
+async def test_query_findings_come_from_the_batched_pass_on_the_model_thread() -> None:
+    inner = StatesRecording()
+    b = MicroBatcher(inner, max_batch=64, max_wait_ms=1000, in_flight=lambda: 3)
+    det = PiiDetector(PiiConfig(), embedder=b, head=MarkHead())  # type: ignore[arg-type]
+    alone = PiiDetector(PiiConfig(), embedder=StatesRecording(), head=MarkHead())  # type: ignore[arg-type]
+    texts = ["the prognosis for Maria Lopez?", "mail j.w@example.org", "red running shoes"]
+    # A plain token-state request (the detection pass of a flow) shares the batch and gets its states.
+    *got, (_, states) = await asyncio.gather(
+        *(det.aembed_query(t) for t in texts), b.aembed_with_token_states(["Lopez again"])
+    )
+    assert len(inner.seen) == 1 and sorted(inner.seen[0]) == sorted([*texts, "Lopez again"])
+    for t, (vec, found) in zip(texts, got, strict=True):
+        want_vec, want_found = alone.embed_query_batch(t)
+        np.testing.assert_allclose(vec, want_vec, atol=1e-6)
+        assert found == want_found
+    assert [f.kind for f in got[0][1]] == ["person"] and [f.kind for f in got[1][1]] == ["email"]
+    assert isinstance(states[0], TokenStates)
+    await b.aclose()
+
+
+async def test_a_findings_function_that_raises_fails_its_request_alone() -> None:
+    inner = StatesRecording()
+    b = MicroBatcher(inner, max_batch=64, max_wait_ms=1000, in_flight=lambda: 2)
+
+    def broken(text: str, states: Any) -> Any:
+        raise RuntimeError("head failed")
+
+    ok, bad = await asyncio.gather(
+        b.amap_token_states(["fine Lopez"], "query", lambda t, st: len(st.states)),
+        b.amap_token_states(["broken"], "query", broken),
+        return_exceptions=True,
+    )
+    assert len(inner.seen) == 1  # one model call for both
+    assert isinstance(bad, RuntimeError) and not isinstance(ok, BaseException) and ok[1] == [2]
+    off = MicroBatcher(StatesRecording(), enabled=False)
+    with pytest.raises(RuntimeError, match="head failed"):
+        await off.amap_token_states(["broken"], "query", broken)
+    await b.aclose()
+    await off.aclose()

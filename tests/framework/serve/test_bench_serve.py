@@ -21,6 +21,41 @@ def test_bench_measures_a_running_server(serve: Callable[..., Served]) -> None:
     assert set(result.to_dict()) >= {"batched", "unbatched", "single_p50_ms", "targets"}
 
 
+def test_single_requests_side_by_side_with_the_in_process_work(serve: Callable[..., Served]) -> None:
+    s = serve()
+    seen: list[str] = []
+
+    def work(query: str) -> tuple[float, float, float]:
+        seen.append(query)
+        return 2.0, 1.0, 1.5
+
+    result = run_serve_bench(
+        4, 1.0, url=s.url, key=s.keys["acme"], warmup_s=0.2, single_s=0.3, load=False,
+        in_process=work, side_requests=20,
+    )  # fmt: skip
+    sbs = result.side_by_side
+    assert result.batched is None and result.unbatched is None and sbs is not None
+    assert sbs.requests == 20 and sbs.embed_query_p50_ms == 2.0 and sbs.embed_query_cpu_ms == 1.5
+    assert sbs.cpu_ratio is None  # a server given by URL: its process is not known
+    assert sbs.served_over_embed_query == pytest.approx(sbs.served_p50_ms / 2.0, abs=0.01)
+    # The in-process work ran on exactly the queries that were served (3 warm-up ones too).
+    assert len(seen) == 23 and len(set(seen)) == 23
+    assert result.targets["single_le_1_3x_embed_query"] is not None
+
+
+def test_the_cpu_of_a_process_is_read_from_its_threads() -> None:
+    import os
+
+    from edgeroute.framework.eval.bench_serve import process_cpu_s
+
+    before = process_cpu_s(os.getpid())
+    assert before is not None and before > 0
+    sum(i * i for i in range(200_000))
+    after = process_cpu_s(os.getpid())
+    assert after is not None and after > before
+    assert process_cpu_s(2**22 + 12345) is None  # no such process
+
+
 def test_bench_targets_loopback_only() -> None:
     with pytest.raises(InputError, match="loopback"):
         check_loopback("http://10.0.0.8:8080")

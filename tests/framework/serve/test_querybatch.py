@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +81,38 @@ def test_filters_and_bad_input_go_the_plain_way(stores: tuple[VectorStore, Batch
     with pytest.raises(InputError, match="positive"):
         col.query(emb.embed_queries(["x"])[0], 0, space=emb.space)
     assert batching.stats()["queries"] == 0
+
+
+def test_a_lone_query_in_flight_does_not_wait_and_a_coming_one_is_waited_for(tmp_path: Path) -> None:
+    plain = VectorStore.persistent(tmp_path / "s")
+    col = plain.create_collection("notes.edge", emb.space)
+    col.upsert(
+        [d.id for d in DOCS[:3]],
+        emb.embed_documents([d.text for d in DOCS[:3]]),
+        space=emb.space,
+        texts=[d.text for d in DOCS[:3]],
+        content_hashes=[d.content_hash() for d in DOCS[:3]],
+    )
+    in_flight = [1]
+    batching = BatchingStore(plain, max_batch=8, max_wait_ms=1000, in_flight=lambda: in_flight[0])
+    bcol = batching.get_collection("notes.edge")
+    v = emb.embed_queries(["shoes"])[0]
+    t0 = time.perf_counter()
+    hits = bcol.query(v, 10, space=emb.space)  # k over the record count: what there is
+    assert time.perf_counter() - t0 < 0.5  # not the 1 s window
+    assert sorted(h.id for h in hits) == ["d0", "d1", "d2"]
+    # Two requests in flight: the first waits for the second, and both share one Chroma call that
+    # runs as soon as the second arrives.
+    in_flight[0] = 2
+    out: list[list[str]] = []
+    first = threading.Thread(target=lambda: out.append([h.id for h in bcol.query(v, 2, space=emb.space)]))
+    t0 = time.perf_counter()
+    first.start()
+    time.sleep(0.1)
+    out.append([h.id for h in bcol.query(v, 2, space=emb.space)])
+    first.join()
+    assert time.perf_counter() - t0 < 0.7
+    assert out[0] == out[1] and len(out[0]) == 2
+    assert batching.stats() == {"batches": 2, "queries": 3}
+    empty = batching.create_collection("empty.edge", emb.space)
+    assert empty.query(v, 5, space=emb.space) == []

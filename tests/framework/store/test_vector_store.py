@@ -121,6 +121,16 @@ class TestStore:
         assert hits[0].score >= hits[1].score >= hits[2].score
         assert len(col.query(emb.embed_queries(["cat"])[0], k=50, space=emb.space)) == 4
 
+    def test_an_empty_or_emptied_collection_answers_no_hits(self, store: VectorStore, name: str) -> None:
+        emb = HashingEmbedder(128)
+        col = store.create_collection(name, emb.space)
+        q = emb.embed_queries(["cat"])[0]
+        assert col.query(q, k=5, space=emb.space) == []
+        assert col.query(q, k=5, space=emb.space, where={"lang": "en"}) == []
+        index(col, emb, DOCS)
+        col.delete([d.id for d in DOCS])
+        assert col.query(q, k=5, space=emb.space) == []
+
     def test_cloud_side_reports_cloud(self, store: VectorStore, name: str) -> None:
         emb = HashingEmbedder(64, provider="cloud")
         col = store.create_collection(name, emb.space)
