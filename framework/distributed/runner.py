@@ -1,0 +1,121 @@
+"""The model passes of one ingest on a Ray Data actor pool (:class:`RayPasses`).
+
+The driver's ingest plans every job (the same groups, so the same model calls, as in one process:
+vectors match the single-process run's) and writes each result as it comes back; the jobs go through
+``ray.data.from_items(...).map_batches(PassWorker, compute=ActorPoolStrategy(size=N))``, one job per
+batch, and come back as they finish. Ray Data restarts an actor that dies and retries its job there
+(``max_restarts``/``max_task_retries``): a job's result is written once, by the driver, whichever
+attempt computed it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ..aio import to_thread
+from ..edge.embedder import EdgeEmbedder
+from ..router.passes import PassJob, PassResult
+from ..router.reports import ProgressFn
+from .wire import decode_result, encode_job
+from .worker import CRASH_ENV, PassWorker, WorkerSpec
+
+if TYPE_CHECKING:
+    from ..router.engine import HybridEngine
+
+RETRIES = 3
+"""Restarts of a dead actor, and retries of the job it was running, before the job fails."""
+
+
+def worker_spec(engine: HybridEngine, cpus_per_worker: int) -> WorkerSpec:
+    """What the actors need to build the engine's edge embedder and PII detector."""
+    edge = engine.edge
+    model = isinstance(edge, EdgeEmbedder)
+    return WorkerSpec(
+        edge="model" if model else "hashing",
+        model_dir=str(edge.model_dir) if isinstance(edge, EdgeEmbedder) else None,
+        dims=engine.edge_dims,
+        hashing_dims=engine.edge_space.dims,
+        policy_json=engine.policy.model_dump_json(),
+        threads=cpus_per_worker,
+        space=engine.edge_space.fingerprint,
+        detector_version=engine.pii.version,
+        crash_at=os.environ.get(CRASH_ENV) or None,
+    )
+
+
+@dataclass
+class RayStats:
+    """What the pool did in one ingest: jobs and documents passed, and how long the pool ran."""
+
+    jobs: int = 0
+    documents: int = 0
+    pool_s: float = 0.0
+
+
+class RayPasses:
+    """A :class:`~edgeroute.framework.router.passes.PassRunner` on ``workers`` Ray actors of
+    ``cpus_per_worker`` CPUs each; ``connect()`` gives the ``ray`` module connected to the cluster
+    (:func:`.cluster.ray_cluster`), called at the first job."""
+
+    def __init__(
+        self,
+        connect: Callable[[], ModuleType],
+        spec: WorkerSpec,
+        *,
+        workers: int,
+        cpus_per_worker: int,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self._connect = connect
+        self._spec = spec
+        self._workers = workers
+        self._cpus = cpus_per_worker
+        self._progress = progress
+        self.stats = RayStats()
+
+    async def run(self, jobs: AsyncIterator[PassJob]) -> AsyncIterator[PassResult]:
+        planned = [job async for job in jobs]
+        if not planned:
+            return  # nothing changed: no actor is started
+        self.stats.jobs += len(planned)
+        total = sum(len(j.docs) for j in planned)
+        rows = await to_thread(self._start, planned)
+        t0 = time.perf_counter()
+        done = 0
+        try:
+            while (row := await to_thread(next, rows, None)) is not None:
+                seq, vecs, found = decode_result(row)
+                job = planned[seq]
+                done += len(job.docs)
+                self.stats.documents += len(job.docs)
+                if self._progress is not None:
+                    self._progress("embedded", done, total)
+                yield PassResult(job, vecs, found)
+        finally:
+            self.stats.pool_s += time.perf_counter() - t0
+
+    def _start(self, planned: list[PassJob]) -> Iterator[dict[str, Any]]:
+        data = self._connect().data
+        ctx = data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # the command draws its own
+        ds = data.from_items([{"seq": i, "job": encode_job(j)} for i, j in enumerate(planned)])
+        ds = ds.map_batches(
+            PassWorker,
+            fn_constructor_kwargs={"spec": self._spec},
+            batch_size=1,  # one job: one model call, grouped by the driver as in one process
+            batch_format="numpy",
+            compute=data.ActorPoolStrategy(size=self._workers),
+            num_cpus=self._cpus,
+            max_restarts=RETRIES,
+            max_task_retries=RETRIES,
+        )
+        out: Iterator[dict[str, Any]] = iter(ds.iter_rows())
+        return out
+
+
+__all__ = ["RETRIES", "RayPasses", "RayStats", "worker_spec"]
