@@ -6,7 +6,9 @@ the command that installs it.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -36,6 +38,10 @@ def ray_cluster(address: str, *, cpus: int) -> Iterator[ModuleType]:
     """``ray`` connected to ``address`` (``local``: a cluster of ``cpus`` CPUs on this machine, stopped
     on exit). A process that already called ``ray.init`` keeps its connection, and it stays open."""
     ray = import_ray()
+    # Ray Data logs each execution plan, its progress and its tuning hints on stderr: the command
+    # prints its own progress, and its errors reach the caller as exceptions.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
     if ray.is_initialized():
         yield ray
         return

@@ -27,10 +27,6 @@ from .worker import CRASH_ENV, PassWorker, WorkerSpec
 if TYPE_CHECKING:
     from ..router.engine import HybridEngine
 
-RETRIES = 3
-"""Restarts of a dead actor, and retries of the job it was running, before the job fails."""
-
-
 def worker_spec(engine: HybridEngine, cpus_per_worker: int) -> WorkerSpec:
     """What the actors need to build the engine's edge embedder and PII detector."""
     edge = engine.edge
@@ -103,19 +99,24 @@ class RayPasses:
         data = self._connect().data
         ctx = data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the command draws its own
-        ds = data.from_items([{"seq": i, "job": encode_job(j)} for i, j in enumerate(planned)])
+        # One block per job: an actor takes a job as soon as it is free (one block of all jobs would
+        # keep every job on one actor).
+        rows = [{"seq": i, "job": encode_job(j)} for i, j in enumerate(planned)]
+        ds = data.from_items(rows, override_num_blocks=len(rows))
+        # Ray Data's actors restart when they die and their jobs are retried there (max_restarts and
+        # max_task_retries are -1 for an actor pool). The spec travels in the class, not as constructor
+        # arguments in the object store, which Ray warns a restart may not find again.
+        spec = self._spec
+        bound = type("PassWorker", (PassWorker,), {"__init__": lambda w: PassWorker.__init__(w, spec)})
         ds = ds.map_batches(
-            PassWorker,
-            fn_constructor_kwargs={"spec": self._spec},
+            bound,
             batch_size=1,  # one job: one model call, grouped by the driver as in one process
             batch_format="numpy",
-            compute=data.ActorPoolStrategy(size=self._workers),
+            compute=data.ActorPoolStrategy(size=min(self._workers, len(rows))),
             num_cpus=self._cpus,
-            max_restarts=RETRIES,
-            max_task_retries=RETRIES,
         )
         out: Iterator[dict[str, Any]] = iter(ds.iter_rows())
         return out
 
 
-__all__ = ["RETRIES", "RayPasses", "RayStats", "worker_spec"]
+__all__ = ["RayPasses", "RayStats", "worker_spec"]
