@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..errors import InputError
 from ..settings import build_engine
-from .app import app
+from .app import app, bench_app
 from .exit_codes import ExitCode
 from .options import (
     ChromaUrlOpt,
@@ -175,6 +175,58 @@ def index_command(
             "indexed at the edge; cloud work is queued or failed: run `edgeroute sync` when the cloud is back"
         )
     exit_with(code)
+
+
+@bench_app.command("index")
+def bench_index_command(
+    ray: Annotated[
+        bool, typer.Option("--ray/--no-ray", help="also 1 and 2 Ray workers of one CPU each (needs the ray extra)")
+    ] = True,
+    docs: Annotated[int, typer.Option(min=1, help="SciFact abstracts to index, one file each")] = 96,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="folder holding scifact/ (BEIR layout) \\[env EDGEROUTE_DATA; default ../shared/data]"),
+    ] = None,
+    model: ModelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Documents/s of `edgeroute index` in one process and on 1 and 2 Ray workers, against the bare
+    embed_documents of the same texts; per-worker overhead and the driver's own cost. Each run in a
+    process of its own, into a `chroma run` server the bench starts on loopback (docs/deployment.md)."""
+    import os
+
+    from rich.table import Table
+
+    from ..eval.bench_index import run_bench_index
+
+    chosen = data or Path(os.environ.get("EDGEROUTE_DATA") or "../shared/data")
+    if ray:
+        from ..distributed.cluster import import_ray
+
+        import_ray()  # the install hint before minutes of measuring
+    with progress_bars(enabled=not as_json, console=err) as progress:
+        result = run_bench_index(
+            chosen.expanduser(),
+            docs=docs,
+            ray=ray,
+            model_dir=str(model) if model else None,
+            on_step=lambda name: progress(f"run {name}", 0, None),
+        )
+    if as_json:
+        print_json(result)
+        return
+    table = Table("run", "documents/s", "seconds", "vs single", "notes")
+    for name in [k for k in result if k.startswith(("bare", "single", "ray_"))]:
+        row = result[name]
+        ratio = result["ratios"].get(f"{name}_vs_single", "-")
+        notes = ""
+        if name.startswith("ray_"):
+            notes = (
+                f"cluster start {row['cluster_start_s']} s; worker overhead {row['worker_overhead']:+.1%}; "
+                f"driver {row['driver_cpu_ms_per_doc']} ms CPU/doc"
+            )
+        table.add_row(name, str(row["docs_per_s"]), str(row["seconds"]), str(ratio), notes)
+    out.print(table)
 
 
 @app.command("delete")

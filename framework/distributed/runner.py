@@ -46,11 +46,22 @@ def worker_spec(engine: HybridEngine, cpus_per_worker: int) -> WorkerSpec:
 
 @dataclass
 class RayStats:
-    """What the pool did in one ingest: jobs and documents passed, and how long the pool ran."""
+    """What the pool did in one ingest: jobs and documents passed, how long the pool ran (from the start
+    of the execution to the last result, the actors' start and model load included), and the seconds the
+    actors spent in the jobs themselves (all actors together)."""
 
     jobs: int = 0
     documents: int = 0
     pool_s: float = 0.0
+    worker_s: float = 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "jobs": self.jobs,
+            "documents": self.documents,
+            "pool_s": round(self.pool_s, 3),
+            "worker_s": round(self.worker_s, 3),
+        }
 
 
 class RayPasses:
@@ -80,12 +91,13 @@ class RayPasses:
             return  # nothing changed: no actor is started
         self.stats.jobs += len(planned)
         total = sum(len(j.docs) for j in planned)
-        rows = await to_thread(self._start, planned)
         t0 = time.perf_counter()
+        rows = await to_thread(self._start, planned)
         done = 0
         try:
             while (row := await to_thread(next, rows, None)) is not None:
-                seq, vecs, found = decode_result(row)
+                seq, vecs, found, seconds = decode_result(row)
+                self.stats.worker_s += seconds
                 job = planned[seq]
                 done += len(job.docs)
                 self.stats.documents += len(job.docs)

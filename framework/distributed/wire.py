@@ -43,21 +43,25 @@ def decode_job(payload: str) -> tuple[list[Document], list[list[Span] | None], b
     return docs, spans, bool(raw["findings"])
 
 
-def result_row(seq: int, vectors: Vectors, found: list[tuple[PiiFinding, ...]] | None) -> dict[str, Any]:
+def result_row(
+    seq: int, vectors: Vectors, found: list[tuple[PiiFinding, ...]] | None, seconds: float
+) -> dict[str, Any]:
+    """A job's result; ``seconds`` the actor spent on it (for ``edgeroute bench index``)."""
     vecs = np.ascontiguousarray(vectors, dtype=np.float32)
     return {
         "seq": seq,
+        "seconds": seconds,
         "vectors": json.dumps([vecs.shape[1], vecs.tobytes().hex()]),
         "findings": None if found is None else json.dumps([findings_to_json(f) for f in found]),
     }
 
 
-def decode_result(row: dict[str, Any]) -> tuple[int, Vectors, list[tuple[PiiFinding, ...]] | None]:
+def decode_result(row: dict[str, Any]) -> tuple[int, Vectors, list[tuple[PiiFinding, ...]] | None, float]:
     dims, data = json.loads(row["vectors"])
     vecs = np.frombuffer(bytes.fromhex(data), dtype=np.float32).reshape(-1, int(dims)).copy()
     raw = row["findings"]
     found = None if raw is None else [findings_from_json(f) for f in json.loads(raw)]
-    return int(row["seq"]), vecs, found
+    return int(row["seq"]), vecs, found, float(row["seconds"])
 
 
 __all__ = ["decode_job", "decode_result", "encode_job", "result_row"]

@@ -14,6 +14,7 @@ or calls the cloud: the driver does every write.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,19 +67,21 @@ class PassWorker:
 
     def __call__(self, batch: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
         rows = [self._one(int(seq), str(payload)) for seq, payload in zip(batch["seq"], batch["job"], strict=True)]
-        return {key: np.array([r[key] for r in rows], dtype=object) for key in ("seq", "vectors", "findings")}
+        keys = ("seq", "seconds", "vectors", "findings")
+        return {key: np.array([r[key] for r in rows], dtype=object) for key in keys}
 
     def _one(self, seq: int, payload: str) -> dict[str, Any]:
         _maybe_crash(self._spec.crash_at, seq)
+        t0 = time.perf_counter()
         docs, spans, findings = decode_job(payload)
         texts, titles = [d.text for d in docs], [d.title for d in docs]
         if not findings:
             vecs = self._edge.embed_documents(texts, titles=titles, dims=self._spec.dims)
-            return result_row(seq, vecs, None)
+            return result_row(seq, vecs, None, time.perf_counter() - t0)
         # As the local pass (LocalPasses.one): the driver's pattern spans, else the patterns run here.
         pattern = [s if s else self._pii.patterns(pii_text(d)) for d, s in zip(docs, spans, strict=True)]
         vecs, found = self._pii.embed_documents_with_findings(texts, titles, self._spec.dims, pattern)
-        return result_row(seq, vecs, found)
+        return result_row(seq, vecs, found, time.perf_counter() - t0)
 
 
 def _embedder(spec: WorkerSpec) -> Embedder:
