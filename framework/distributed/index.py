@@ -114,7 +114,10 @@ def index_with_ray(
     if done.report is not None:
         progress("queued", done.report.queued, done.report.queued)
     return RayIndexOutcome(
-        **{f: getattr(done, f) for f in ("loaded", "report", "not_indexable", "pruned", "truncated", "waited_s")},
+        **{
+            f: getattr(done, f)
+            for f in ("loaded", "report", "not_indexable", "pruned", "truncated", "waited_s")
+        },
         workers=n,
         cpus_per_worker=cpus_per_worker,
         address=address,

@@ -27,6 +27,7 @@ from .worker import CRASH_ENV, PassWorker, WorkerSpec
 if TYPE_CHECKING:
     from ..router.engine import HybridEngine
 
+
 def worker_spec(engine: HybridEngine, cpus_per_worker: int) -> WorkerSpec:
     """What the actors need to build the engine's edge embedder and PII detector."""
     edge = engine.edge

@@ -66,7 +66,9 @@ class PassWorker:
             )
 
     def __call__(self, batch: dict[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
-        rows = [self._one(int(seq), str(payload)) for seq, payload in zip(batch["seq"], batch["job"], strict=True)]
+        rows = [
+            self._one(int(seq), str(payload)) for seq, payload in zip(batch["seq"], batch["job"], strict=True)
+        ]
         keys = ("seq", "seconds", "vectors", "findings")
         return {key: np.array([r[key] for r in rows], dtype=object) for key in keys}
 

@@ -78,7 +78,9 @@ def _chroma(tmp: Path) -> Iterator[str]:
                     break
                 except Exception:  # not up yet
                     if proc.poll() is not None or time.monotonic() > deadline:
-                        raise ConfigurationError(f"chroma run did not start; see {tmp / 'chroma.log'}") from None
+                        raise ConfigurationError(
+                            f"chroma run did not start; see {tmp / 'chroma.log'}"
+                        ) from None
                     time.sleep(0.3)
             yield f"http://127.0.0.1:{port}"
         finally:
@@ -142,7 +144,9 @@ def run_bench_index(
                     {**base, **config, "chroma_url": url, "store": str(tmp / name), "collection": name}, env
                 )
     single = out["single"]["docs_per_s"]
-    out["ratios"] = {f"{k}_vs_single": round(out[k]["docs_per_s"] / single, 3) for k in out if k.startswith("ray_")}
+    out["ratios"] = {
+        f"{k}_vs_single": round(out[k]["docs_per_s"] / single, 3) for k in out if k.startswith("ray_")
+    }
     out["ratios"]["single_vs_bare"] = round(single / out["bare"]["docs_per_s"], 3)
     for k in [k for k in out if k.startswith("ray_")]:
         pool = out[k]["pool"]

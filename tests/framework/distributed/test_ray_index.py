@@ -65,7 +65,9 @@ def folder(root: Path, n: int = 24) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         words = " ".join(["the search result", "of a query", "and the text", "question"][: 1 + i % 4])
-        (root / f"page{i:02d}.md").write_text(f"# Page {i}\n\n{words} number {i} for fact checking {i % 5}.\n")
+        (root / f"page{i:02d}.md").write_text(
+            f"# Page {i}\n\n{words} number {i} for fact checking {i % 5}.\n"
+        )
     for name, text in PII.items():
         (root / name).write_text(text + "\n")
     return root
@@ -84,7 +86,9 @@ def settings_for(tmp: Path, chroma: str, model: Path, collection: str, **kw: Any
     )
 
 
-def both(tmp: Path, chroma: str, model: Path, paths: list[Path], sensitivity: str, tag: str) -> tuple[Any, Any]:
+def both(
+    tmp: Path, chroma: str, model: Path, paths: list[Path], sensitivity: str, tag: str
+) -> tuple[Any, Any]:
     """The same paths indexed by one process (collection ``TAG-one``) and on Ray (``TAG-ray``)."""
     one = run_index(settings_for(tmp, chroma, model, f"{tag}-one"), paths, sensitivity, progress=quiet)
     on_ray = index_with_ray(
@@ -107,10 +111,13 @@ def stored(chroma: str, name: str) -> dict[str, Any]:
 def outbox_rows(tmp: Path, name: str) -> dict[str, Any]:
     with sqlite3.connect(tmp / "state" / "outbox.sqlite") as db:
         db.row_factory = sqlite3.Row
-        rows = db.execute("SELECT doc_id, content_hash, payload, state FROM outbox WHERE collection=?", (name,))
+        rows = db.execute(
+            "SELECT doc_id, content_hash, payload, state FROM outbox WHERE collection=?", (name,)
+        )
         queued = {r["doc_id"]: (r["content_hash"], r["payload"], r["state"]) for r in rows}
         found = db.execute(
-            "SELECT doc_id, content_hash, detector_version, findings FROM findings WHERE collection=?", (name,)
+            "SELECT doc_id, content_hash, detector_version, findings FROM findings WHERE collection=?",
+            (name,),
         )
         return {"queued": queued, "findings": {r[0]: tuple(r[1:]) for r in found}}
 
@@ -128,7 +135,15 @@ def assert_same(tmp: Path, chroma: str, tag: str) -> None:
 
 def counts(outcome: Any) -> tuple[int, ...]:
     r = outcome.report
-    return (r.documents, r.edge_written, r.edge_unchanged, r.edge_updated, r.private, r.queued, outcome.pruned)
+    return (
+        r.documents,
+        r.edge_written,
+        r.edge_unchanged,
+        r.edge_updated,
+        r.private,
+        r.queued,
+        outcome.pruned,
+    )
 
 
 def test_ray_index_matches_one_process_through_changes_prunes_and_relabels(
@@ -191,9 +206,14 @@ def test_no_private_document_reaches_the_emulator_after_sync(
     docs, secret = folder(tmp_path / "docs", 6), tmp_path / "secret"
     secret.mkdir()
     (secret / "merger.md").write_text(CONFIDENTIAL + "\n")
-    index_with_ray([docs], settings=settings_for(tmp_path, chroma, model, "sync"), workers=2, sensitivity="public")
     index_with_ray(
-        [secret], settings=settings_for(tmp_path, chroma, model, "sync"), workers=2, sensitivity="confidential"
+        [docs], settings=settings_for(tmp_path, chroma, model, "sync"), workers=2, sensitivity="public"
+    )
+    index_with_ray(
+        [secret],
+        settings=settings_for(tmp_path, chroma, model, "sync"),
+        workers=2,
+        sensitivity="confidential",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEROUTE_", "GEMINI_", "GOOGLE_"))}
     with GeminiEmulator() as emu:
@@ -207,10 +227,15 @@ def test_no_private_document_reaches_the_emulator_after_sync(
         )
         synced = subprocess.run(
             [sys.executable, "-m", "edgeroute.framework.cli", "sync", "-c", "sync", "--json"],
-            env=env, capture_output=True, text=True, timeout=300,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert synced.returncode == 0, synced.stderr
-        sent = [p.get("text") or "" for req in emu.requests for content in req.get("parts") or [] for p in content]
+        sent = [
+            p.get("text") or "" for req in emu.requests for content in req.get("parts") or [] for p in content
+        ]
     assert len(sent) == 6  # the public pages, each once
     for private in [*PII.values(), CONFIDENTIAL]:
         assert not [s for s in sent if private in s or s in private]
@@ -223,6 +248,27 @@ def test_ray_needs_a_chroma_server_before_any_work(tmp_path: Path, model: Path) 
     cli = subprocess.run(
         [sys.executable, "-m", "edgeroute.framework.cli", "index", str(tmp_path), "--ray", "local"],
         env={**os.environ, "EDGEROUTE_STORE": str(tmp_path / "s"), "EDGEROUTE_CHROMA_URL": ""},
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert cli.returncode == 2 and "--chroma-url" in cli.stderr and not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_real_model_on_ray_gives_the_same_vectors_findings_and_decisions(
+    tmp_path: Path, cluster: None, chroma: str
+) -> None:
+    """EmbeddingGemma with its PII head: the findings come from the workers' one pass (named entities
+    included), and match the single process's; vectors within 1e-5 cosine."""
+    real = os.environ.get("EDGEROUTE_EDGE_MODEL")
+    if not real:
+        pytest.skip("EDGEROUTE_EDGE_MODEL is not set (scripts/test sets it)")
+    docs = folder(tmp_path / "docs", 6)
+    (docs / "named.md").write_text("Our returns desk lead Joan Marlow signed off the refund.\n")
+    one, on_ray = both(tmp_path, chroma, Path(real), [docs], "public", "real")
+    assert counts(one) == counts(on_ray)
+    assert on_ray.report.private == 3  # the e-mail, the phone number and the name
+    assert_same(tmp_path, chroma, "real")
+    findings = outbox_rows(tmp_path, "real-ray")["findings"]
+    assert "entities" in findings["named.md#0"][2]  # the head's finding, computed on a worker
