@@ -12,7 +12,8 @@ of its own, run one after another:
 - ``single``: the index run in one process (model load, reads, checks, passes, writes, outbox);
 - ``ray_N``: the same run on N actors of one CPU each (``index_with_ray``), the local cluster started
   first and timed apart (``cluster_start_s``): its start is paid once per cluster, not per job;
-- ``ray_1xC``: one actor with all C cores, the single process's CPUs: only Ray's own cost differs.
+- ``ray_1xC``: one actor with all C cores, the single process's CPUs: only Ray's own cost differs;
+- ``chroma_writes``: records/s one writer upserts into the server in groups of 16 (the store's ceiling).
 
 Per Ray run: ``pool`` (the pool's wall time from the first job to the last result, with the actors'
 start and model load, and the seconds the actors spent in jobs), the overhead of the actors' work
@@ -130,6 +131,7 @@ def run_bench_index(
                 ("bare", {"kind": "bare", "threads": None}),
                 ("bare_1cpu", {"kind": "bare", "threads": 1}),
                 ("single", {"kind": "single"}),
+                ("chroma_writes", {"kind": "chroma", "records": 2048, "batch": 16}),
             ]
             if ray:
                 runs += [(f"ray_{w}", {"kind": "ray", "workers": w, "cpus": 1}) for w in workers]
@@ -183,6 +185,8 @@ def _documents(folder: str) -> list[Any]:
 
 def _measure(config: dict[str, Any]) -> dict[str, Any]:
     kind = config["kind"]
+    if kind == "chroma":
+        return _chroma_writes(config)
     if kind == "bare":
         from ..edge.embedder import EdgeEmbedder
 
@@ -240,6 +244,46 @@ def _measure(config: dict[str, Any]) -> dict[str, Any]:
         "driver_cpu_ms_per_doc": round(1000 * cpu / max(1, n), 2),
         "pool": ray_done.pool.to_dict(),
     }
+
+
+def _chroma_writes(config: dict[str, Any]) -> dict[str, Any]:
+    """Records/s one writer upserts into the server, as ingest writes them (groups of ``batch``,
+    768-dim vectors, a SciFact-sized text and the CLI's metadata): the store's side of the ceiling."""
+    import numpy as np
+
+    from ..settings import parse_chroma_url
+    from ..spaces import EmbeddingSpace
+    from ..store.chroma import VectorStore
+
+    n, batch = int(config["records"]), int(config["batch"])
+    host, port = parse_chroma_url(config["chroma_url"])
+    store = VectorStore.http(host, port)
+    space = EmbeddingSpace("edge", "bench/chroma-writes", "1", 768, "none", "none")
+    col = store.create_collection(f"{config['collection']}.edge", space)
+    rng = np.random.default_rng(0)
+    text = "x" * 1500
+    meta: dict[str, str | int | float | bool] = {
+        "path": "/data/docs/0000-doc.md",
+        "origin": "/data/docs",
+        "source": "0000-doc.md",
+        "chunk": 0,
+    }
+    t0 = time.perf_counter()
+    for start in range(0, n, batch):
+        ids = [f"doc-{i}" for i in range(start, min(n, start + batch))]
+        vecs = rng.standard_normal((len(ids), 768)).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        col.upsert(
+            ids,
+            vecs,
+            space=space,
+            texts=[text] * len(ids),
+            metadatas=[meta] * len(ids),
+            content_hashes=[f"h{i}" for i in ids],
+        )
+    s = time.perf_counter() - t0
+    store.close()
+    return {"records": n, "batch": batch, "seconds": round(s, 3), "records_per_s": round(n / s, 1)}
 
 
 if __name__ == "__main__":
