@@ -62,7 +62,7 @@ def index_with_ray(
     progress: ProgressFn = quiet,
 ) -> RayIndexOutcome:
     """Index ``paths`` as ``edgeroute index`` does, the model passes on ``workers`` Ray actors of
-    ``cpus_per_worker`` CPUs each (default: one per ``cpus_per_worker`` cores of a local cluster).
+    ``cpus_per_worker`` CPUs each (default: one per ``cpus_per_worker`` CPUs of the cluster).
 
     ``address``: ``"local"`` starts a cluster on this machine for the job; anything else is given to
     ``ray.init(address=...)`` (``"auto"``, ``"ray://HOST:10001"``). ``settings`` (default: from the
@@ -81,17 +81,22 @@ def index_with_ray(
     level = check_sensitivity_option(sensitivity)
     prefix = check_prefix(id_prefix)
     import_ray()  # before any work: the install hint, not a traceback after the files were read
-    n = workers if workers is not None else default_workers(cpus_per_worker)
+    # A local cluster is sized for the pool; an existing one sizes the pool (one actor per CPUs given).
+    n = workers if workers is not None or address != LOCAL else default_workers(cpus_per_worker)
+    local_cpus = (n or 1) * cpus_per_worker
     runners: list[RayPasses] = []
 
     def shown(stage: str, done: int, total: int | None) -> None:
         progress("written" if stage == "edge" else stage, done, total)  # the workers embed; this writes
 
+    joined: list[ModuleType] = []
     with ExitStack() as cluster:
 
         def connect() -> ModuleType:
-            # Started at the first job: a run refused by the id checks, or with nothing changed, starts no Ray.
-            return cluster.enter_context(ray_cluster(address, cpus=n * cpus_per_worker))
+            # Joined at the first job: a run refused by the id checks, or with nothing changed, starts no Ray.
+            if not joined:
+                joined.append(cluster.enter_context(ray_cluster(address, cpus=local_cpus)))
+            return joined[0]
 
         def passes(engine: HybridEngine) -> RayPasses:
             from .runner import RayPasses, worker_spec
@@ -118,7 +123,7 @@ def index_with_ray(
             f: getattr(done, f)
             for f in ("loaded", "report", "not_indexable", "pruned", "truncated", "waited_s")
         },
-        workers=n,
+        workers=runners[0].workers() if runners and runners[0].started else (n or 0),
         cpus_per_worker=cpus_per_worker,
         address=address,
         pool=runners[0].stats if runners else None,

@@ -67,7 +67,7 @@ class RayStats:
 
 class RayPasses:
     """A :class:`~edgeroute.framework.router.passes.PassRunner` on ``workers`` Ray actors of
-    ``cpus_per_worker`` CPUs each; ``connect()`` gives the ``ray`` module connected to the cluster
+    ``cpus_per_worker`` CPUs each (None: one per ``cpus_per_worker`` CPUs of the cluster); ``connect()`` gives the ``ray`` module connected to the cluster
     (:func:`.cluster.ray_cluster`), called at the first job."""
 
     def __init__(
@@ -75,7 +75,7 @@ class RayPasses:
         connect: Callable[[], ModuleType],
         spec: WorkerSpec,
         *,
-        workers: int,
+        workers: int | None,
         cpus_per_worker: int,
         progress: ProgressFn | None = None,
     ) -> None:
@@ -85,6 +85,8 @@ class RayPasses:
         self._cpus = cpus_per_worker
         self._progress = progress
         self.stats = RayStats()
+        self.started = False
+        """True once the pool ran a job (the cluster was joined)."""
 
     async def run(self, jobs: AsyncIterator[PassJob]) -> AsyncIterator[PassResult]:
         planned = [job async for job in jobs]
@@ -93,6 +95,7 @@ class RayPasses:
         self.stats.jobs += len(planned)
         total = sum(len(j.docs) for j in planned)
         t0 = time.perf_counter()
+        self.started = True
         rows = await to_thread(self._start, planned)
         done = 0
         try:
@@ -107,6 +110,13 @@ class RayPasses:
                 yield PassResult(job, vecs, found)
         finally:
             self.stats.pool_s += time.perf_counter() - t0
+
+    def workers(self) -> int:
+        """Actors in the pool: as asked, else one per ``cpus_per_worker`` CPUs of the cluster."""
+        if self._workers is None:
+            cpus = int(self._connect().cluster_resources().get("CPU", 1))
+            self._workers = max(1, cpus // self._cpus)
+        return self._workers
 
     def _start(self, planned: list[PassJob]) -> Iterator[dict[str, Any]]:
         data = self._connect().data
@@ -125,7 +135,7 @@ class RayPasses:
             bound,
             batch_size=1,  # one job: one model call, grouped by the driver as in one process
             batch_format="numpy",
-            compute=data.ActorPoolStrategy(size=min(self._workers, len(rows))),
+            compute=data.ActorPoolStrategy(size=min(self.workers(), len(rows))),
             num_cpus=self._cpus,
         )
         out: Iterator[dict[str, Any]] = iter(ds.iter_rows())
