@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..aio import to_thread
 from ..edge.embedder import EdgeEmbedder
+from ..errors import StoreError
 from ..router.passes import PassJob, PassResult
 from ..router.reports import ProgressFn
 from .wire import decode_result, encode_job
@@ -67,8 +68,11 @@ class RayStats:
 
 class RayPasses:
     """A :class:`~edgeroute.framework.router.passes.PassRunner` on ``workers`` Ray actors of
-    ``cpus_per_worker`` CPUs each (None: one per ``cpus_per_worker`` CPUs of the cluster); ``connect()`` gives the ``ray`` module connected to the cluster
-    (:func:`.cluster.ray_cluster`), called at the first job."""
+    ``cpus_per_worker`` CPUs each (None: one per ``cpus_per_worker`` CPUs of the cluster).
+
+    ``connect()`` gives the ``ray`` module joined to the cluster (:func:`.cluster.ray_cluster`); it is
+    called at the first job. Each job's result is yielded once: a second copy (a retried job whose first
+    attempt did finish) is dropped, and a job that never came back is an error, not a silent gap."""
 
     def __init__(
         self,
@@ -98,10 +102,14 @@ class RayPasses:
         self.started = True
         rows = await to_thread(self._start, planned)
         done = 0
+        seen: set[int] = set()
         try:
             while (row := await to_thread(next, rows, None)) is not None:
                 seq, vecs, found, seconds = decode_result(row)
                 self.stats.worker_s += seconds
+                if seq in seen:
+                    continue
+                seen.add(seq)
                 job = planned[seq]
                 done += len(job.docs)
                 self.stats.documents += len(job.docs)
@@ -110,6 +118,12 @@ class RayPasses:
                 yield PassResult(job, vecs, found)
         finally:
             self.stats.pool_s += time.perf_counter() - t0
+        if len(seen) != len(planned):
+            missing = [planned[i].docs[0].id for i in range(len(planned)) if i not in seen]
+            raise StoreError(
+                f"the Ray pool returned {len(seen)} of {len(planned)} jobs (first missing: {missing[:3]}); "
+                "what came back is written: run the same index again to embed the rest"
+            )
 
     def workers(self) -> int:
         """Actors in the pool: as asked, else one per ``cpus_per_worker`` CPUs of the cluster."""

@@ -8,6 +8,7 @@ where the model plays no part beyond giving vectors."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -272,3 +273,37 @@ def test_real_model_on_ray_gives_the_same_vectors_findings_and_decisions(
     assert_same(tmp_path, chroma, "real")
     findings = outbox_rows(tmp_path, "real-ray")["findings"]
     assert "entities" in findings["named.md#0"][2]  # the head's finding, computed on a worker
+
+
+def test_cli_joins_an_existing_cluster_by_address(
+    tmp_path: Path, cluster: None, chroma: str, model: Path
+) -> None:
+    docs = folder(tmp_path / "docs", 4)
+    address = ray.get_runtime_context().gcs_address  # this module's cluster: no second start-up
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGEROUTE_", "GEMINI_", "GOOGLE_"))}
+    env.update(
+        EDGEROUTE_STORE=str(tmp_path / "state"), EDGEROUTE_EDGE_MODEL=str(model), EDGEROUTE_CACHE="off"
+    )
+    args = ["index", str(docs), "-c", "cli", "--offline", "--ray", address, "--workers", "1"]
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeroute.framework.cli",
+            *args,
+            "--chroma-url",
+            chroma,
+            "--sensitivity",
+            "public",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 3, cli.stderr  # indexed; the cloud half queued (offline)
+    report = json.loads(cli.stdout)
+    assert report["ray"] == {"address": address, "workers": 1, "cpus_per_worker": 1}
+    assert (report["documents"], report["edge_written"], report["private"], report["queued"]) == (6, 6, 2, 4)
+    assert sorted(stored(chroma, "cli")) == sorted(f"{p.name}#0" for p in docs.iterdir())
