@@ -188,6 +188,9 @@ def bench_index_command(
         typer.Option(help="folder holding scifact/ (BEIR layout) \\[env EDGEROUTE_DATA; default ../shared/data]"),
     ] = None,
     model: ModelOpt = None,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="run everything this many times, interleaved; report the medians")
+    ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Documents/s of `edgeroute index` in one process and on 1 and 2 Ray workers, against the bare
@@ -210,6 +213,7 @@ def bench_index_command(
             docs=docs,
             ray=ray,
             model_dir=str(model) if model else None,
+            rounds=rounds,
             on_step=lambda name: progress(f"run {name}", 0, None),
         )
     if as_json:
@@ -218,6 +222,8 @@ def bench_index_command(
     table = Table("run", "documents/s", "seconds", "vs single", "notes")
     for name in [k for k in result if k.startswith(("bare", "single", "ray_"))]:
         row = result[name]
+        if "docs_per_s" not in row:
+            continue
         ratio = result["ratios"].get(f"{name}_vs_single", "-")
         notes = ""
         if name.startswith("ray_"):

@@ -132,6 +132,15 @@ def assert_same(tmp: Path, chroma: str, tag: str) -> None:
         cos = float(np.dot(a.vector, b.vector) / (np.linalg.norm(a.vector) * np.linalg.norm(b.vector)))
         assert cos >= 1 - 1e-5, (doc_id, cos)
     assert outbox_rows(tmp, f"{tag}-one") == outbox_rows(tmp, f"{tag}-ray")
+    assert audit(tmp, f"{tag}-one") == audit(tmp, f"{tag}-ray")
+
+
+def audit(tmp: Path, name: str) -> list[dict[str, Any]]:
+    """The audit records of collection ``name``, without their times."""
+    path = tmp / "state" / "audit.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    drop = {"ts", "time", "collection", "elapsed_ms", "t"}
+    return [{k: v for k, v in r.items() if k not in drop} for r in records if r.get("collection") == name]
 
 
 def counts(outcome: Any) -> tuple[int, ...]:
