@@ -79,19 +79,22 @@ def index_command(
             "--ray",
             help="Run the model passes on a Ray cluster: `local` starts one on this machine for the run, "
             "an address (`auto`, `ray://HOST:10001`) joins one. Needs --chroma-url and the ray extra "
-            "(pip install 'edgeroute[ray]'); everything else (checks, writes, outbox, pruning) stays here",
+            "(pip install 'edgeroute\\[ray]'); everything else (checks, writes, outbox, pruning) stays here",
             metavar="ADDRESS",
         ),
     ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", min=1, help="Ray actors, one edge model each (default with --ray local: one per "
-            "--cpus-per-worker cores)"
+            "--workers",
+            min=1,
+            help="Ray actors, one edge model each (default: one per --cpus-per-worker CPUs of the "
+            "cluster, this machine's cores with --ray local)",
         ),
     ] = None,
     cpus_per_worker: Annotated[
-        int, typer.Option("--cpus-per-worker", min=1, help="CPUs of each Ray actor (its ONNX Runtime threads)")
+        int,
+        typer.Option("--cpus-per-worker", min=1, help="CPUs of each Ray actor (its ONNX Runtime threads)"),
     ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
@@ -180,12 +183,18 @@ def index_command(
 @bench_app.command("index")
 def bench_index_command(
     ray: Annotated[
-        bool, typer.Option("--ray/--no-ray", help="also 1 and 2 Ray workers of one CPU each (needs the ray extra)")
+        bool,
+        typer.Option(
+            "--ray/--no-ray",
+            help="also 1 and 2 Ray workers of one CPU each, and one with every core (needs the ray extra)",
+        ),
     ] = True,
     docs: Annotated[int, typer.Option(min=1, help="SciFact abstracts to index, one file each")] = 96,
     data: Annotated[
         Path | None,
-        typer.Option(help="folder holding scifact/ (BEIR layout) \\[env EDGEROUTE_DATA; default ../shared/data]"),
+        typer.Option(
+            help="folder holding scifact/ (BEIR layout) \\[env EDGEROUTE_DATA; default ../shared/data]"
+        ),
     ] = None,
     model: ModelOpt = None,
     rounds: Annotated[
