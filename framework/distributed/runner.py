@@ -11,6 +11,7 @@ attempt computed it.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ def worker_spec(engine: HybridEngine, cpus_per_worker: int) -> WorkerSpec:
         space=engine.edge_space.fingerprint,
         detector_version=engine.pii.version,
         crash_at=os.environ.get(CRASH_ENV) or None,
+        # build_engine loads the driver's model with verify=True (EdgeEmbedder.load's default).
+        verified_on=socket.gethostname() if model else None,
     )
 
 
