@@ -1,4 +1,5 @@
-"""The body of ``edgeroute index``, shared by the command and :func:`edgeroute.framework.distributed.index_with_ray`.
+"""The body of ``edgeroute index``, shared by the command and by
+:func:`edgeroute.framework.distributed.index_with_ray`.
 
 Load the paths, claim their ids (the collision and duplicate checks), ingest, take media that may go
 nowhere out of the cloud index, and prune what each PATH no longer holds: the same steps, in the same

@@ -2,11 +2,11 @@
 
 Each actor builds the same edge embedder and PII detector the driver's engine has (same model
 directory, dims and policy) and checks, before its first job, that its embedding space and detector
-version are the driver's: a worker node with another model would otherwise write vectors and findings
-the driver stores under the wrong name. ONNX Runtime does not read ``OMP_NUM_THREADS``, so the session's
+version are the driver's: a worker node with another model would otherwise return vectors and
+findings the driver stores under the wrong space and version. ONNX Runtime does not read ``OMP_NUM_THREADS``, so the session's
 intra-op threads are set to the actor's CPUs here.
 
-A row in is one job (:func:`edgeroute.framework.distributed.wire.job_row`); a row out is its vectors
+A row in is one job (:func:`~edgeroute.framework.distributed.wire.encode_job`); a row out is its vectors
 and findings (:func:`~edgeroute.framework.distributed.wire.result_row`). Nothing here writes anywhere
 or calls the cloud: the driver does every write.
 """
