@@ -8,10 +8,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ..documents import Document
-from ..errors import InputError, RoutingError
-from ..settings import build_engine, load_policy
-from .app import app
+from ..errors import InputError
+from ..settings import build_engine
+from .app import app, bench_app
 from .exit_codes import ExitCode
 from .options import (
     ChromaUrlOpt,
@@ -74,6 +73,29 @@ def index_command(
     offline: OfflineOpt = False,
     chroma_url: ChromaUrlOpt = None,
     lock_timeout: LockTimeoutOpt = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run the model passes on a Ray cluster: `local` starts one on this machine for the run, "
+            "an address (`auto`, `ray://HOST:10001`) joins one. Needs --chroma-url and the ray extra "
+            "(pip install 'edgeroute\\[ray]'); everything else (checks, writes, outbox, pruning) stays here",
+            metavar="ADDRESS",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Ray actors, one edge model each (default: one per --cpus-per-worker CPUs of the "
+            "cluster, this machine's cores with --ray local)",
+        ),
+    ] = None,
+    cpus_per_worker: Annotated[
+        int,
+        typer.Option("--cpus-per-worker", min=1, help="CPUs of each Ray actor (its ONNX Runtime threads)"),
+    ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Index documents: all into the edge index, the cloud-eligible ones into the cloud index (or the outbox).
@@ -88,79 +110,48 @@ def index_command(
 
     An embedded store takes one writer at a time: a second `index`, `delete` or `sync` on it waits
     for the first (--lock-timeout), then fails. For several writers at once use --chroma-url.
+
+    With --ray ADDRESS the model passes (each changed document's vector and PII findings) run on a Ray
+    actor pool and the vectors go to the --chroma-url server; ids, metadata, privacy decisions and
+    outbox rows are the same as without it (docs/deployment.md, "Indexing on a Ray cluster").
     """
-    from ...policies.pii import detect_pii
-    from ..router.placement import cloud_allowed, pii_text
     from ..router.provenance import check_prefix
-    from .sources import claim_ids, load_sources
+    from .index_run import run_index
 
     level = check_sensitivity_option(sensitivity)
     id_prefix = check_prefix(id_prefix)
+    if ray is None and (workers is not None or cpus_per_worker != 1):
+        raise InputError("--workers and --cpus-per-worker size a Ray actor pool: give --ray ADDRESS too")
     settings = settings_from(
         store, collection, policy, edge, model, offline, chroma_url=chroma_url, lock_timeout=lock_timeout
     )
+    pool: dict[str, object] | None = None
     with progress_bars(enabled=not as_json, console=err) as progress:
-        loaded = load_sources(paths, level, progress)
-        if loaded.bad and not skip_bad:
-            listing = "\n".join(f"  {p.path}: {p.reason}" for p in loaded.bad)
-            raise InputError(
-                f"{len(loaded.bad)} file(s) cannot be indexed, so nothing was written:\n{listing}\n"
-                "fix or remove them, or pass --skip-bad to index the rest and list these"
+        if ray is None:
+            done = run_index(
+                settings, paths, level, prune=prune, skip_bad=skip_bad, id_prefix=id_prefix, progress=progress
             )
-        docs: list[Document] = []
-        not_indexable: list[Document] = []
-        policy_config = load_policy(settings)
-        for doc in loaded.docs:
-            if doc.text.strip():
-                docs.append(doc)
-                continue
-            # Media only: the edge model reads text, so the cloud index is its one place.
-            try:
-                # Media only: its title is its one text, checked by the pattern layer (no model here).
-                found = [detect_pii(pii_text(doc), policy_config)]
-                allowed = cloud_allowed([doc], policy_config, found)[0]
-            except RoutingError:
-                allowed = False
-            (docs if allowed else not_indexable).append(doc)
-        if not docs and not not_indexable:
-            raise InputError(
-                f"no documents found in {', '.join(map(str, paths))}: give .txt, .md, .png, .jpg, .pdf "
-                "or corpus.jsonl files"
+        else:
+            from ..distributed import index_with_ray
+
+            done = index_with_ray(
+                paths,
+                address=ray,
+                settings=settings,
+                workers=workers,
+                cpus_per_worker=cpus_per_worker,
+                sensitivity=level,
+                prune=prune,
+                skip_bad=skip_bad,
+                id_prefix=id_prefix,
+                progress=progress,
             )
-        pruned = 0
-        with build_engine(settings) as engine:
-            lock = engine.store.writer_lock
-            waited = lock.waited_s if lock is not None else 0.0
-            # In the session that writes: checked and written under one hold of the store.
-            docs, not_indexable = claim_ids(engine, loaded, [docs, not_indexable], id_prefix)
-            report = engine.ingest(docs, progress=progress) if docs else None
-            if not_indexable:
-                # Placed nowhere now (private media): an earlier copy in the cloud index must go too.
-                engine.delete([d.id for d in not_indexable])
-            if prune:
-                protect = loaded.protected_paths()
-                for origin, ids in loaded.origins.items():
-                    pruned += engine.prune(origin, ids, protect=protect).matched
-            # Chunks are sized well under the model's limit, so this is rare; when it happens it is reported.
-            truncated = int(getattr(engine.edge, "truncated_count", 0))
-    queued = report.queued - report.cloud.in_flight if report is not None else 0
-    failed = report.cloud.failed if report is not None else 0
-    code = ExitCode.EDGE_ONLY if queued > 0 or failed > 0 else ExitCode.OK
+            pool = {"address": ray, "workers": done.workers, "cpus_per_worker": done.cpus_per_worker}
+    loaded, report, not_indexable, pruned = done.loaded, done.report, done.not_indexable, done.pruned
+    truncated = done.truncated
+    code = ExitCode.EDGE_ONLY if done.queued > 0 or done.failed > 0 else ExitCode.OK
     if as_json:
-        print_json(
-            {
-                "collection": settings.collection,
-                "store": str(settings.store),
-                **(report.to_dict() if report is not None else {}),
-                "pruned": pruned,
-                "skipped": [p.to_dict() for p in loaded.bad],
-                "empty": [p.path for p in loaded.empty],
-                "not_indexable": [d.id for d in not_indexable],
-                "truncated_inputs": truncated,
-                "lock_wait_s": round(waited, 3),
-                "exit_code": int(code),
-            }
-        )
+        print_json({**done.to_dict(settings), **({"ray": pool} if pool else {}), "exit_code": int(code)})
         exit_with(code)
         return
     for problem in loaded.bad:
@@ -187,6 +178,70 @@ def index_command(
             "indexed at the edge; cloud work is queued or failed: run `edgeroute sync` when the cloud is back"
         )
     exit_with(code)
+
+
+@bench_app.command("index")
+def bench_index_command(
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray/--no-ray",
+            help="also 1 and 2 Ray workers of one CPU each, and one with every core (needs the ray extra)",
+        ),
+    ] = True,
+    docs: Annotated[int, typer.Option(min=1, help="SciFact abstracts to index, one file each")] = 96,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder holding scifact/ (BEIR layout) \\[env EDGEROUTE_DATA; default ../shared/data]"
+        ),
+    ] = None,
+    model: ModelOpt = None,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="run everything this many times, interleaved; report the medians")
+    ] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Documents/s of `edgeroute index` in one process and on 1 and 2 Ray workers, against the bare
+    embed_documents of the same texts; per-worker overhead and the driver's own cost. Each run in a
+    process of its own, into a `chroma run` server the bench starts on loopback (docs/deployment.md)."""
+    import os
+
+    from rich.table import Table
+
+    from ..eval.bench_index import run_bench_index
+
+    chosen = data or Path(os.environ.get("EDGEROUTE_DATA") or "../shared/data")
+    if ray:
+        from ..distributed.cluster import import_ray
+
+        import_ray()  # the install hint before minutes of measuring
+    with progress_bars(enabled=not as_json, console=err) as progress:
+        result = run_bench_index(
+            chosen.expanduser(),
+            docs=docs,
+            ray=ray,
+            model_dir=str(model) if model else None,
+            rounds=rounds,
+            on_step=lambda name: progress(f"run {name}", 0, None),
+        )
+    if as_json:
+        print_json(result)
+        return
+    table = Table("run", "documents/s", "seconds", "vs single", "notes")
+    for name in [k for k in result if k.startswith(("bare", "single", "ray_"))]:
+        row = result[name]
+        if "docs_per_s" not in row:
+            continue
+        ratio = result["ratios"].get(f"{name}_vs_single", "-")
+        notes = ""
+        if name.startswith("ray_"):
+            notes = (
+                f"cluster start {row['cluster_start_s']} s; worker overhead {row['worker_overhead']:+.1%}; "
+                f"driver {row['driver_cpu_ms_per_doc']} ms CPU/doc"
+            )
+        table.add_row(name, str(row["docs_per_s"]), str(row["seconds"]), str(ratio), notes)
+    out.print(table)
 
 
 @app.command("delete")

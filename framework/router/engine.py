@@ -48,6 +48,7 @@ from .ingest import ingest as ingest_flow
 from .lifecycle import DeleteReport
 from .outbox import Outbox
 from .outbox_jobs import BatchJobs
+from .passes import PassRunner
 from .reports import BatchSyncReport, IngestReport, ProgressFn, SyncReport
 from .retrieve import retrieve as retrieve_flow
 from .write_order import WriteOrder
@@ -199,7 +200,11 @@ class HybridEngine:
     # -- the flows: async core, sync wrappers ---------------------------------------------------------
 
     async def aingest(
-        self, documents: Sequence[Document], *, progress: ProgressFn | None = None
+        self,
+        documents: Sequence[Document],
+        *,
+        progress: ProgressFn | None = None,
+        passes: PassRunner | None = None,
     ) -> IngestReport:
         """Index documents: every text into the edge index, the cloud-eligible ones into the cloud index.
 
@@ -209,9 +214,11 @@ class HybridEngine:
         place nowhere raises :class:`RoutingError`). Cloud-bound documents pass through the outbox, so
         with the cloud offline they wait there for :meth:`sync`. Edge embeddings are stored batch by
         batch as they finish, so an interrupted run keeps what it did. ``progress(stage, done, total)``
-        is called as ``"edge"`` and ``"cloud"`` work completes.
+        is called as ``"edge"`` and ``"cloud"`` work completes. ``passes`` runs the model passes
+        elsewhere (:mod:`.passes`; a Ray actor pool, :mod:`edgeroute.framework.distributed`); every
+        check, write and placement stays here.
         """
-        return await ingest_flow(self, documents, progress=progress)
+        return await ingest_flow(self, documents, progress=progress, passes=passes)
 
     ingest = syncify(aingest)
 

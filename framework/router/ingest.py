@@ -10,17 +10,17 @@ documents wait there for ``edgeroute sync``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...policies.sensitivity import above_ceiling
 from ..aio import to_thread
 from ..documents import Document
-from ..embedder import Vectors
 from ..pii.patterns import Span
 from ..pii.stored import findings_from_json, findings_to_json
 from .drain import drain
+from .passes import LocalPasses, PassJob, PassRunner
 from .placement import (
     check_cloud_lengths,
     check_documents,
@@ -35,6 +35,7 @@ from .reports import IngestReport, ProgressFn, SyncReport
 if TYPE_CHECKING:
     from ...policies.signals import PiiFinding
     from ..pii import PiiDetector
+    from ..store.chroma import Collection
     from .engine import HybridEngine
 
 BATCH = 64
@@ -44,7 +45,11 @@ EMBED_BATCH = 16
 
 
 async def ingest(
-    engine: HybridEngine, documents: Sequence[Document], *, progress: ProgressFn | None = None
+    engine: HybridEngine,
+    documents: Sequence[Document],
+    *,
+    progress: ProgressFn | None = None,
+    passes: PassRunner | None = None,
 ) -> IngestReport:
     docs = check_documents(documents)
     # Before any model pass or write: a document longer than a model reads is refused, never cut.
@@ -81,7 +86,7 @@ async def ingest(
     # the edge index and the outbox end up saying the same thing, whichever ran last.
     async with engine.write_order.hold():
         edge_written, edge_updated = (
-            await _write_edge(engine, edge_docs, run, progress) if edge_docs else (0, 0)
+            await _write_edge(engine, edge_docs, run, progress, passes) if edge_docs else (0, 0)
         )
         # Every document's findings exist now: only now is anything queued for the cloud.
         await _store_findings(engine, run, [d for d in docs if d.id in run.unstored])
@@ -152,25 +157,6 @@ async def _store_findings(engine: HybridEngine, run: _Findings, todo: Sequence[D
     run.unstored.difference_update(d.id for d in todo)
 
 
-async def _embed(engine: HybridEngine, part: list[Document], run: _Findings) -> Vectors:
-    """Vectors for ``part``; with the one-pass detector, its documents' findings from the same pass."""
-    if not any(d.id in run.later for d in part):
-        return await engine.edge_embedder.aembed_documents(
-            [d.text for d in part], titles=[d.title for d in part], dims=engine.edge_dims
-        )
-    # The token states are not cached, so the embedding cache is not consulted: the pass is needed anyway.
-    vecs, found = await engine.pii.aembed_documents_with_findings(
-        [d.text for d in part],
-        [d.title for d in part],
-        engine.edge_dims,
-        [run.spans.get(d.id) or engine.pii.patterns(pii_text(d)) for d in part],
-    )
-    for d, f in zip(part, found, strict=True):
-        if d.id in run.later:
-            run.add(d.id, f)
-    return vecs
-
-
 def _groups(engine: HybridEngine, docs: list[Document]) -> list[list[Document]]:
     """``docs`` in the groups embedded and stored together: one model call each where the edge model
     says how it batches (:meth:`EdgeEmbedder.document_batches`), else ``EMBED_BATCH`` at a time."""
@@ -183,19 +169,62 @@ def _groups(engine: HybridEngine, docs: list[Document]) -> list[list[Document]]:
 
 
 async def _write_edge(
-    engine: HybridEngine, docs: list[Document], run: _Findings, progress: ProgressFn | None
+    engine: HybridEngine,
+    docs: list[Document],
+    run: _Findings,
+    progress: ProgressFn | None,
+    passes: PassRunner | None,
 ) -> tuple[int, int]:
     """Embed and store the documents whose content changed, and update the stored metadata of those
     whose content did not but whose metadata did (a re-marked sensitivity). Returns (written, updated).
 
     Vectors are stored group by group (:func:`_groups`), as they are finished, with their findings: a
-    run killed midway (kill -9) keeps all but the batch in flight, and the next run embeds and detects
+    run killed midway (kill -9) keeps all but the batches in flight, and the next run embeds and detects
     only what is missing. An unchanged document whose findings are missing (stored by an older release,
-    or the detector version changed) gets its pass for the findings; its stored vector is kept.
+    or the detector version changed) gets its pass for the findings; its stored vector is kept. The
+    passes run on ``passes`` (:mod:`.passes`; in this process when None), which only computes.
     """
     col = await engine.aopen_index("edge", create=True)
     assert col is not None
-    written = updated = done = 0
+    tally = _Tally(total=len(docs), progress=progress)
+    runner = passes if passes is not None else LocalPasses(engine)
+    async for result in runner.run(_plan(engine, col, docs, run, tally)):
+        part = result.job.docs
+        if result.findings is not None:
+            for d, f in zip(part, result.findings, strict=True):
+                if d.id in run.later:
+                    run.add(d.id, f)
+        if result.job.store:
+            await write_index(col, part, result.vectors, engine.edge_space)
+            tally.written += len(part)
+            tally.advance(len(part))
+        await _store_findings(engine, run, [d for d in part if d.id in run.unstored])
+    tally.advance(0)
+    return tally.written, tally.updated
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Counts of one ingest's edge writes, and the ``"edge"`` progress they make."""
+
+    total: int
+    progress: ProgressFn | None
+    written: int = 0
+    updated: int = 0
+    done: int = 0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress("edge", self.done, self.total)
+
+
+async def _plan(
+    engine: HybridEngine, col: Collection, docs: list[Document], run: _Findings, tally: _Tally
+) -> AsyncIterator[PassJob]:
+    """The model passes ``docs`` need, ``BATCH`` stored records read at a time (relabelling the
+    unchanged documents whose metadata changed on the way): the groups of changed documents, then those
+    of unchanged documents whose findings are missing."""
     for start in range(0, len(docs), BATCH):
         batch = docs[start : start + BATCH]
         stored = {r.id: r for r in await to_thread(col.get, [d.id for d in batch])}
@@ -213,22 +242,17 @@ async def _write_edge(
             await to_thread(
                 col.update_metadata, [d.id for d in relabel], [index_metadata(d) for d in relabel]
             )
-            updated += len(relabel)
-        done += len(batch) - len(fresh)
+            tally.updated += len(relabel)
+        tally.advance(len(batch) - len(fresh))
         for part in _groups(engine, fresh):
-            vecs = await _embed(engine, part, run)
-            await write_index(col, part, vecs, engine.edge_space)
-            await _store_findings(engine, run, [d for d in part if d.id in run.unstored])
-            written += len(part)
-            done += len(part)
-            if progress is not None:
-                progress("edge", done, len(docs))
+            yield _job(part, True, run)
         for part in _groups(engine, detect):
-            await _embed(engine, part, run)  # the vector is already stored: only the findings are new
-            await _store_findings(engine, run, part)
-        if progress is not None:
-            progress("edge", done, len(docs))
-    return written, updated
+            yield _job(part, False, run)  # the vector is already stored: only the findings are new
+
+
+def _job(part: list[Document], store: bool, run: _Findings) -> PassJob:
+    wants = any(d.id in run.later for d in part)
+    return PassJob(part, store, wants, [run.spans.get(d.id) for d in part] if wants else [None] * len(part))
 
 
 async def _update_cloud_metadata(engine: HybridEngine, docs: list[Document]) -> None:

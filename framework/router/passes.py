@@ -1,0 +1,86 @@
+"""The model passes of one ingest: what the edge index needs embedded, and who runs it.
+
+Ingest decides every group of documents that needs a model pass (:class:`PassJob`: one model call,
+the groups :meth:`EdgeEmbedder.document_batches` makes) and writes each result as it arrives. Who runs
+the passes is a :class:`PassRunner`: :class:`LocalPasses` runs them one at a time in this process
+(the default, what ``edgeroute index`` does); :mod:`edgeroute.framework.distributed` runs them on a Ray
+actor pool. A runner only computes: the stored-record checks, the writes, the findings store, the
+placement and the outbox stay with the ingest that asked, in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from ..documents import Document
+from ..embedder import Vectors
+from ..pii.patterns import Span
+from .placement import pii_text
+
+if TYPE_CHECKING:
+    from ...policies.signals import PiiFinding
+    from .engine import HybridEngine
+
+
+@dataclass(frozen=True, slots=True)
+class PassJob:
+    """One group of documents for one model call.
+
+    ``store``: its vectors go into the edge index (False: the vectors are stored already and only the
+    findings are wanted). ``findings``: the one-pass detector's findings are wanted with the vectors
+    (some document's findings come with its pass); ``spans[i]`` are the pattern spans already found in
+    ``docs[i]``'s PII text (None: not run yet).
+    """
+
+    docs: list[Document]
+    store: bool
+    findings: bool
+    spans: list[list[Span] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """A job's vectors ``(len(job.docs), dims)`` and, when it asked for them, each document's findings."""
+
+    job: PassJob
+    vectors: Vectors
+    findings: list[tuple[PiiFinding, ...]] | None
+
+
+class PassRunner(Protocol):
+    """Runs the jobs of one ingest; yields each result once, in any order, as it is done."""
+
+    def run(self, jobs: AsyncIterator[PassJob]) -> AsyncIterator[PassResult]: ...
+
+
+class LocalPasses:
+    """The passes in this process, one job at a time: the engine's edge embedder (its cache in front)
+    for vectors alone, the engine's PII detector for vectors with findings (one forward pass)."""
+
+    def __init__(self, engine: HybridEngine) -> None:
+        self._engine = engine
+
+    async def run(self, jobs: AsyncIterator[PassJob]) -> AsyncIterator[PassResult]:
+        async for job in jobs:
+            yield await self.one(job)
+
+    async def one(self, job: PassJob) -> PassResult:
+        engine, part = self._engine, job.docs
+        if not job.findings:
+            vecs = await engine.edge_embedder.aembed_documents(
+                [d.text for d in part], titles=[d.title for d in part], dims=engine.edge_dims
+            )
+            return PassResult(job, vecs, None)
+        # The token states are not cached, so the embedding cache is not consulted: the pass is needed anyway.
+        vecs, found = await engine.pii.aembed_documents_with_findings(
+            [d.text for d in part],
+            [d.title for d in part],
+            engine.edge_dims,
+            [s if s else engine.pii.patterns(pii_text(d)) for d, s in zip(part, job.spans, strict=True)],
+        )
+        return PassResult(job, vecs, found)
+
+
+__all__ = ["LocalPasses", "PassJob", "PassResult", "PassRunner"]
