@@ -26,7 +26,7 @@ from ..aio import in_executor
 from ..embedder import Vectors, l2_normalize, truncate_normalize
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
-from .model_dir import Manifest, ModelDirectory, check_dims, resolve_model_dir
+from .model_dir import TOKENIZER_FILE, Manifest, ModelDirectory, check_dims, resolve_model_dir
 from .tokenizer import SENTENCEPIECE_FILE, TextTokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -121,34 +121,32 @@ class EdgeEmbedder:
     of the manifest's Matryoshka sizes (768/512/256/128 for EmbeddingGemma).
     """
 
-    def __init__(self, directory: ModelDirectory, settings: SessionSettings | None = None) -> None:
+    def __init__(
+        self,
+        directory: ModelDirectory,
+        settings: SessionSettings | None = None,
+        *,
+        lazy: bool = False,
+        verify_on_load: bool = False,
+    ) -> None:
         self._dir = directory
         self._settings = settings or SessionSettings()
         if self._settings.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self._settings.batch_size}.")
         if self._settings.max_batch_tokens < 1:
             raise InputError(f"max_batch_tokens must be >= 1, got {self._settings.max_batch_tokens}.")
-        m = directory.manifest
-        # The tokenizer first, the session after. SentencePiece on tokenizer.model when the directory has
-        # it (~46 MB, peak included); otherwise tokenizers on tokenizer.json, whose parse peaks ~350 MB
-        # above the process's base and leaves ~180 MB of it freed but resident: handing that back before
-        # the weights load keeps the process's peak at the parse (see _release_free_heap).
-        # Only a tokenizer.model the manifest pins (and so verifies): a file dropped in by hand is ignored.
-        self._tokenizer: TextTokenizer = load_tokenizer(
-            directory.path, directory.tokenizer_path, m.max_tokens, prefer_sentencepiece=SENTENCEPIECE_FILE in m.files
-        )
-        _release_free_heap()
-        import onnxruntime as ort
-
-        self._session = ort.InferenceSession(
-            str(directory.model_path),
-            sess_options=self._settings.to_ort(),
-            providers=["CPUExecutionProvider"],
-        )
-        self._run_options = self._settings.run_options()
-        outputs = {o.name for o in self._session.get_outputs()}
-        self._state_outputs = [n for n in TOKEN_STATE_OUTPUTS if n in outputs]
         self._lock = threading.Lock()
+        # Guards the lazy loads (an async call and a sync one may be first at the same time).
+        self._load_lock = threading.Lock()
+        self._verify_on_load = verify_on_load
+        self._verified: set[str] = set()
+        self._tokenizer_obj: TextTokenizer | None = None
+        self._session_obj: Any = None
+        self._run_options: Any = None
+        # Known from the manifest before any session exists (graph version 3 records its outputs), so
+        # asking whether the model has token states never loads it; checked against the graph on load.
+        declared = (directory.manifest.export or {}).get("token_states") or {}
+        self._state_outputs = [n for n in TOKEN_STATE_OUTPUTS if declared]
         self._truncated = 0
         self.model_runs = 0
         """Model runs (``session.run`` calls) so far; with :attr:`model_texts` and :attr:`model_tokens`,
@@ -156,6 +154,66 @@ class EdgeEmbedder:
         self.model_texts = 0
         self.model_tokens = 0
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        if not lazy:
+            # The tokenizer first, the session after: tokenizers' parse of tokenizer.json leaves ~180 MB
+            # freed but resident, handed back before the weights load (see _release_free_heap).
+            _ = self._tokenizer
+            _ = self._session
+
+    @property
+    def _tokenizer(self) -> TextTokenizer:
+        """SentencePiece on tokenizer.model when the manifest pins it (~46 MB, peak included), else
+        tokenizers on tokenizer.json. Loaded on first use when the embedder was loaded ``lazy``."""
+        tok = self._tokenizer_obj
+        if tok is not None:
+            return tok
+        with self._load_lock:
+            if self._tokenizer_obj is None:
+                m = self._dir.manifest
+                sp = SENTENCEPIECE_FILE in m.files
+                if self._verify_on_load:
+                    self._verify([TOKENIZER_FILE, SENTENCEPIECE_FILE])
+                # Only a tokenizer.model the manifest pins (and so verifies): one dropped in by hand is ignored.
+                self._tokenizer_obj = load_tokenizer(
+                    self._dir.path, self._dir.tokenizer_path, m.max_tokens, prefer_sentencepiece=sp
+                )
+                _release_free_heap()
+            return self._tokenizer_obj
+
+    @property
+    def _session(self) -> Any:
+        """The ONNX Runtime session (onnxruntime is imported here, not before): created on first use when
+        the embedder was loaded ``lazy``, so a re-index with nothing to embed never pays for it."""
+        session = self._session_obj
+        if session is not None:
+            return session
+        with self._load_lock:
+            if self._session_obj is None:
+                if self._verify_on_load:
+                    self._verify(list(self._dir.manifest.files))  # the graph, its weights, the rest
+                import onnxruntime as ort
+
+                session = ort.InferenceSession(
+                    str(self._dir.model_path),
+                    sess_options=self._settings.to_ort(),
+                    providers=["CPUExecutionProvider"],
+                )
+                self._run_options = self._settings.run_options()
+                outputs = {o.name for o in session.get_outputs()}
+                self._state_outputs = [n for n in TOKEN_STATE_OUTPUTS if n in outputs]
+                self._session_obj = session
+            return self._session_obj
+
+    def _verify(self, names: list[str]) -> None:
+        """sha256 of the named files not checked yet (a lazy embedder checks each part before loading it)."""
+        todo = [n for n in names if n not in self._verified]
+        self._dir.verify_files(todo)
+        self._verified.update(todo)
+
+    @property
+    def loaded(self) -> dict[str, bool]:
+        """What is loaded so far: ``{"tokenizer": ..., "session": ...}`` (both, unless loaded ``lazy``)."""
+        return {"tokenizer": self._tokenizer_obj is not None, "session": self._session_obj is not None}
 
     @classmethod
     def load(
@@ -167,14 +225,18 @@ class EdgeEmbedder:
         batch_size: int = 16,
         verify: bool = True,
         settings: SessionSettings | None = None,
+        lazy: bool = False,
     ) -> EdgeEmbedder:
         """Resolve, verify and load a model directory (see :func:`resolve_model_dir` for the order).
 
         ``quantization``, when given, must match the manifest's (a guard against loading the wrong
         build). ``verify`` checks every file's sha256 first (about 1 s per 250 MB).
+        ``lazy``: read the manifest now, and verify and load the tokenizer and the ONNX session only when
+        first needed (``edgeroute index`` of an unchanged folder then loads neither: about 2 s saved).
+        A corrupted file is then reported by the first call that needs it, with the same error.
         """
         path = resolve_model_dir(model_dir)
-        directory = ModelDirectory.open(path, verify=verify)
+        directory = ModelDirectory.open(path, verify=verify and not lazy)
         if quantization is not None and directory.manifest.quantization != quantization:
             raise ConfigurationError(
                 f"{path} holds a {directory.manifest.quantization!r} model, not {quantization!r}; "
@@ -182,7 +244,7 @@ class EdgeEmbedder:
             )
         if settings is None:
             settings = SessionSettings(threads=threads, batch_size=batch_size)
-        return cls(directory, settings)
+        return cls(directory, settings, lazy=lazy, verify_on_load=verify and lazy)
 
     # -- identity -------------------------------------------------------------------------
 
@@ -453,6 +515,7 @@ class EdgeEmbedder:
         order = np.argsort(-lengths, kind="stable")
         out = np.empty((len(texts), full), dtype=np.float32)
         output_name = self.manifest.output_name
+        session = self._session  # created here on the first call of a lazy embedder
         names = [output_name, *(self._state_outputs if states is not None else [])]
         for idx in _batches(order, lengths, self._settings.batch_size, self._settings.max_batch_tokens):
             width = int(lengths[idx].max())
@@ -466,7 +529,7 @@ class EdgeEmbedder:
                 n = int(lengths[i])
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1
-            vecs, *per_token = self._session.run(
+            vecs, *per_token = session.run(
                 names, {"input_ids": ids, "attention_mask": mask}, self._run_options
             )
             out[idx] = vecs[:, :full]

@@ -47,14 +47,18 @@ async def ingest(
     engine: HybridEngine, documents: Sequence[Document], *, progress: ProgressFn | None = None
 ) -> IngestReport:
     docs = check_documents(documents)
-    # Before any model pass or write: a document longer than a model reads is refused, never cut.
-    await to_thread(check_edge_lengths, docs, engine.edge)
     pii = engine.pii
     run = _Findings(pii.version)
     # Findings stored by an earlier run for the same content and detector version: no model pass.
     stored = await to_thread(
         engine.outbox.stored_findings, engine.name, [(d.id, d.content_hash()) for d in docs], run.version
     )
+    # Before any model pass or write: a document longer than a model reads is refused, never cut. A
+    # document with stored findings under a version that pins the edge model's files (tokenizer
+    # included) passed this check when it was indexed, so only the others are counted: re-indexing an
+    # unchanged folder then loads no tokenizer either.
+    pinned = getattr(pii, "head", None) is not None and getattr(pii, "embedder", None) is not None
+    await to_thread(check_edge_lengths, [d for d in docs if not (pinned and d.id in stored)], engine.edge)
     run.found.update({i: findings_from_json(j) for i, j in stored.items()})
     need = [d for d in docs if d.id not in run.found]
     # The head's findings of a document come with its embedding pass (one pass, under the document
