@@ -22,7 +22,6 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
-from ..aio import in_executor
 from ..embedder import Vectors, l2_normalize, truncate_normalize
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
@@ -68,9 +67,13 @@ class SessionSettings:
     Without it every tensor goes through glibc malloc, whose heap fragments across threads: peak
     RSS after a 16 x 309-token batch was 1,304 MB without the arena and 560 MB with it (w8-e4).
     ``max_batch_tokens``: a batch holds at most ``batch_size`` texts and at most this many padded
-    tokens (rows x longest row; a single longer text still goes alone). Activation memory grows with
-    batch x seq (and seq^2 in attention), while the MatMuls are already compute-bound at a few
-    thousand tokens: one 16 x 530-token SciFact batch peaked at ~650 MB of activations.
+    tokens (rows x longest row; a single longer text still goes alone). 256: on this project's box
+    (AVX-512 VNNI, 2 cores, row-wise int8 graph) smaller batches cost less CPU per document, down to
+    one text per run: 32 SciFact abstracts (~309 tokens) took 10.3 s of CPU at 256 or 512 against
+    17.0 s at 4,096, and 48 ~110-token texts 4.1 s at 256 against 6.7 s at 4,096 (interleaved, one
+    process). The many elementwise passes around each integer GEMM (per-row scales, norms) and the
+    [batch, heads, seq, seq] attention scores stay in cache, and nothing is padded. Activation memory
+    is bounded by the same budget (one 16 x 530-token batch peaked at ~650 MB).
     ``spinning``: worker threads busy-wait between ops. Off by default: alone it saves about 3% at
     batch 1 (104 against 108 ms for a 27-token query, 2 cores), but beside other busy threads (a
     server's event loop, the store, the PII head) the spinning pool slows every run: in
@@ -80,7 +83,7 @@ class SessionSettings:
 
     threads: int | None = None
     batch_size: int = 16
-    max_batch_tokens: int = 4096
+    max_batch_tokens: int = 256
     memory_arena: bool = True
     spinning: bool | None = None
 
@@ -444,9 +447,13 @@ class EdgeEmbedder:
     async def arun(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking ``fn`` on this embedder's inference thread (for work that calls the model, such
         as PII detection over token states), queued with the embedding calls."""
+        from ..aio import in_executor  # here, not at import: asyncio costs a sync query process 6.5 MB
+
         return await in_executor(self._inference_executor(), fn, *args, **kwargs)
 
     async def _aencode(self, texts: list[str], dims: int) -> Vectors:
+        from ..aio import in_executor
+
         return await in_executor(self._inference_executor(), self._encode, texts, dims)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 BATCH = 64
 EMBED_BATCH = 16
 """Documents embedded, then stored, at a time by an embedder that does not say how it batches (the
-:class:`~edgeroute.framework.edge.embedder.EdgeEmbedder` does: then a group is one model call)."""
+:class:`~edgeroute.framework.edge.embedder.EdgeEmbedder` does: then a group is whole model calls)."""
 
 
 async def ingest(
@@ -176,11 +176,20 @@ async def _embed(engine: HybridEngine, part: list[Document], run: _Findings) -> 
 
 
 def _groups(engine: HybridEngine, docs: list[Document]) -> list[list[Document]]:
-    """``docs`` in the groups embedded and stored together: one model call each where the edge model
-    says how it batches (:meth:`EdgeEmbedder.document_batches`), else ``EMBED_BATCH`` at a time."""
+    """``docs`` in the groups embedded and stored together: whole model calls where the edge model says
+    how it batches (:meth:`EdgeEmbedder.document_batches`), else ``EMBED_BATCH`` at a time."""
     planner = getattr(engine.edge, "document_batches", None)
     if callable(planner) and docs:
-        return [[docs[i] for i in idx] for idx in planner([d.text for d in docs], [d.title for d in docs])]
+        # Whole model calls, merged in order up to EMBED_BATCH documents: the model's batches are small
+        # (a token budget of a few hundred; one SciFact abstract each), a store write per call is not.
+        # The embedder re-sorts a group by length, so it runs the same calls as it would on its own.
+        groups: list[list[Document]] = []
+        for idx in planner([d.text for d in docs], [d.title for d in docs]):
+            if groups and len(groups[-1]) + len(idx) <= EMBED_BATCH:
+                groups[-1].extend(docs[i] for i in idx)
+            else:
+                groups.append([docs[i] for i in idx])
+        return groups
     # Longest first, as the embedder batches anyway: similar lengths share a batch (less padding).
     docs = sorted(docs, key=lambda d: len(d.text), reverse=True)
     return [docs[i : i + EMBED_BATCH] for i in range(0, len(docs), EMBED_BATCH)]

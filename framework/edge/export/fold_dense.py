@@ -57,7 +57,7 @@ def _plain_gemm(node: Any, weights: dict[str, Any]) -> bool:
 def _weight(node: Any, weights: dict[str, Any]) -> np.ndarray[Any, Any]:
     """The Gemm's B as ``(in, out)`` float64 (transposed back when ``transB``)."""
     onnx = _onnx()
-    w = onnx.numpy_helper.to_array(weights[node.input[1]]).astype(np.float64)
+    w: np.ndarray[Any, Any] = np.asarray(onnx.numpy_helper.to_array(weights[node.input[1]]), dtype=np.float64)
     return w.T if int(_attrs(node).get("transB", 0)) else w
 
 
@@ -96,8 +96,12 @@ def fold_dense_layers(model: Any) -> dict[str, Any]:
         graph.node.remove(second)
         graph.node.insert(at, fused)
         folded.append(
-            {"layers": [first.input[1], second.input[1]], "shape": list(product.shape), "weights_before":
-             int(w1.size + w2.size), "weights_after": int(product.size)}
+            {
+                "layers": [first.input[1], second.input[1]],
+                "shape": list(product.shape),
+                "weights_before": int(w1.size + w2.size),
+                "weights_after": int(product.size),
+            }
         )
         for n in (first, second):
             for i in n.input[1:]:
@@ -127,12 +131,18 @@ def fold_model_file(src: Path, dst: Path) -> dict[str, Any]:
             if entry.key == "location":
                 entry.value = data_name
     onnx.save_model(saved, str(tmp))
-    (tmp.parent / (data_name + ".tmp")).replace(dst.parent / data_name)
+    written = tmp.parent / (data_name + ".tmp")
+    if written.is_file():
+        written.replace(dst.parent / data_name)
+    else:  # every weight left is small enough to live in the graph itself
+        (dst.parent / data_name).unlink(missing_ok=True)
     tmp.replace(dst)
     return info
 
 
-def upgrade_model_dir(src: str | Path, out: str | Path | None = None, graph_version: int | None = None) -> Manifest:
+def upgrade_model_dir(
+    src: str | Path, out: str | Path | None = None, graph_version: int | None = None
+) -> Manifest:
     """Fold the dense layers of the exported directory ``src`` into ``out`` (default: ``src`` itself).
 
     The embedding space (revision, recipe) is unchanged: the vectors differ by float rounding only.
@@ -177,8 +187,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("usage: python -m edgeroute.framework.edge.export.fold_dense SRC_DIR [OUT_DIR]")
     manifest = upgrade_model_dir(args[0], args[1] if len(args) == 2 else None)
     dense = manifest.export.get("graph_fusion", {}).get("dense", {})
-    print(f"{args[-1]}: {len(dense.get('folded', []))} dense chain(s) folded; "
-          f"graph_version {manifest.export.get('graph_version')}")
+    print(
+        f"{args[-1]}: {len(dense.get('folded', []))} dense chain(s) folded; "
+        f"graph_version {manifest.export.get('graph_version')}"
+    )
 
 
 if __name__ == "__main__":
