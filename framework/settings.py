@@ -367,8 +367,10 @@ def build_engine(
                 EdgeEmbedder,  # lazy: onnxruntime costs time the other commands need not pay
             )
 
-            # Loaded before the store is opened, so a writer holds the store's lock no longer than it must.
-            model = EdgeEmbedder.load(settings.model_dir)
+            # Resolved (manifest read) before the store is opened; the tokenizer and the ONNX session load
+            # on first use, so a command with nothing to embed (a re-index of unchanged files) never pays
+            # the ~2 s of onnxruntime's import, the sha256 of the weights and the session.
+            model = EdgeEmbedder.load(settings.model_dir, lazy=True)
             owned.callback(model.close)
             edge = model
         # Closed before anything else (LIFO): on an embedded store this holds the writer lock (unless

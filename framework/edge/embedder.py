@@ -22,11 +22,10 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
-from ..aio import in_executor
 from ..embedder import Vectors, l2_normalize, truncate_normalize
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
-from .model_dir import Manifest, ModelDirectory, check_dims, resolve_model_dir
+from .model_dir import TOKENIZER_FILE, Manifest, ModelDirectory, check_dims, resolve_model_dir
 from .tokenizer import SENTENCEPIECE_FILE, TextTokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -63,14 +62,18 @@ class SessionSettings:
     """ONNX Runtime settings for the edge session (see docs/edge-model.md for why each default).
 
     ``threads``: intra-op threads; None means every core ``os.cpu_count()`` reports.
-    ``memory_arena``: ORT's CPU arena, shrunk at the end of every run (run option
+    ``memory_arena``: ORT's CPU arena, shrunk after the last run of every call (run option
     ``memory.enable_memory_arena_shrinkage``) so a long document does not pin its buffers forever.
     Without it every tensor goes through glibc malloc, whose heap fragments across threads: peak
     RSS after a 16 x 309-token batch was 1,304 MB without the arena and 560 MB with it (w8-e4).
     ``max_batch_tokens``: a batch holds at most ``batch_size`` texts and at most this many padded
-    tokens (rows x longest row; a single longer text still goes alone). Activation memory grows with
-    batch x seq (and seq^2 in attention), while the MatMuls are already compute-bound at a few
-    thousand tokens: one 16 x 530-token SciFact batch peaked at ~650 MB of activations.
+    tokens (rows x longest row; a single longer text still goes alone). 256: on this project's box
+    (AVX-512 VNNI, 2 cores, row-wise int8 graph) smaller batches cost less CPU per document, down to
+    one text per run: 32 SciFact abstracts (~309 tokens) took 10.3 s of CPU at 256 or 512 against
+    17.0 s at 4,096, and 48 ~110-token texts 4.1 s at 256 against 6.7 s at 4,096 (interleaved, one
+    process). The many elementwise passes around each integer GEMM (per-row scales, norms) and the
+    [batch, heads, seq, seq] attention scores stay in cache, and nothing is padded. Activation memory
+    is bounded by the same budget (one 16 x 530-token batch peaked at ~650 MB).
     ``spinning``: worker threads busy-wait between ops. Off by default: alone it saves about 3% at
     batch 1 (104 against 108 ms for a 27-token query, 2 cores), but beside other busy threads (a
     server's event loop, the store, the PII head) the spinning pool slows every run: in
@@ -80,7 +83,7 @@ class SessionSettings:
 
     threads: int | None = None
     batch_size: int = 16
-    max_batch_tokens: int = 4096
+    max_batch_tokens: int = 256
     memory_arena: bool = True
     spinning: bool | None = None
 
@@ -104,12 +107,12 @@ class SessionSettings:
         opts.log_severity_level = 3
         return opts
 
-    def run_options(self) -> Any:
+    def run_options(self, *, shrink: bool = True) -> Any:
         import onnxruntime as ort
 
         run = ort.RunOptions()
-        if self.memory_arena:
-            # Give the arena's free chunks back after each batch: peak stays bounded by one batch.
+        if self.memory_arena and shrink:
+            # The arena's free chunks go back after a call's last batch: a call's peak is its largest batch.
             run.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         return run
 
@@ -121,34 +124,33 @@ class EdgeEmbedder:
     of the manifest's Matryoshka sizes (768/512/256/128 for EmbeddingGemma).
     """
 
-    def __init__(self, directory: ModelDirectory, settings: SessionSettings | None = None) -> None:
+    def __init__(
+        self,
+        directory: ModelDirectory,
+        settings: SessionSettings | None = None,
+        *,
+        lazy: bool = False,
+        verify_on_load: bool = False,
+    ) -> None:
         self._dir = directory
         self._settings = settings or SessionSettings()
         if self._settings.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self._settings.batch_size}.")
         if self._settings.max_batch_tokens < 1:
             raise InputError(f"max_batch_tokens must be >= 1, got {self._settings.max_batch_tokens}.")
-        m = directory.manifest
-        # The tokenizer first, the session after. SentencePiece on tokenizer.model when the directory has
-        # it (~46 MB, peak included); otherwise tokenizers on tokenizer.json, whose parse peaks ~350 MB
-        # above the process's base and leaves ~180 MB of it freed but resident: handing that back before
-        # the weights load keeps the process's peak at the parse (see _release_free_heap).
-        # Only a tokenizer.model the manifest pins (and so verifies): a file dropped in by hand is ignored.
-        self._tokenizer: TextTokenizer = load_tokenizer(
-            directory.path, directory.tokenizer_path, m.max_tokens, prefer_sentencepiece=SENTENCEPIECE_FILE in m.files
-        )
-        _release_free_heap()
-        import onnxruntime as ort
-
-        self._session = ort.InferenceSession(
-            str(directory.model_path),
-            sess_options=self._settings.to_ort(),
-            providers=["CPUExecutionProvider"],
-        )
-        self._run_options = self._settings.run_options()
-        outputs = {o.name for o in self._session.get_outputs()}
-        self._state_outputs = [n for n in TOKEN_STATE_OUTPUTS if n in outputs]
         self._lock = threading.Lock()
+        # Guards the lazy loads (an async call and a sync one may be first at the same time).
+        self._load_lock = threading.Lock()
+        self._verify_on_load = verify_on_load
+        self._verified: set[str] = set()
+        self._tokenizer_obj: TextTokenizer | None = None
+        self._session_obj: Any = None
+        self._run_options: Any = None
+        self._run_options_keep: Any = None
+        # Known from the manifest before any session exists (graph version 3 records its outputs), so
+        # asking whether the model has token states never loads it; checked against the graph on load.
+        declared = (directory.manifest.export or {}).get("token_states") or {}
+        self._state_outputs = [n for n in TOKEN_STATE_OUTPUTS if declared]
         self._truncated = 0
         self.model_runs = 0
         """Model runs (``session.run`` calls) so far; with :attr:`model_texts` and :attr:`model_tokens`,
@@ -156,6 +158,67 @@ class EdgeEmbedder:
         self.model_texts = 0
         self.model_tokens = 0
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        if not lazy:
+            # The tokenizer first, the session after: tokenizers' parse of tokenizer.json leaves ~180 MB
+            # freed but resident, handed back before the weights load (see _release_free_heap).
+            _ = self._tokenizer
+            _ = self._session
+
+    @property
+    def _tokenizer(self) -> TextTokenizer:
+        """SentencePiece on tokenizer.model when the manifest pins it (~46 MB, peak included), else
+        tokenizers on tokenizer.json. Loaded on first use when the embedder was loaded ``lazy``."""
+        tok = self._tokenizer_obj
+        if tok is not None:
+            return tok
+        with self._load_lock:
+            if self._tokenizer_obj is None:
+                m = self._dir.manifest
+                sp = SENTENCEPIECE_FILE in m.files
+                if self._verify_on_load:
+                    self._verify([TOKENIZER_FILE, SENTENCEPIECE_FILE])
+                # Only a tokenizer.model the manifest pins (and so verifies): one dropped in by hand is ignored.
+                self._tokenizer_obj = load_tokenizer(
+                    self._dir.path, self._dir.tokenizer_path, m.max_tokens, prefer_sentencepiece=sp
+                )
+                _release_free_heap()
+            return self._tokenizer_obj
+
+    @property
+    def _session(self) -> Any:
+        """The ONNX Runtime session (onnxruntime is imported here, not before): created on first use when
+        the embedder was loaded ``lazy``, so a re-index with nothing to embed never pays for it."""
+        session = self._session_obj
+        if session is not None:
+            return session
+        with self._load_lock:
+            if self._session_obj is None:
+                if self._verify_on_load:
+                    self._verify(list(self._dir.manifest.files))  # the graph, its weights, the rest
+                import onnxruntime as ort
+
+                session = ort.InferenceSession(
+                    str(self._dir.model_path),
+                    sess_options=self._settings.to_ort(),
+                    providers=["CPUExecutionProvider"],
+                )
+                self._run_options = self._settings.run_options()
+                self._run_options_keep = self._settings.run_options(shrink=False)
+                outputs = {o.name for o in session.get_outputs()}
+                self._state_outputs = [n for n in TOKEN_STATE_OUTPUTS if n in outputs]
+                self._session_obj = session
+            return self._session_obj
+
+    def _verify(self, names: list[str]) -> None:
+        """sha256 of the named files not checked yet (a lazy embedder checks each part before loading it)."""
+        todo = [n for n in names if n not in self._verified]
+        self._dir.verify_files(todo)
+        self._verified.update(todo)
+
+    @property
+    def loaded(self) -> dict[str, bool]:
+        """What is loaded so far: ``{"tokenizer": ..., "session": ...}`` (both, unless loaded ``lazy``)."""
+        return {"tokenizer": self._tokenizer_obj is not None, "session": self._session_obj is not None}
 
     @classmethod
     def load(
@@ -167,14 +230,18 @@ class EdgeEmbedder:
         batch_size: int = 16,
         verify: bool = True,
         settings: SessionSettings | None = None,
+        lazy: bool = False,
     ) -> EdgeEmbedder:
         """Resolve, verify and load a model directory (see :func:`resolve_model_dir` for the order).
 
         ``quantization``, when given, must match the manifest's (a guard against loading the wrong
         build). ``verify`` checks every file's sha256 first (about 1 s per 250 MB).
+        ``lazy``: read the manifest now, and verify and load the tokenizer and the ONNX session only when
+        first needed (``edgeroute index`` of an unchanged folder then loads neither: about 2 s saved).
+        A corrupted file is then reported by the first call that needs it, with the same error.
         """
         path = resolve_model_dir(model_dir)
-        directory = ModelDirectory.open(path, verify=verify)
+        directory = ModelDirectory.open(path, verify=verify and not lazy)
         if quantization is not None and directory.manifest.quantization != quantization:
             raise ConfigurationError(
                 f"{path} holds a {directory.manifest.quantization!r} model, not {quantization!r}; "
@@ -182,7 +249,7 @@ class EdgeEmbedder:
             )
         if settings is None:
             settings = SessionSettings(threads=threads, batch_size=batch_size)
-        return cls(directory, settings)
+        return cls(directory, settings, lazy=lazy, verify_on_load=verify and lazy)
 
     # -- identity -------------------------------------------------------------------------
 
@@ -382,9 +449,13 @@ class EdgeEmbedder:
     async def arun(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking ``fn`` on this embedder's inference thread (for work that calls the model, such
         as PII detection over token states), queued with the embedding calls."""
+        from ..aio import in_executor  # here, not at import: asyncio costs a sync query process 6.5 MB
+
         return await in_executor(self._inference_executor(), fn, *args, **kwargs)
 
     async def _aencode(self, texts: list[str], dims: int) -> Vectors:
+        from ..aio import in_executor
+
         return await in_executor(self._inference_executor(), self._encode, texts, dims)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -453,8 +524,10 @@ class EdgeEmbedder:
         order = np.argsort(-lengths, kind="stable")
         out = np.empty((len(texts), full), dtype=np.float32)
         output_name = self.manifest.output_name
+        session = self._session  # created here on the first call of a lazy embedder
         names = [output_name, *(self._state_outputs if states is not None else [])]
-        for idx in _batches(order, lengths, self._settings.batch_size, self._settings.max_batch_tokens):
+        batches = _batches(order, lengths, self._settings.batch_size, self._settings.max_batch_tokens)
+        for k, idx in enumerate(batches):
             width = int(lengths[idx].max())
             # Counted for `edgeroute bench index` and the one-pass tests: every run of the model.
             self.model_runs += 1
@@ -466,8 +539,11 @@ class EdgeEmbedder:
                 n = int(lengths[i])
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1
-            vecs, *per_token = self._session.run(
-                names, {"input_ids": ids, "attention_mask": mask}, self._run_options
+            vecs, *per_token = session.run(
+                names,
+                {"input_ids": ids, "attention_mask": mask},
+                # The arena is shrunk after the call's last batch only: the batches in between reuse it.
+                self._run_options if k == len(batches) - 1 else self._run_options_keep,
             )
             out[idx] = vecs[:, :full]
             if states is not None and prefixes is not None:

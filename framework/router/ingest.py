@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 BATCH = 64
 EMBED_BATCH = 16
 """Documents embedded, then stored, at a time by an embedder that does not say how it batches (the
-:class:`~edgeroute.framework.edge.embedder.EdgeEmbedder` does: then a group is one model call)."""
+:class:`~edgeroute.framework.edge.embedder.EdgeEmbedder` does: then a group is whole model calls)."""
 
 
 async def ingest(
@@ -52,14 +52,18 @@ async def ingest(
     passes: PassRunner | None = None,
 ) -> IngestReport:
     docs = check_documents(documents)
-    # Before any model pass or write: a document longer than a model reads is refused, never cut.
-    await to_thread(check_edge_lengths, docs, engine.edge)
     pii = engine.pii
     run = _Findings(pii.version)
     # Findings stored by an earlier run for the same content and detector version: no model pass.
     stored = await to_thread(
         engine.outbox.stored_findings, engine.name, [(d.id, d.content_hash()) for d in docs], run.version
     )
+    # Before any model pass or write: a document longer than a model reads is refused, never cut. A
+    # document with stored findings under a version that pins the edge model's files (tokenizer
+    # included) passed this check when it was indexed, so only the others are counted: re-indexing an
+    # unchanged folder then loads no tokenizer either.
+    pinned = getattr(pii, "head", None) is not None and getattr(pii, "embedder", None) is not None
+    await to_thread(check_edge_lengths, [d for d in docs if not (pinned and d.id in stored)], engine.edge)
     run.found.update({i: findings_from_json(j) for i, j in stored.items()})
     need = [d for d in docs if d.id not in run.found]
     # The head's findings of a document come with its embedding pass (one pass, under the document
@@ -158,11 +162,20 @@ async def _store_findings(engine: HybridEngine, run: _Findings, todo: Sequence[D
 
 
 def _groups(engine: HybridEngine, docs: list[Document]) -> list[list[Document]]:
-    """``docs`` in the groups embedded and stored together: one model call each where the edge model
-    says how it batches (:meth:`EdgeEmbedder.document_batches`), else ``EMBED_BATCH`` at a time."""
+    """``docs`` in the groups embedded and stored together: whole model calls where the edge model says
+    how it batches (:meth:`EdgeEmbedder.document_batches`), else ``EMBED_BATCH`` at a time."""
     planner = getattr(engine.edge, "document_batches", None)
     if callable(planner) and docs:
-        return [[docs[i] for i in idx] for idx in planner([d.text for d in docs], [d.title for d in docs])]
+        # Whole model calls, merged in order up to EMBED_BATCH documents: the model's batches are small
+        # (a token budget of a few hundred; one SciFact abstract each), a store write per call is not.
+        # The embedder re-sorts a group by length, so it runs the same calls as it would on its own.
+        groups: list[list[Document]] = []
+        for idx in planner([d.text for d in docs], [d.title for d in docs]):
+            if groups and len(groups[-1]) + len(idx) <= EMBED_BATCH:
+                groups[-1].extend(docs[i] for i in idx)
+            else:
+                groups.append([docs[i] for i in idx])
+        return groups
     # Longest first, as the embedder batches anyway: similar lengths share a batch (less padding).
     docs = sorted(docs, key=lambda d: len(d.text), reverse=True)
     return [docs[i : i + EMBED_BATCH] for i in range(0, len(docs), EMBED_BATCH)]

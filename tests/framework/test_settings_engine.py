@@ -35,3 +35,29 @@ def test_build_engine_closes_them_when_the_body_raises(tmp_path: Path) -> None:
         audit = engine.audit
         raise RuntimeError("boom")
     assert audit._fh is None
+
+
+def test_reindexing_unchanged_documents_loads_no_onnx_session(tmp_path: Path) -> None:
+    """The engine's edge model is lazy: a run with nothing to embed never creates the ONNX session."""
+    from edgeroute.framework.documents import Document
+    from edgeroute.framework.testing.tiny_model import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "tiny")
+    settings = resolve_settings(
+        store=tmp_path / "store",
+        collection="notes",
+        model_dir=model,
+        offline=True,
+        audit=tmp_path / "audit.jsonl",
+        cache=tmp_path / "cache.sqlite",
+        env={},
+    )
+    docs = [Document(f"d{i}", f"the cat sat on the mat {i}", sensitivity="public") for i in range(3)]
+    with build_engine(settings) as engine:
+        assert engine.edge.loaded == {"tokenizer": False, "session": False}  # type: ignore[attr-defined]
+        assert engine.ingest(docs).edge_written == 3
+        assert engine.edge.loaded["session"]  # type: ignore[attr-defined]
+    with build_engine(settings) as engine:
+        report = engine.ingest(docs)
+        assert report.edge_written == 0 and report.edge_unchanged == 3
+        assert engine.edge.loaded["session"] is False  # type: ignore[attr-defined]

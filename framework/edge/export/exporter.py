@@ -46,7 +46,9 @@ OPSET = 18
 # re-exports cached models. 2: attention/rotary fused, q/k/v and gate/up merged, 1/127 folded into scales.
 # 3: token-state outputs (final and middle layer) for the PII head; a version-2 directory is upgraded in
 # place by edgeroute.framework.edge.export.token_states (seconds, no re-export).
-GRAPH_VERSION = 3
+# 4: the two dense layers after pooling folded into one 768 x 768 Gemm (fold_dense); a version-3
+# directory is upgraded in place by edgeroute.framework.edge.export.fold_dense (seconds, no re-export).
+GRAPH_VERSION = 4
 
 # Built-in parity sample: short queries, a document past 512 tokens, non-English text.
 _LONG = " ".join(

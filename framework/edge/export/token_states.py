@@ -103,15 +103,14 @@ def upgrade_model_dir(directory: str | Path, graph_version: int) -> Manifest:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m edgeroute.framework.edge.export.token_states DIR``: upgrade DIR to the current graph version."""
+    """``python -m edgeroute.framework.edge.export.token_states DIR``: upgrade a version-2 DIR to version 3."""
     import sys
-
-    from .exporter import GRAPH_VERSION
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         raise SystemExit("usage: python -m edgeroute.framework.edge.export.token_states MODEL_DIR")
-    manifest = upgrade_model_dir(args[0], GRAPH_VERSION)
+    # Version 3 is what this edit makes; later versions have upgrades of their own (fold_dense: 4).
+    manifest = upgrade_model_dir(args[0], 3)
     print(f"{args[0]}: token-state outputs added; graph_version {manifest.export.get('graph_version')}")
 
 

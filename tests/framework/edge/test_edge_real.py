@@ -111,6 +111,13 @@ def test_exported_graph_is_fused(edge: EdgeEmbedder) -> None:
     if edge.manifest.export.get("graph_version", 1) >= 2:  # framework/fuse_attention.py
         assert fusion["MultiHeadAttention"] == 24 and fusion["RotaryEmbedding"] == 48
         assert "MultiHeadAttention" in ops and "Softmax" not in ops and "Neg" not in ops
+    if edge.manifest.export.get("graph_version", 1) >= 4:  # export/fold_dense.py: one Gemm after pooling
+        (folded,) = fusion["dense"]["folded"]
+        assert folded["shape"] == [768, 768] and folded["weights_before"] == 2 * 768 * 3072
+        gemms = [
+            n for n in onnx.load(str(edge.model_dir / "model.onnx"), load_external_data=False).graph.node
+        ]
+        assert [n.op_type for n in gemms].count("Gemm") == 1
 
 
 def test_default_recipe_runs_integer_gemms(edge: EdgeEmbedder) -> None:

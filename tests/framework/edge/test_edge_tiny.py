@@ -313,3 +313,28 @@ def test_bench_edge_measures_a_baseline_model_in_the_same_run(tmp_path: Path) ->
     assert out["baseline_ratios"]["query_p50_speedup"] == round(
         out["baseline"]["query_p50_ms"] / out["onnx"]["query_p50_ms"], 2
     )
+
+
+def test_lazy_load_reads_only_the_manifest_until_the_first_call(tiny_dir: Path) -> None:
+    edge = EdgeEmbedder.load(tiny_dir, threads=1, lazy=True)
+    assert edge.loaded == {"tokenizer": False, "session": False}
+    # Identity, prompts and token-state support come from the manifest: still nothing loaded.
+    assert edge.space.dims == 768 and edge.prompt_names and not edge.has_token_states
+    assert edge.loaded == {"tokenizer": False, "session": False}
+    assert edge.count_tokens(["a cat"]) and edge.loaded == {"tokenizer": True, "session": False}
+    got = edge.embed_queries(["the cat sat"])
+    assert edge.loaded == {"tokenizer": True, "session": True}
+    eager = EdgeEmbedder.load(tiny_dir, threads=1)
+    assert eager.loaded == {"tokenizer": True, "session": True}
+    np.testing.assert_array_equal(got, eager.embed_queries(["the cat sat"]))
+
+
+def test_lazy_load_reports_a_corrupted_file_on_the_call_that_needs_it(tmp_path: Path) -> None:
+    d = build_tiny_model(tmp_path / "tiny")
+    graph = d / "model.onnx"
+    graph.write_bytes(graph.read_bytes() + b"\0")
+    edge = EdgeEmbedder.load(d, lazy=True)  # nothing hashed yet
+    assert edge.count_tokens(["a cat"])  # the tokenizer's files are intact
+    with pytest.raises(ModelIntegrityError, match=r"model.onnx is corrupted"):
+        edge.embed_queries(["a cat"])
+    assert edge.loaded["session"] is False
