@@ -93,12 +93,26 @@ def train_sets(
             "corpus_negatives": 0,
             "locales": pii_head_data.LOCALES,
         },
-        "code": {"generator": "scripts/pii_code_data.py", "rows": len(code), "files": "training side only"},
+        "code": {
+            "generator": "scripts/pii_code_data.py",
+            "rows": len(code),
+            "files": "training side only",
+            "packages": _versions(pii_code_data.TRAIN_PACKAGES),
+        },
         "sets_sha256": {
             k: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest() for k, v in sets.items()
         },
     }
     return sets, info
+
+
+def _versions(prefixes: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of the distributions whose files the code snippets read (they move the set)."""
+    from importlib import metadata
+
+    tops = metadata.packages_distributions()
+    names = {d for top, dists in tops.items() if any(p.split("/")[0] in top for p in prefixes) for d in dists}
+    return {n: metadata.version(n) for n in sorted(names)}
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
