@@ -46,6 +46,9 @@ ENTITY_KINDS: tuple[str, ...] = (
 DEFAULT_ENTITY_KINDS: tuple[str, ...] = ENTITY_KINDS[:-1]
 """Kinds a policy acts on by default: every kind but ``health``, which a policy opts into."""
 
+DEFAULT_LINKED_ONLY: tuple[str, ...] = ("location", "organization")
+"""Kinds reported only beside a finding of another kind (see :class:`EntityConfig`)."""
+
 DEFAULT_ENTITY_THRESHOLDS: dict[str, float] = {
     "person": 0.5,
     "street_address": 0.5,
@@ -130,15 +133,20 @@ class EntityConfig(_Frozen):
     ``backend``: ``"head"`` (the token-classification head on the edge model's own token states; no
     second model) or ``"presidio"`` (presidio-analyzer with spaCy pipelines, the ``presidio`` extra).
     ``kinds``: which kinds the policy acts on; others are not reported. ``thresholds``: minimum score
-    per kind; a kind without one uses :data:`DEFAULT_ENTITY_THRESHOLDS`.
+    per kind; a kind without one uses :data:`DEFAULT_ENTITY_THRESHOLDS`. ``linked_only``: kinds reported
+    only in a text that also holds a finding of another kind (a person's name, an address, an e-mail,
+    a phone, an ID, a date...): a place or a company on its own ("the Battle of Bull Run", "Nintendo
+    DS", "held in London") identifies nobody, while "Maria Ivanova from Kazan" keeps both. ``()``
+    reports them alone too.
     """
 
     enabled: bool = True
     backend: Literal["head", "presidio"] = "head"
     kinds: tuple[str, ...] = DEFAULT_ENTITY_KINDS
     thresholds: dict[str, float] = Field(default_factory=dict)
+    linked_only: tuple[str, ...] = DEFAULT_LINKED_ONLY
 
-    @field_validator("kinds")
+    @field_validator("kinds", "linked_only")
     @classmethod
     def _known_kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         unknown = [k for k in value if k not in ENTITY_KINDS]

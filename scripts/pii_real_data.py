@@ -12,12 +12,14 @@ COMMIT:PATH``), so the recipe names the commit and the sha256 of every file it r
 Labels map PER -> person, LOC -> location, ORG -> organization; every other label (MISC: nationalities,
 events, works) is outside every kind the head tags, so its words are plain ``O`` tokens. Both corpora keep
 only sentences with at least one entity, so the "entity-free" sentences here are those without a person,
-location or organisation (a MISC entity may remain). The words are joined into text with the spacing a
+location or organisation, and every one of them names a MISC entity (a work, an event, a product, a
+nationality): harder negatives than sentences with no entity at all. The words are joined into text with the spacing a
 writer would use (no space before closing punctuation), and the gold spans are the joined words'
 character offsets; the trainer aligns them to the tokenizer's offsets.
 
 No Chinese or Japanese corpus of this kind was reachable from the mirrors available when this head was
-trained; those languages are covered by the generated data only (see docs/pii.md).
+trained (MultiNERD's repository holds Git LFS pointers only, in every commit; the WikiANN splits of Rahimi
+et al. are distributed off GitHub); those languages are covered by the generated data only (docs/pii.md).
 """
 
 from __future__ import annotations

@@ -30,6 +30,11 @@ COMMIT = "d2e28c770cba2b285e742529ae18ed849e336c65"
 
 TRAIN_SIZES = {"wikineural": (300, 80), "wikiann": (120, 30)}
 """Per language: (sentences with an entity, three quarters of them with a person; entity-free)."""
+EXTRA_SIZES = {"wikineural": (540, 180)}
+"""The ``real-extra`` set: per language the sample of this size, less the rows already in ``real``. The
+draw is seeded per source, so a larger sample extends the smaller one (same shuffles, longer prefixes),
+and ``real``'s cached token states stay valid. Its entity-free rows carry only MISC entities (works,
+events, products, nationalities): the negatives the previous head flagged most."""
 TEST_SIZES = {"wikineural": (400, 200), "wikiann": (133, 100)}
 
 
@@ -55,10 +60,20 @@ def train_sets(
         rows, rec = pii_real_data.load(git_dir, COMMIT, srcs, per_source=n, clean_per_source=clean, seed=seed)
         real += rows
         recipe += rec
+    seen = {str(r["text"]) for r in real}
+    extra: list[dict[str, Any]] = []
+    for corpus, (n, clean) in EXTRA_SIZES.items():
+        srcs = [s for s in pii_real_data.TRAIN_SOURCES if s.corpus == corpus]
+        rows, rec = pii_real_data.load(git_dir, COMMIT, srcs, per_source=n, clean_per_source=clean, seed=seed)
+        for r in rows:
+            if str(r["text"]) not in seen:
+                seen.add(str(r["text"]))
+                extra.append(r)
+        recipe += [x | {"set": "real-extra", "used": sum(1 for r in extra if r["lang"] == x["lang"] and str(r["source"]).startswith(corpus))} for x in rec]
     code = pii_code_data.collect("train", n=code_rows, seed=seed) + pii_code_data.synthetic(
         n=synthetic_rows, seed=seed
     )
-    sets = {"gen": gen, "real": real, "code": code}
+    sets = {"gen": gen, "real": real, "real-extra": extra, "code": code}
     info = {
         "seed": seed,
         "real_sentences": {
@@ -78,12 +93,26 @@ def train_sets(
             "corpus_negatives": 0,
             "locales": pii_head_data.LOCALES,
         },
-        "code": {"generator": "scripts/pii_code_data.py", "rows": len(code), "files": "training side only"},
+        "code": {
+            "generator": "scripts/pii_code_data.py",
+            "rows": len(code),
+            "files": "training side only",
+            "packages": _versions(pii_code_data.TRAIN_PACKAGES),
+        },
         "sets_sha256": {
             k: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest() for k, v in sets.items()
         },
     }
     return sets, info
+
+
+def _versions(prefixes: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of the distributions whose files the code snippets read (they move the set)."""
+    from importlib import metadata
+
+    tops = metadata.packages_distributions()
+    names = {d for top, dists in tops.items() if any(p.split("/")[0] in top for p in prefixes) for d in dists}
+    return {n: metadata.version(n) for n in sorted(names)}
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:

@@ -255,15 +255,21 @@ class PiiDetector:
             s, e = _trim(text, s, e)
             if e > s and _plausible(text, kind, s, e):
                 spans.append((kind, s, e, name, min(1.0, max(0.0, score))))
-        return _resolve(spans)
+        found = _resolve(spans)
+        # Places and organisations count only beside something that points at a person (policy setting).
+        linked = self.config.entities.linked_only
+        if linked and not any(f.kind not in linked for f in found):
+            found = tuple(f for f in found if f.kind not in linked)
+        return found
 
     def _entities_from_states(
-        self, states: TokenStates, offset: int = 0
+        self, states: TokenStates, text: str, offset: int = 0
     ) -> list[tuple[str, int, int, float]]:
+        """Head spans of ``text`` (the string ``states`` were computed on), moved by ``offset``."""
         assert self.head is not None
         return [
             (sp.kind, sp.start + offset, sp.end + offset, sp.score)
-            for sp in self.head.spans(states.states, states.offsets, self._thresholds)
+            for sp in self.head.spans(states.states, states.offsets, self._thresholds, text)
         ]
 
     # -- the work (blocking: numpy, regexes and ONNX inference) ----------------------------------------
@@ -296,8 +302,8 @@ class PiiDetector:
             for g in range(0, len(pieces), GROUP_WINDOWS):
                 group = pieces[g : g + GROUP_WINDOWS]
                 _, states = self.embedder.embed_with_token_states([p for _, _, p in group], ENTITY_PROMPT)
-                for (i, off, _), st in zip(group, states, strict=True):
-                    entities[i].extend(self._entities_from_states(st, off))
+                for (i, off, piece), st in zip(group, states, strict=True):
+                    entities[i].extend(self._entities_from_states(st, piece, off))
         return [self._combine(t, p, e) for t, p, e in zip(items, patterns, entities, strict=True)]
 
     def embed_query_batch(self, text: str, dims: int | None = None) -> tuple[Vectors, tuple[PiiFinding, ...]]:
@@ -312,11 +318,11 @@ class PiiDetector:
         if self.head is None or len(text) > WINDOW_CHARS or not self.config.enabled:
             return self.embedder.embed_queries([text], dims=dims), self.detect_batch([text])[0]
         vecs, states = self.embedder.embed_with_token_states([text], "query", dims=dims)
-        return vecs, self._combine(text, self.patterns(text), self._entities_from_states(states[0]))
+        return vecs, self._combine(text, self.patterns(text), self._entities_from_states(states[0], text))
 
     def findings_from_states(self, text: str, states: TokenStates) -> tuple[PiiFinding, ...]:
         """Findings for ``text`` given token states the caller already has (same pass as its embedding)."""
-        entities = self._entities_from_states(states) if self.head is not None else []
+        entities = self._entities_from_states(states, text) if self.head is not None else []
         return self._combine(text, self.patterns(text), entities)
 
     def pattern_findings(self, text: str, spans: list[Span] | None = None) -> tuple[PiiFinding, ...]:
@@ -352,10 +358,10 @@ class PiiDetector:
             entities: list[tuple[str, int, int, float]] = []
             offset = len(title) + 1 if title else 0
             if title and (st := title_states[i]) is not None:
-                entities.extend(self._entities_from_states(st))
+                entities.extend(self._entities_from_states(st, title))
             elif i in extra:
                 entities.extend((f.kind, f.start, f.end, f.score) for f in extra[i] if f.detector == "entities")
-            entities.extend(self._entities_from_states(text_states[i], offset))
+            entities.extend(self._entities_from_states(text_states[i], text, offset))
             spans = self.patterns(pii) if patterns is None else patterns[i]
             out.append(self._combine(pii, spans, entities))
         return vecs, out

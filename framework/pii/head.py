@@ -121,12 +121,25 @@ class PiiHead:
         return np.asarray(p / p.sum(-1, keepdims=True), dtype=np.float32)
 
     def spans(
-        self, states: np.ndarray[Any, Any], offsets: np.ndarray[Any, Any], thresholds: dict[str, float]
+        self,
+        states: np.ndarray[Any, Any],
+        offsets: np.ndarray[Any, Any],
+        thresholds: dict[str, float],
+        text: str | None = None,
     ) -> list[HeadSpan]:
-        """Typed spans whose score reaches the kind's threshold (kinds missing from ``thresholds`` are off)."""
+        """Typed spans whose score reaches the kind's threshold (kinds missing from ``thresholds`` are off).
+
+        With ``text`` (the string the offsets index), tokens are decoded as whole words: the subword
+        tokens of one word ("Яро" "пол" "к") share one reading, that of the word's first token (its
+        ``B-`` tag carries the decision; later pieces are often unsure), so a span never stops inside a
+        word. Scripts written without spaces (CJK, kana) keep one reading per token.
+        """
         if len(states) == 0:
             return []
         probs = self.probabilities(states)
+        if text is not None:
+            firsts, offsets = _words(text, offsets)
+            probs = probs[firsts]
         n_kinds = len(HEAD_KINDS)
         # Probability that a token belongs to each kind (B + I), and of being outside any entity.
         kind_p = probs[:, 1:].reshape(len(probs), n_kinds, 2).sum(-1)
@@ -157,6 +170,35 @@ class PiiHead:
                 out.append(HeadSpan(kind, start_char, end_char, round(score, 4)))
             t = end
         return out
+
+
+def _joined(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` belong to one word: both alphanumeric, neither from a script written
+    without spaces (CJK, kana), where every character boundary may be a word boundary."""
+    return a.isalnum() and b.isalnum() and ord(a) < 0x2E80 and ord(b) < 0x2E80
+
+
+def _words(text: str, offsets: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Group tokens into words: ``(index of each word's first token, each word's (start, end))``.
+
+    A token continues the word before it when no character separates them and the characters on both
+    sides of the seam are letters or digits of a spaced script (a token's leading space starts a word).
+    """
+    firsts: list[int] = []
+    spans: list[list[int]] = []
+    prev_end = -1
+    for t, (a, b) in enumerate(np.asarray(offsets).tolist()):
+        a, b = int(a), int(b)
+        core = a
+        while core < b and text[core].isspace():
+            core += 1
+        if spans and core == a == prev_end and 0 < a < len(text) and _joined(text[a - 1], text[a]):
+            spans[-1][1] = max(spans[-1][1], b)
+        else:
+            firsts.append(t)
+            spans.append([a, b])
+        prev_end = b
+    return np.asarray(firsts, dtype=np.int64), np.asarray(spans, dtype=np.int64).reshape(-1, 2)
 
 
 @lru_cache(maxsize=1)

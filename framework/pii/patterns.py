@@ -41,6 +41,9 @@ Span = tuple[str, int, int, str]  # (kind, start, end, detector)
 # A run of digits with the separators people type; 7 to 15 digits once separators are dropped.
 _PHONE_CANDIDATE = re.compile(r"(?<![\w+/.-])(?:\+|00)?\(?\d[\d ()./-]{5,22}\d(?![\w-]|[.,]\d)")
 _DATE_SHAPE = re.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}$")
+# Two years joined by a dash or slash ("1942 - 1945", "(1861-1865)", "1914/18"): a period in prose, which
+# is valid as a phone number in several regions. Counted as a phone only after a word that says phone.
+_YEAR_RANGE = re.compile(r"^\(?\s*(1[5-9]\d\d|20\d\d)\s*[-/]\s*(1[5-9]\d\d|20\d\d|\d\d)\s*\)?$")
 # A bare run of digits (no separators, no leading + or 0) is an order or record number as often as a
 # phone: it counts only after a word that says phone.
 _PHONE_CONTEXT = re.compile(
@@ -49,11 +52,22 @@ _PHONE_CONTEXT = re.compile(
 )
 
 
+def _year_range(raw: str) -> bool:
+    m = _YEAR_RANGE.match(raw)
+    if m is None:
+        return False
+    first, second = m.group(1), m.group(2)
+    end = int(first[:2] + second) if len(second) == 2 else int(second)
+    return int(first) <= end <= int(first) + 200
+
+
 def _phones(text: str, regions: tuple[str, ...]) -> Iterator[Span]:
     for m in _PHONE_CANDIDATE.finditer(text):
         raw = m.group()
         digits = sum(c.isdigit() for c in raw)
         if not 8 <= digits <= 15 or _DATE_SHAPE.match(raw.strip()):
+            continue
+        if _year_range(raw) and not _PHONE_CONTEXT.search(text, max(0, m.start() - 40), m.start()):
             continue
         if (
             raw.isdigit()

@@ -54,12 +54,20 @@ class WordStates:
 class MarkHead:
     dims = 2
 
-    def spans(self, states: Any, offsets: Any, thresholds: dict[str, float]) -> list[HeadSpan]:
-        return [
-            HeadSpan("person", int(o[0]), int(o[1]), 0.9)
-            for s, o in zip(states, offsets, strict=True)
-            if s[0] > 0.5
-        ]
+    def spans(
+        self, states: Any, offsets: Any, thresholds: dict[str, float], text: str | None = None
+    ) -> list[HeadSpan]:
+        found = []
+        for s, o in zip(states, offsets, strict=True):
+            word = text[int(o[0]) : int(o[1])].strip(",.?") if text is not None else ""
+            if s[0] > 0.5:
+                found.append(HeadSpan("person", int(o[0]), int(o[1]), 0.9))
+            elif word in PLACES:
+                found.append(HeadSpan(PLACES[word], int(o[0]), int(o[1]), 0.9))
+        return found
+
+
+PLACES = {"Kazan": "location", "Gazprom": "organization"}
 
 
 def make() -> tuple[PiiDetector, WordStates]:
@@ -164,3 +172,26 @@ def test_a_batch_goes_to_the_model_longest_first_and_findings_stay_with_their_te
 
 def det_one(det: PiiDetector, text: str) -> list[tuple[str, str]]:
     return [(text[f.start : f.end], f.kind) for f in det.detect_batch([text])[0]]
+
+
+def test_places_and_organisations_count_only_beside_another_finding() -> None:
+    det, _ = make()
+    alone = "The plant near Kazan belongs to Gazprom."
+    assert det.detect(alone) == ()
+    beside = "Lopez moved to Kazan to work for Gazprom."
+    assert [(beside[f.start : f.end], f.kind) for f in det.detect(beside)] == [
+        ("Lopez", "person"),
+        ("Kazan", "location"),
+        ("Gazprom", "organization"),
+    ]
+    mailed = "Write to ops@example.org about the Kazan plant."
+    assert [f.kind for f in det.detect(mailed)] == ["email", "location"]
+    always = PiiDetector(
+        PiiConfig(entities={"linked_only": []}), embedder=WordStates(), head=MarkHead()  # type: ignore[arg-type]
+    )
+    assert [f.kind for f in always.detect(alone)] == ["location", "organization"]
+
+
+def test_linked_only_kinds_are_checked() -> None:
+    with pytest.raises(ValueError, match="unknown entity kind"):
+        PiiConfig(entities={"linked_only": ["planet"]})

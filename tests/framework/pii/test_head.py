@@ -84,3 +84,40 @@ def test_manifest_records_how_to_reproduce() -> None:
     m = PiiHead.load().manifest
     assert {"command", "data_recipe", "sha256", "epochs", "thresholds"} <= set(m)
     assert m["data_recipe"]["seed"] == json.loads(json.dumps(m["data_recipe"]))["seed"]
+
+
+class FixedHead(PiiHead):
+    """A head whose tag probabilities are given, to test decoding alone."""
+
+    def __init__(self, probs: np.ndarray) -> None:
+        super().__init__(_weights(), {"tags": list(TAGS)})
+        self.fixed = probs
+
+    def probabilities(self, states: np.ndarray) -> np.ndarray:
+        return self.fixed
+
+
+def _probs(tags: list[str]) -> np.ndarray:
+    p = np.full((len(tags), len(TAGS)), 0.01, np.float32)
+    for i, t in enumerate(tags):
+        p[i, TAGS.index(t)] = 0.9
+    return p / p.sum(-1, keepdims=True)
+
+
+def test_words_are_decoded_whole_from_their_first_token() -> None:
+    text = "Ask Ярополк now"
+    # " Яро" "пол" "к": the model is sure of the first piece only.
+    offsets = np.array([[0, 3], [3, 7], [7, 10], [10, 11], [11, 15]])
+    head = FixedHead(_probs(["O", "B-person", "O", "O", "O"]))
+    states = np.zeros((5, DIMS), np.float32)
+    assert [(s.start, s.end) for s in head.spans(states, offsets, {"person": 0.5})] == [(3, 7)]
+    words = head.spans(states, offsets, {"person": 0.5}, text)
+    assert [(text[s.start : s.end].strip(), s.kind) for s in words] == [("Ярополк", "person")]
+
+
+def test_unspaced_scripts_keep_one_reading_per_token() -> None:
+    text = "王小明说"
+    offsets = np.array([[0, 1], [1, 2], [2, 3], [3, 4]])
+    head = FixedHead(_probs(["B-person", "I-person", "I-person", "O"]))
+    found = head.spans(np.zeros((4, DIMS), np.float32), offsets, {"person": 0.5}, text)
+    assert [(text[s.start : s.end], s.kind) for s in found] == [("王小明", "person")]

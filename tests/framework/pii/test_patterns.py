@@ -84,5 +84,25 @@ def test_phone_regions_come_from_the_policy() -> None:
     assert DETECT.detect("mi móvil es 612 345 678")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "В 1942 - 1945 гг.",
+        "Pendant la guerre de Sécession (1861 - 1865), le canal occupe une position stratégique.",
+        'Durante la llamada " Belle Époque " (1890 - 1910), que se caracterizaba por la riqueza.',
+        "He served in both wars, 1914-1918 and 1939-1945.",
+        "the 1914/18 war",
+    ],
+)
+def test_year_ranges_in_prose_are_not_phones(text: str) -> None:
+    # Valid as phone numbers in several default regions, but a period of years in prose.
+    assert kinds(text) == []
+
+
+def test_a_year_shaped_number_after_a_phone_word_is_still_a_phone() -> None:
+    assert kinds("tel 1942 - 1945") == [("phone", "1942 - 1945")]
+    assert kinds("call 030 1942 1945") == [("phone", "030 1942 1945")]
+
+
 def test_disabled_detection_finds_nothing() -> None:
     assert PiiDetector(PiiConfig(enabled=False)).detect("jane.roe@example.org") == ()
