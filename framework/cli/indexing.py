@@ -193,7 +193,7 @@ def bench_index_command(
     data: Annotated[
         Path | None,
         typer.Option(
-            help="folder holding scifact/ (BEIR layout) \\[env EDGEROUTE_DATA; default ../shared/data]"
+            help="folder holding scifact/ (BEIR layout) \\[env EDGEROUTE_DATA]"
         ),
     ] = None,
     model: ModelOpt = None,
@@ -205,13 +205,12 @@ def bench_index_command(
     """Documents/s of `edgeroute index` in one process and on 1 and 2 Ray workers, against the bare
     embed_documents of the same texts; per-worker overhead and the driver's own cost. Each run in a
     process of its own, into a `chroma run` server the bench starts on loopback (docs/deployment.md)."""
-    import os
-
     from rich.table import Table
 
+    from ..eval.bench_edge import resolve_data_dir
     from ..eval.bench_index import run_bench_index
 
-    chosen = data or Path(os.environ.get("EDGEROUTE_DATA") or "../shared/data")
+    chosen = resolve_data_dir(data)  # refused before minutes of measuring
     if ray:
         from ..distributed.cluster import import_ray
 

@@ -312,7 +312,9 @@ class StatesRecording(Recording):
 class MarkHead:
     dims = 2
 
-    def spans(self, states: Any, offsets: Any, thresholds: dict[str, float]) -> list[HeadSpan]:
+    def spans(
+        self, states: Any, offsets: Any, thresholds: dict[str, float], text: str | None = None
+    ) -> list[HeadSpan]:
         return [
             HeadSpan("person", int(o[0]), int(o[1]), 0.9)
             for s, o in zip(states, offsets, strict=True)
