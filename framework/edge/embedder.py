@@ -27,6 +27,7 @@ from ..embedder import Vectors, l2_normalize, truncate_normalize
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
 from .model_dir import Manifest, ModelDirectory, check_dims, resolve_model_dir
+from .runtimes import ONNXRUNTIME, Session, open_session, runtime_of
 from .tokenizer import SENTENCEPIECE_FILE, TextTokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -138,15 +139,18 @@ class EdgeEmbedder:
             directory.path, directory.tokenizer_path, m.max_tokens, prefer_sentencepiece=SENTENCEPIECE_FILE in m.files
         )
         _release_free_heap()
-        import onnxruntime as ort
-
-        self._session = ort.InferenceSession(
-            str(directory.model_path),
-            sess_options=self._settings.to_ort(),
-            providers=["CPUExecutionProvider"],
+        # The graph file's suffix picks the runtime: .onnx ONNX Runtime, .xml OpenVINO, .gguf llama.cpp
+        # (see .runtimes; the last two are optional extras, compared in `edgeroute bench edge`).
+        self.runtime = runtime_of(directory.model_path)
+        self._session: Session = open_session(
+            directory.model_path,
+            threads=self._settings.threads or os.cpu_count() or 1,
+            ort_options=self._settings.to_ort() if self.runtime == ONNXRUNTIME else None,
+            max_batch_tokens=self._settings.max_batch_tokens,
+            max_rows=self._settings.batch_size,
         )
-        self._run_options = self._settings.run_options()
-        outputs = {o.name for o in self._session.get_outputs()}
+        self._run_options = self._settings.run_options() if self.runtime == ONNXRUNTIME else None
+        outputs = set(self._session.output_names())
         self._state_outputs = [n for n in TOKEN_STATE_OUTPUTS if n in outputs]
         self._lock = threading.Lock()
         self._truncated = 0
