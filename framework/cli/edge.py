@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -224,7 +225,7 @@ def _print_rows(result: dict[str, object]) -> None:
     rows = result["rows"]
     assert isinstance(rows, list)
     table = Table(
-        "engine",
+        "engine / directory",
         "query p50 ms",
         "x first",
         "docs/s",
@@ -237,7 +238,7 @@ def _print_rows(result: dict[str, object]) -> None:
     for r in rows:
         parity = f"{r['parity_cos_mean']} / {r['parity_cos_min']}" if "parity_cos_mean" in r else "-"
         table.add_row(
-            f"{r['engine']}\n{r['label']}",
+            escape(f"{r['engine']}\n{Path(r['label']).name}"),
             str(r["query_p50_ms"]),
             str(r["query_speedup"]),
             str(r["docs_per_s"]),
@@ -254,7 +255,7 @@ def _print_rows(result: dict[str, object]) -> None:
         f"{first['threads']} threads; ratios against the first row, measured in this run"
     )
     for line in summary(rows):
-        _out.print(f"[yellow]below the fidelity bar[/] {line}")
+        _out.print(f"[yellow]below the fidelity bar[/] {escape(line)}")
     skipped = result.get("skipped")
     for s in skipped if isinstance(skipped, list) else []:
-        _out.print(f"[yellow]skipped[/] {s['label']}: {s['reason']}")
+        _out.print(f"[yellow]skipped[/] {escape(s['label'])}: {escape(s['reason'])}")

@@ -148,6 +148,7 @@ class EdgeEmbedder:
             ort_options=self._settings.to_ort() if self.runtime == ONNXRUNTIME else None,
             max_batch_tokens=self._settings.max_batch_tokens,
             max_rows=self._settings.batch_size,
+            export=m.export,
         )
         self._run_options = self._settings.run_options() if self.runtime == ONNXRUNTIME else None
         outputs = set(self._session.output_names())

@@ -94,19 +94,22 @@ class OrtSession:
 class OpenVinoSession:
     """An OpenVINO IR (``model.xml`` + ``model.bin``) on the CPU plugin, one infer request, fp32 compute.
 
-    ``INFERENCE_PRECISION_HINT=f32``: on CPUs with AMX/AVX-512 BF16 the plugin would otherwise run in bf16,
-    which is a different model, not a faster runtime. Latency hint, one stream: one caller at a time, as
-    the embedder runs (it serialises calls on its own thread).
+    ``precision`` is the CPU plugin's ``INFERENCE_PRECISION_HINT``, ``f32`` unless the directory's manifest
+    says otherwise (``export.openvino.inference_precision``): on CPUs with AMX/AVX-512 BF16 the plugin
+    would otherwise pick bf16 on its own, which is a different model, so a bf16 directory is a recipe of
+    its own (its own name, its own parity). Latency hint, one stream: one caller at a time, as the embedder
+    runs. No CPU pinning: on a machine shared with other processes pinned threads wait for their core.
     """
 
-    def __init__(self, model_file: Path, threads: int) -> None:
+    def __init__(self, model_file: Path, threads: int, precision: str = "f32") -> None:
         ov = require_runtime(OPENVINO, model_file)
         core = ov.Core()
         config = {
             "INFERENCE_NUM_THREADS": threads,
             "NUM_STREAMS": 1,
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_PRECISION_HINT": precision,
+            "ENABLE_CPU_PINNING": False,
         }
         self._compiled = core.compile_model(core.read_model(str(model_file)), "CPU", config)
         self._request = self._compiled.create_infer_request()
@@ -125,27 +128,20 @@ class LlamaCppSession:
 
     The ids come from the embedder's tokenizer (the GGUF's own vocabulary is the same SentencePiece model;
     feeding ids keeps the comparison to the runtime alone). Each row of a batch is one llama.cpp sequence
-    of its unpadded tokens, all decoded in one ``llama_decode``; the pooled output is the GGUF's, so the
+    of its unpadded tokens, all run in one ``llama_encode``; the pooled output is the GGUF's, so the
     two sentence-transformers dense layers must be in it (``--sentence-transformers-dense-modules``, which
     :func:`check_gguf_dense` verifies at load).
     """
 
     def __init__(self, model_file: Path, threads: int, max_batch_tokens: int, max_rows: int) -> None:
+        # ggml's OpenMP workers busy-wait between ops by default; beside other busy processes (a shared
+        # machine, a server's own threads) that cost 50x here: 4.8 s against 65 ms for a 11-token query at 2
+        # threads. Read by libgomp when llama.cpp loads it, so set before the import (unless the caller set it).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         llama_cpp = require_runtime(LLAMACPP, model_file)
         check_gguf_dense(model_file)
         self._lib = llama_cpp
-        self._llm = llama_cpp.Llama(
-            model_path=str(model_file),
-            embedding=True,
-            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
-            n_ctx=max_batch_tokens,
-            n_batch=max_batch_tokens,
-            n_ubatch=max_batch_tokens,  # non-causal attention: a whole sequence must fit in one ubatch
-            n_seq_max=max_rows,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-        )
+        self._llm = _load_llama(llama_cpp, model_file, threads, max_batch_tokens, max_rows)
         self._dims = int(self._llm.n_embd())
 
     def run(self, output_names: list[str], feeds: dict[str, Any], run_options: Any = None) -> list[Any]:
@@ -157,8 +153,10 @@ class LlamaCppSession:
         batch.reset()
         for row in range(ids.shape[0]):
             batch.add_sequence([int(t) for t in ids[row][mask[row] > 0]], row, True)
-        ctx.kv_cache_clear()
-        ctx.decode(batch)
+        # An encoder-only model: llama_encode (llama_decode on this context only forwards to it).
+        rc = self._lib.llama_encode(ctx.ctx, batch.batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_encode returned {rc} for a batch of {ids.shape[0]} texts")
         out = np.empty((ids.shape[0], self._dims), dtype=np.float32)
         for row in range(ids.shape[0]):
             ptr = self._lib.llama_get_embeddings_seq(ctx.ctx, row)
@@ -168,6 +166,42 @@ class LlamaCppSession:
 
     def output_names(self) -> list[str]:
         return ["sentence_embedding"]
+
+
+def _load_llama(llama_cpp: Any, model_file: Path, threads: int, max_batch_tokens: int, max_rows: int) -> Any:
+    """``llama_cpp.Llama`` in embedding mode, without llama.cpp's "extra" weight buffers.
+
+    The extra buffer types are ggml's AMX and repacked-weight kernels. On this project's Xeon (AMX-INT8),
+    llama-cpp-python 0.3.36's AMX matmul segfaults in the first ``llama_encode`` (gdb:
+    ``ggml_backend_amx_mul_mat``). ``Llama()`` does not expose ``use_extra_bufts``, so the default model
+    params are wrapped while it loads. ``EDGEROUTE_LLAMACPP_EXTRA_BUFTS=1`` keeps them (other CPUs, where
+    the Q4_0 repack is faster).
+    """
+    low = llama_cpp.llama_cpp
+    original = low.llama_model_default_params
+    keep = os.environ.get("EDGEROUTE_LLAMACPP_EXTRA_BUFTS") == "1"
+
+    def params() -> Any:
+        p = original()
+        p.use_extra_bufts = keep
+        return p
+
+    low.llama_model_default_params = params
+    try:
+        return llama_cpp.Llama(
+            model_path=str(model_file),
+            embedding=True,
+            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+            n_ctx=max_batch_tokens,
+            n_batch=max_batch_tokens,
+            n_ubatch=max_batch_tokens,  # non-causal attention: a whole sequence must fit in one ubatch
+            n_seq_max=max_rows,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
+    finally:
+        low.llama_model_default_params = original
 
 
 def check_gguf_dense(model_file: Path) -> None:
@@ -187,12 +221,20 @@ def check_gguf_dense(model_file: Path) -> None:
 
 
 def open_session(
-    model_file: Path, *, threads: int, ort_options: Any, max_batch_tokens: int, max_rows: int
+    model_file: Path,
+    *,
+    threads: int,
+    ort_options: Any,
+    max_batch_tokens: int,
+    max_rows: int,
+    export: dict[str, Any] | None = None,
 ) -> Session:
-    """The session for ``model_file``'s runtime (see :func:`runtime_of`)."""
+    """The session for ``model_file``'s runtime (see :func:`runtime_of`); ``export`` is the manifest's
+    ``export`` section (runtime settings a conversion recorded, e.g. OpenVINO's inference precision)."""
     runtime = runtime_of(model_file)
     if runtime == OPENVINO:
-        return OpenVinoSession(model_file, threads)
+        ov_settings = (export or {}).get("openvino") or {}
+        return OpenVinoSession(model_file, threads, str(ov_settings.get("inference_precision", "f32")))
     if runtime == LLAMACPP:
         return LlamaCppSession(model_file, threads, max_batch_tokens, max_rows)
     return OrtSession(model_file, ort_options)

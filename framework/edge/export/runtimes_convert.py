@@ -44,7 +44,13 @@ def _staged(out: Path) -> Path:
 
 
 def _finish(
-    src: ModelDirectory, stage: Path, out: Path, model_file: str, quantization: str, how: str
+    src: ModelDirectory,
+    stage: Path,
+    out: Path,
+    model_file: str,
+    quantization: str,
+    how: str,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Copy the tokenizer, write the manifest (fresh sha256 of every file) and swap ``stage`` into ``out``."""
     for name in _TOKENIZER_FILES:
@@ -59,7 +65,7 @@ def _finish(
                 **m.__dict__,
                 "model_file": model_file,
                 "quantization": quantization,
-                "export": {**export, "converted_from": str(src.path), "conversion": how},
+                "export": {**export, "converted_from": str(src.path), "conversion": how, **(extra or {})},
             }
         ),
     )
@@ -69,12 +75,16 @@ def _finish(
     return out
 
 
-def to_openvino(src_dir: Path, out: Path, mode: str = "fp32") -> Path:
+def to_openvino(src_dir: Path, out: Path, mode: str = "fp32", precision: str = "f32") -> Path:
     """``src_dir``'s ONNX graph (the plain fp32 trace: ``--quantize none --no-fuse``, whose standard ops
     OpenVINO's own fusions recognise) as OpenVINO IR; ``int8-asym``/``int8-sym``: NNCF
     ``compress_weights`` (per-channel int8 weights, fp32 activations) on every MatMul and the embedding
     table. Weights are kept fp32 in the IR (``compress_to_fp16=False``): fp16 storage would be another
-    model."""
+    model. ``precision`` (``f32``, ``bf16``) is the CPU plugin's inference precision the directory is run
+    with (stored in the manifest; ``bf16`` needs AVX-512 BF16 or AMX to be fast, and is named
+    ``ov-<mode>-bf16``)."""
+    if precision not in ("f32", "bf16"):
+        raise InputError(f"unknown OpenVINO inference precision {precision!r}; use f32 or bf16.")
     if mode not in OV_MODES:
         raise InputError(f"unknown OpenVINO mode {mode!r}; use one of {', '.join(OV_MODES)}.")
     src = ModelDirectory.open(src_dir, verify=False)
@@ -100,7 +110,9 @@ def to_openvino(src_dir: Path, out: Path, mode: str = "fp32") -> Path:
             model = nncf.compress_weights(model, mode=cmode)
             how = f"openvino.convert_model + nncf.compress_weights({cmode.name})"
         ov.save_model(model, str(stage / "model.xml"), compress_to_fp16=False)
-        return _finish(src, stage, out, "model.xml", f"ov-{mode}", how)
+        name = f"ov-{mode}" + ("" if precision == "f32" else f"-{precision}")
+        settings = {"openvino": {"inference_precision": precision}}
+        return _finish(src, stage, out, "model.xml", name, how, settings)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -168,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     o.add_argument("out", type=Path)
     o.add_argument("--mode", choices=OV_MODES, default="fp32")
+    o.add_argument("--precision", choices=("f32", "bf16"), default="f32", help="CPU inference precision")
     g = sub.add_parser("gguf", help="llama.cpp GGUF from the sentence-transformers checkpoint")
     g.add_argument("checkpoint", type=Path)
     g.add_argument("src", type=Path, help="a model directory of the same checkpoint (manifest, tokenizer)")
@@ -176,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--convert-script", type=Path, required=True)
     a = p.parse_args(argv)
     if a.target == "openvino":
-        print(to_openvino(a.src.expanduser(), a.out.expanduser(), a.mode))
+        print(to_openvino(a.src.expanduser(), a.out.expanduser(), a.mode, a.precision))
     else:
         print(
             to_gguf(
