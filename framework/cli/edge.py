@@ -159,7 +159,10 @@ def bench_edge_command(
     ] = False,
     quality_extra_docs: Annotated[
         int, typer.Option(help="SciFact subset: every relevant abstract plus this many others (seed 0)")
-    ] = 700,
+    ] = 300,
+    quality_queries: Annotated[
+        int | None, typer.Option(help="SciFact subset: only the first N test queries (default all 300)")
+    ] = None,
     n_docs: Annotated[int, typer.Option(help="SciFact abstracts in the throughput sample")] = 64,
     query_rounds: Annotated[int, typer.Option(help="rounds of the 10 short queries")] = 5,
     doc_repeats: Annotated[int, typer.Option(help="repeats of the document pass (median)")] = 3,
@@ -188,6 +191,7 @@ def bench_edge_command(
             baseline_dir=others,
             quality=quality,
             quality_extra_docs=quality_extra_docs,
+            quality_queries=quality_queries,
             on_step=lambda engine: progress.update(task, description=f"measuring {engine} (own process)"),
         )
     if json_out:
@@ -248,7 +252,7 @@ def _print_rows(result: dict[str, object]) -> None:
             parity,
             str(r.get("ndcg@10", "-")),
         )
-    _out.print(table)
+    Console(width=max(_out.width, 160)).print(table)  # nine columns: never squeezed to 80 in a pipe
     first = rows[0]
     _out.print(
         f"{first['n_docs']} SciFact abstracts (mean {first['mean_doc_tokens']} tokens) for docs/s, "

@@ -256,7 +256,8 @@ def run_bench(
     timeout_s: float = 3600,
     baseline_dir: str | Sequence[str] | None = None,
     quality: bool = False,
-    quality_extra_docs: int = 700,
+    quality_extra_docs: int = 300,
+    quality_queries: int | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Measure the edge model and (when importable) sentence-transformers, each in a subprocess.
@@ -289,6 +290,7 @@ def run_bench(
         str(doc_repeats),
         "--quality-extra-docs",
         str(quality_extra_docs),
+        *([] if quality_queries is None else ["--quality-queries", str(quality_queries)]),
     ]
     if threads:
         common += ["--threads", str(threads)]
@@ -314,7 +316,10 @@ def run_bench(
                 skipped.append({"label": str(base), "reason": reason})
                 continue
             step(str(base))
-            rows.append(worker("onnx", str(base), str(base)))
+            try:  # one runtime failing (a crash in its native code) must not lose the other rows
+                rows.append(worker("onnx", str(base), str(base)))
+            except (ConfigurationError, subprocess.TimeoutExpired) as exc:
+                skipped.append({"label": str(base), "reason": f"failed: {str(exc)[-600:]}"})
         ckpt = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
         st_row: Row | None = None
         if reference and _st_importable() and (ckpt / "modules.json").is_file():
@@ -324,7 +329,8 @@ def run_bench(
             skipped.append(
                 {"label": "parity", "reason": "sentence-transformers or the checkpoint is missing: no parity"}
             )
-        table = finish_rows(rows, st_row, data, quality_extra_docs if quality else None, model_dir, ckpt)
+        subset = (quality_extra_docs, quality_queries) if quality else None
+        table = finish_rows(rows, st_row, data, subset, model_dir, ckpt)
     onnx_fig = rows[0].figures
     result: dict[str, Any] = {"onnx": asdict(onnx_fig), "sentence_transformers": None, "ratios": None}
     if len(rows) > 1 and baselines:
@@ -428,7 +434,8 @@ def _worker(argv: list[str] | None = None) -> None:
     p.add_argument("--query-rounds", type=int, default=5)
     p.add_argument("--doc-repeats", type=int, default=3)
     p.add_argument("--quality-out", type=Path, help="also embed the quality set into this .npz")
-    p.add_argument("--quality-extra-docs", type=int, default=700)
+    p.add_argument("--quality-extra-docs", type=int, default=300)
+    p.add_argument("--quality-queries", type=int)
     a = p.parse_args(argv)
     docs = load_sample_docs(a.data, a.n_docs)
     plan = BenchPlan(a.threads, a.batch_size, a.query_rounds, a.doc_repeats)
@@ -438,7 +445,9 @@ def _worker(argv: list[str] | None = None) -> None:
 
         st = a.engine == "st"
         prompts = prompts_of(None if st else a.model, Path(a.model) if st else None)
-        qs = build_quality_set(a.data, prompts, extra_docs=a.quality_extra_docs)
+        qs = build_quality_set(
+            a.data, prompts, extra_docs=a.quality_extra_docs, max_queries=a.quality_queries
+        )
 
         def hook(encode: Callable[[list[str]], Any]) -> None:
             embed_quality_set(qs, encode, a.quality_out)

@@ -43,17 +43,19 @@ def finish_rows(
     rows: list[Row],
     st_row: Row | None,
     data_dir: Path,
-    quality_extra_docs: int | None,
+    subset: tuple[int, int | None] | None,
     model_dir: str | None,
     checkpoint: Path,
 ) -> list[dict[str, Any]]:
-    """Every row as a dict: figures, ratios against the first row, and quality when it was measured."""
+    """Every row as a dict: figures, ratios against the first row, and quality when it was measured.
+    ``subset``: the quality subset's (extra documents, query limit), None without ``--quality``."""
     from .bench_quality import build_quality_set, prompts_of, score
 
     every = [*rows, *([st_row] if st_row is not None else [])]
     qs = None
-    if quality_extra_docs is not None:
-        qs = build_quality_set(data_dir, prompts_of(model_dir, checkpoint), extra_docs=quality_extra_docs)
+    if subset is not None:
+        prompts = prompts_of(model_dir, checkpoint)
+        qs = build_quality_set(data_dir, prompts, extra_docs=subset[0], max_queries=subset[1])
     reference = st_row.vectors if st_row is not None else None
     first = rows[0].figures
     out: list[dict[str, Any]] = []
