@@ -27,12 +27,17 @@ class Row:
 
 
 def skip_reason(model_dir: str) -> str | None:
-    """Why ``model_dir`` cannot be measured here (its runtime's package is missing), else None."""
+    """Why ``model_dir`` cannot be measured here (not a model directory, or its runtime's package is
+    missing), else None."""
     from ..edge.model_dir import ModelDirectory
     from ..edge.runtimes import EXTRA, runtime_available, runtime_of
+    from ..errors import EdgeRouteError
 
-    directory = ModelDirectory.open(Path(model_dir).expanduser(), verify=False)
-    runtime = runtime_of(directory.model_path)
+    try:
+        directory = ModelDirectory.open(Path(model_dir).expanduser(), verify=False)
+        runtime = runtime_of(directory.model_path)
+    except EdgeRouteError as exc:
+        return f"not a usable model directory: {exc}"
     if runtime_available(runtime):
         return None
     module, extra = EXTRA[runtime]
