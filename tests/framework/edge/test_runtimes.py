@@ -131,3 +131,45 @@ def test_openvino_conversion_matches_onnxruntime(tmp_path: Path) -> None:
     a, b = ort_edge.embed_documents(TEXTS), ov_edge.embed_documents(TEXTS)
     assert np.allclose(a, b, atol=1e-5)
     assert ov_edge.embed_queries(TEXTS[:1], dims=256).shape == (1, 256)
+
+
+def test_bench_edge_cli_runtimes_folder_prints_one_row_per_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`edgeroute bench edge --runtimes DIR`: every model directory under DIR is a row; one whose runtime
+    is not installed is named with its install line (printed literally, not eaten as markup)."""
+    from typer.testing import CliRunner
+
+    from edgeroute.framework.cli import edge  # noqa: F401  (registers the commands)
+    from edgeroute.framework.cli.app import app
+
+    ours = build_tiny_model(tmp_path / "ours")
+    folder = tmp_path / "runtimes"
+    build_tiny_model(folder / "onnx-other", seed=1)
+    _as_gguf_dir(ours, folder / "gguf-q8_0")
+    (folder / "not-a-model").mkdir()
+    corpus = tmp_path / "data" / "scifact" / "corpus.jsonl"
+    corpus.parent.mkdir(parents=True)
+    corpus.write_text(
+        "".join(
+            json.dumps({"_id": str(i), "title": "", "text": f"a cat number {i}"}) + "\n" for i in range(3)
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    args = ["bench", "edge", "--no-reference", "--threads", "1", "--model", str(ours), "--n-docs", "2"]
+    args += [
+        "--query-rounds",
+        "1",
+        "--doc-repeats",
+        "1",
+        "--runtimes",
+        str(folder),
+        "--data",
+        str(tmp_path / "data"),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "onnx-other" in result.output and "x first" in result.output
+    assert "skipped" in result.output and "pip install 'edgeroute[llamacpp]'" in result.output
+    assert "not-a-model" not in result.output  # no manifest: not a model directory, not listed
