@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -130,21 +131,52 @@ def bench_edge_command(
     ] = True,
     data: Annotated[
         Path | None,
-        typer.Option(help="folder holding scifact/ (the document sample, BEIR layout) \\[env EDGEROUTE_DATA]"),
+        typer.Option(
+            help="folder holding scifact/ (the document sample, BEIR layout) \\[env EDGEROUTE_DATA]"
+        ),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="intra-op threads (default: all cores)")] = None,
     baseline: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
-            help="another model directory to measure in the same run (e.g. a --no-fuse fp32 export)"
+            help="another model directory to measure in the same run (repeatable; any runtime: ONNX, "
+            "OpenVINO model.xml, llama.cpp model.gguf; e.g. a --no-fuse fp32 export)"
         ),
     ] = None,
+    runtimes: Annotated[
+        Path | None,
+        typer.Option(
+            help="measure every model directory under this folder too (scripts/convert-runtimes writes "
+            "~/.cache/edgeroute-dev/runtimes); one whose runtime is not installed is skipped, and said so"
+        ),
+    ] = None,
+    quality: Annotated[
+        bool,
+        typer.Option(
+            help="also parity cosine vs sentence-transformers (64 texts) and nDCG@10 on a fixed SciFact "
+            "subset for every row (minutes per row)"
+        ),
+    ] = False,
+    quality_extra_docs: Annotated[
+        int, typer.Option(help="SciFact subset: every relevant abstract plus this many others (seed 0)")
+    ] = 300,
+    quality_queries: Annotated[
+        int | None, typer.Option(help="SciFact subset: only the first N test queries (default all 300)")
+    ] = None,
+    n_docs: Annotated[int, typer.Option(help="SciFact abstracts in the throughput sample")] = 64,
+    query_rounds: Annotated[int, typer.Option(help="rounds of the 10 short queries")] = 5,
+    doc_repeats: Annotated[int, typer.Option(help="repeats of the document pass (median)")] = 3,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Short-query latency, document throughput, cold load and peak RSS, each engine in its own process."""
     from ..eval.bench_edge import resolve_data_dir, run_bench
 
     data_dir = resolve_data_dir(data)  # refused before the spinner starts
+    others = [str(b) for b in baseline or []]
+    if runtimes is not None:
+        if not runtimes.expanduser().is_dir():
+            raise typer.BadParameter(f"{runtimes} is not a folder; run scripts/convert-runtimes first.")
+        others += [str(d) for d in sorted(runtimes.expanduser().iterdir()) if (d / "manifest.json").is_file()]
     with _spinner() as progress:
         task = progress.add_task("measuring", total=None)
         result = run_bench(
@@ -153,11 +185,20 @@ def bench_edge_command(
             reference=reference,
             data_dir=data_dir,
             threads=threads,
-            baseline_dir=str(baseline) if baseline else None,
+            n_docs=n_docs,
+            query_rounds=query_rounds,
+            doc_repeats=doc_repeats,
+            baseline_dir=others,
+            quality=quality,
+            quality_extra_docs=quality_extra_docs,
+            quality_queries=quality_queries,
             on_step=lambda engine: progress.update(task, description=f"measuring {engine} (own process)"),
         )
     if json_out:
         print(json.dumps(result))
+        return
+    if len(result["rows"]) > 2 or others or quality:
+        _print_rows(result)
         return
     table = Table("figure", "onnx", "sentence-transformers", "ratio")
     st = result["sentence_transformers"] or {}
@@ -179,10 +220,46 @@ def bench_edge_command(
         f"{onnx['engine']}, {onnx['n_docs']} SciFact abstracts (mean {onnx['mean_doc_tokens']} tokens), "
         f"{onnx['threads']} threads"
     )
-    if result.get("baseline"):
-        base, vs = result["baseline"], result["baseline_ratios"]
-        _out.print(
-            f"baseline {baseline} ({base['engine']}): query p50 {base['query_p50_ms']} ms "
-            f"({vs['query_p50_speedup']}x slower than ours), {base['docs_per_s']} docs/s "
-            f"(ours {vs['throughput_ratio']}x), query-process peak RSS {base['query_peak_rss_mb']} MB"
+
+
+def _print_rows(result: dict[str, object]) -> None:
+    """One row per model directory (and sentence-transformers): speed against the first row, quality."""
+    from ..eval.bench_quality import summary
+
+    rows = result["rows"]
+    assert isinstance(rows, list)
+    table = Table(
+        "engine / directory",
+        "query p50 ms",
+        "x first",
+        "docs/s",
+        "x first",
+        "query RSS MB",
+        "peak RSS MB",
+        "parity mean / min",
+        "nDCG@10 subset",
+    )
+    for r in rows:
+        parity = f"{r['parity_cos_mean']} / {r['parity_cos_min']}" if "parity_cos_mean" in r else "-"
+        table.add_row(
+            escape(f"{r['engine']}\n{Path(r['label']).name}"),
+            str(r["query_p50_ms"]),
+            str(r["query_speedup"]),
+            str(r["docs_per_s"]),
+            str(r["docs_ratio"]),
+            str(r["query_peak_rss_mb"]),
+            str(r["peak_rss_mb"]),
+            parity,
+            str(r.get("ndcg@10", "-")),
         )
+    Console(width=max(_out.width, 160)).print(table)  # nine columns: never squeezed to 80 in a pipe
+    first = rows[0]
+    _out.print(
+        f"{first['n_docs']} SciFact abstracts (mean {first['mean_doc_tokens']} tokens) for docs/s, "
+        f"{first['threads']} threads; ratios against the first row, measured in this run"
+    )
+    for line in summary(rows):
+        _out.print(f"[yellow]below the fidelity bar[/] {escape(line)}")
+    skipped = result.get("skipped")
+    for s in skipped if isinstance(skipped, list) else []:
+        _out.print(f"[yellow]skipped[/] {escape(s['label'])}: {escape(s['reason'])}")

@@ -26,6 +26,7 @@ from ..embedder import Vectors, l2_normalize, truncate_normalize
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
 from .model_dir import TOKENIZER_FILE, Manifest, ModelDirectory, check_dims, resolve_model_dir
+from .runtimes import ONNXRUNTIME, open_session, runtime_of
 from .tokenizer import SENTENCEPIECE_FILE, TextTokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,9 @@ class EdgeEmbedder:
             raise InputError(f"batch_size must be >= 1, got {self._settings.batch_size}.")
         if self._settings.max_batch_tokens < 1:
             raise InputError(f"max_batch_tokens must be >= 1, got {self._settings.max_batch_tokens}.")
+        # The graph file's suffix picks the runtime: .onnx ONNX Runtime, .xml OpenVINO, .gguf llama.cpp
+        # (see .runtimes; the last two are optional extras, compared in `edgeroute bench edge`).
+        self.runtime = runtime_of(directory.model_path)
         self._lock = threading.Lock()
         # Guards the lazy loads (an async call and a sync one may be first at the same time).
         self._load_lock = threading.Lock()
@@ -186,7 +190,7 @@ class EdgeEmbedder:
 
     @property
     def _session(self) -> Any:
-        """The ONNX Runtime session (onnxruntime is imported here, not before): created on first use when
+        """The runtime session (ONNX Runtime unless the graph file says otherwise; imported here, not before): created on first use when
         the embedder was loaded ``lazy``, so a re-index with nothing to embed never pays for it."""
         session = self._session_obj
         if session is not None:
@@ -195,16 +199,18 @@ class EdgeEmbedder:
             if self._session_obj is None:
                 if self._verify_on_load:
                     self._verify(list(self._dir.manifest.files))  # the graph, its weights, the rest
-                import onnxruntime as ort
-
-                session = ort.InferenceSession(
-                    str(self._dir.model_path),
-                    sess_options=self._settings.to_ort(),
-                    providers=["CPUExecutionProvider"],
+                ort_session = self.runtime == ONNXRUNTIME
+                session = open_session(
+                    self._dir.model_path,
+                    threads=self._settings.threads or os.cpu_count() or 1,
+                    ort_options=self._settings.to_ort() if ort_session else None,
+                    max_batch_tokens=self._settings.max_batch_tokens,
+                    max_rows=self._settings.batch_size,
+                    export=self._dir.manifest.export,
                 )
-                self._run_options = self._settings.run_options()
-                self._run_options_keep = self._settings.run_options(shrink=False)
-                outputs = {o.name for o in session.get_outputs()}
+                self._run_options = self._settings.run_options() if ort_session else None
+                self._run_options_keep = self._settings.run_options(shrink=False) if ort_session else None
+                outputs = set(session.output_names())
                 self._state_outputs = [n for n in TOKEN_STATE_OUTPUTS if n in outputs]
                 self._session_obj = session
             return self._session_obj

@@ -16,6 +16,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -158,8 +159,15 @@ def _time_engine(name: str, load: Loader, docs: list[tuple[str, str]], plan: Ben
     )
 
 
-def measure_onnx(model_dir: str | None, docs: list[tuple[str, str]], plan: BenchPlan) -> EngineFigures:
-    """Measure :class:`EdgeEmbedder` in this process (call it in a fresh process for honest RSS)."""
+QualityHook = Callable[[Callable[[list[str]], Any]], None]
+"""Called after the timed part with the engine's encode (prompted texts -> vectors); see bench_quality."""
+
+
+def measure_onnx(
+    model_dir: str | None, docs: list[tuple[str, str]], plan: BenchPlan, quality: QualityHook | None = None
+) -> EngineFigures:
+    """Measure :class:`EdgeEmbedder` in this process (call it in a fresh process for honest RSS); any
+    runtime the directory's graph file names (ONNX Runtime, OpenVINO, llama.cpp: see edge.runtimes)."""
     from ..edge.embedder import EdgeEmbedder
 
     holder: dict[str, EdgeEmbedder] = {}
@@ -175,8 +183,10 @@ def measure_onnx(model_dir: str | None, docs: list[tuple[str, str]], plan: Bench
     # Token counts come after the timed load so tokenizer work never inflates load time.
     figures = _time_engine("onnx", load, docs, plan)
     edge = holder["edge"]
+    if quality is not None:
+        quality(lambda texts: edge.embed(texts, None))
     tokens = edge.count_tokens([edge.format_prompt(x, "document", t or None) for t, x in docs])
-    name = f"onnx[{edge.manifest.quantization}]"
+    name = f"{'onnx' if edge.runtime == 'onnxruntime' else edge.runtime}[{edge.manifest.quantization}]"
     return EngineFigures(
         **{
             **asdict(figures),
@@ -188,9 +198,10 @@ def measure_onnx(model_dir: str | None, docs: list[tuple[str, str]], plan: Bench
 
 
 def measure_sentence_transformers(
-    checkpoint: str, docs: list[tuple[str, str]], plan: BenchPlan
+    checkpoint: str, docs: list[tuple[str, str]], plan: BenchPlan, quality: QualityHook | None = None
 ) -> EngineFigures:
     """Measure sentence-transformers (fp32, torch, CPU) on ``checkpoint`` in this process."""
+    holder: dict[str, Any] = {}
 
     def load() -> tuple[Callable[[str], object], Callable[[list[str], list[str]], object]]:
         import torch
@@ -199,6 +210,7 @@ def measure_sentence_transformers(
         if plan.threads:
             torch.set_num_threads(plan.threads)
         model = SentenceTransformer(checkpoint, device="cpu")
+        holder["model"] = model
 
         def embed_docs(texts: list[str], titles: list[str]) -> object:
             prompts = [f"title: {t or 'none'} | text: {x}" for t, x in zip(titles, texts, strict=True)]
@@ -206,7 +218,15 @@ def measure_sentence_transformers(
 
         return (lambda q: model.encode([q], prompt_name="query", normalize_embeddings=True), embed_docs)
 
-    return _time_engine("sentence-transformers", load, docs, plan)
+    figures = _time_engine("sentence-transformers", load, docs, plan)
+    if quality is not None:
+        model = holder["model"]
+        quality(
+            lambda texts: model.encode(
+                texts, batch_size=plan.batch_size, normalize_embeddings=True, convert_to_numpy=True
+            )
+        )
+    return figures
 
 
 def _run_worker(args: list[str], timeout_s: float) -> EngineFigures:
@@ -234,16 +254,25 @@ def run_bench(
     query_rounds: int = 5,
     doc_repeats: int = 3,
     timeout_s: float = 3600,
-    baseline_dir: str | None = None,
+    baseline_dir: str | Sequence[str] | None = None,
+    quality: bool = False,
+    quality_extra_docs: int = 300,
+    quality_queries: int | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Measure the edge model and (when importable) sentence-transformers, each in a subprocess.
 
-    Returns ``{"onnx": {...}, "sentence_transformers": {...} | None, "ratios": {...}}``; with
-    ``baseline_dir``, also ``"baseline"`` (that model directory, measured the same way in the same
-    run) and ``"baseline_ratios"`` (ours against it). Machines drift: a ratio measured side by side
-    is the figure to compare across days, not an absolute latency.
+    Returns ``{"onnx": {...}, "sentence_transformers": {...} | None, "ratios": {...}, "rows": [...],
+    "skipped": [...]}``. ``baseline_dir``: one or more other model directories (any runtime: ONNX,
+    OpenVINO, GGUF; see :mod:`edgeroute.framework.edge.runtimes`), measured the same way in the same
+    run; the first is also ``"baseline"``/``"baseline_ratios"`` (ours against it). A directory whose
+    runtime package is missing is listed in ``"skipped"`` with the install line. ``quality`` adds the
+    parity cosines against sentence-transformers and the SciFact subset's nDCG@10 to every row (see
+    :mod:`.bench_quality`). Machines drift: a ratio measured side by side is the figure to compare
+    across days, not an absolute latency.
     """
+    from .bench_runtimes import Row, finish_rows, skip_reason
+
     if n_docs < 1 or batch_size < 1:
         raise InputError("n_docs and batch_size must be >= 1.")
     data = resolve_data_dir(data_dir)
@@ -259,26 +288,59 @@ def run_bench(
         str(query_rounds),
         "--doc-repeats",
         str(doc_repeats),
+        "--quality-extra-docs",
+        str(quality_extra_docs),
+        *([] if quality_queries is None else ["--quality-queries", str(quality_queries)]),
     ]
     if threads:
         common += ["--threads", str(threads)]
     step = on_step or (lambda _msg: None)
-    step("onnx")
-    onnx_fig = _run_worker(
-        ["--engine", "onnx", *([] if model_dir is None else ["--model", str(model_dir)]), *common], timeout_s
-    )
+    baselines = [baseline_dir] if isinstance(baseline_dir, str) else list(baseline_dir or [])
+    skipped: list[dict[str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="edgeroute-bench-") as tmp:
+
+        def worker(engine: str, model: str | None, label: str) -> Row:
+            out = Path(tmp) / f"q{len(rows)}.npz"
+            args = ["--engine", engine, *([] if model is None else ["--model", model]), *common]
+            fig = _run_worker([*args, *(["--quality-out", str(out)] if quality else [])], timeout_s)
+            return Row(label, fig, out if quality else None)
+
+        rows: list[Row] = []
+        step("onnx")
+        rows.append(
+            worker("onnx", None if model_dir is None else str(model_dir), str(model_dir or "default"))
+        )
+        for base in baselines:
+            reason = skip_reason(base)
+            if reason:
+                skipped.append({"label": str(base), "reason": reason})
+                continue
+            step(str(base))
+            try:  # one runtime failing (a crash in its native code) must not lose the other rows
+                rows.append(worker("onnx", str(base), str(base)))
+            except (ConfigurationError, subprocess.TimeoutExpired) as exc:
+                skipped.append({"label": str(base), "reason": f"failed: {str(exc)[-600:]}"})
+        ckpt = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+        st_row: Row | None = None
+        if reference and _st_importable() and (ckpt / "modules.json").is_file():
+            step("sentence-transformers")
+            st_row = worker("st", str(ckpt), "sentence-transformers")
+        elif quality:
+            skipped.append(
+                {"label": "parity", "reason": "sentence-transformers or the checkpoint is missing: no parity"}
+            )
+        subset = (quality_extra_docs, quality_queries) if quality else None
+        table = finish_rows(rows, st_row, data, subset, model_dir, ckpt)
+    onnx_fig = rows[0].figures
     result: dict[str, Any] = {"onnx": asdict(onnx_fig), "sentence_transformers": None, "ratios": None}
-    if baseline_dir is not None:
-        step("baseline")
-        base = _run_worker(["--engine", "onnx", "--model", str(baseline_dir), *common], timeout_s)
-        result["baseline"] = asdict(base)
-        result["baseline_ratios"] = _ratios(onnx_fig, base)
-    ckpt = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
-    if reference and _st_importable() and (ckpt / "modules.json").is_file():
-        step("sentence-transformers")
-        st = _run_worker(["--engine", "st", "--model", str(ckpt), *common], timeout_s)
-        result["sentence_transformers"] = asdict(st)
-        result["ratios"] = _ratios(onnx_fig, st)
+    if len(rows) > 1 and baselines:
+        result["baseline"] = asdict(rows[1].figures)
+        result["baseline_ratios"] = _ratios(onnx_fig, rows[1].figures)
+    if st_row is not None:
+        result["sentence_transformers"] = asdict(st_row.figures)
+        result["ratios"] = _ratios(onnx_fig, st_row.figures)
+    result["rows"] = table
+    result["skipped"] = skipped
     return result
 
 
@@ -371,13 +433,29 @@ def _worker(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int)
     p.add_argument("--query-rounds", type=int, default=5)
     p.add_argument("--doc-repeats", type=int, default=3)
+    p.add_argument("--quality-out", type=Path, help="also embed the quality set into this .npz")
+    p.add_argument("--quality-extra-docs", type=int, default=300)
+    p.add_argument("--quality-queries", type=int)
     a = p.parse_args(argv)
     docs = load_sample_docs(a.data, a.n_docs)
     plan = BenchPlan(a.threads, a.batch_size, a.query_rounds, a.doc_repeats)
+    hook: QualityHook | None = None
+    if a.quality_out is not None:
+        from .bench_quality import build_quality_set, embed_quality_set, prompts_of
+
+        st = a.engine == "st"
+        prompts = prompts_of(None if st else a.model, Path(a.model) if st else None)
+        qs = build_quality_set(
+            a.data, prompts, extra_docs=a.quality_extra_docs, max_queries=a.quality_queries
+        )
+
+        def hook(encode: Callable[[list[str]], Any]) -> None:
+            embed_quality_set(qs, encode, a.quality_out)
+
     if a.engine == "onnx":
-        fig = measure_onnx(a.model, docs, plan)
+        fig = measure_onnx(a.model, docs, plan, hook)
     else:
-        fig = measure_sentence_transformers(a.model, docs, plan)
+        fig = measure_sentence_transformers(a.model, docs, plan, hook)
     print(json.dumps(asdict(fig)))
 
 
