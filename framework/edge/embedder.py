@@ -25,6 +25,7 @@ import numpy as np
 from ..embedder import Vectors, l2_normalize, truncate_normalize
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
+from .batching import check_texts, length_batches
 from .model_dir import TOKENIZER_FILE, Manifest, ModelDirectory, check_dims, resolve_model_dir
 from .runtimes import ONNXRUNTIME, open_session, runtime_of
 from .tokenizer import SENTENCEPIECE_FILE, TextTokenizer, load_tokenizer
@@ -343,7 +344,7 @@ class EdgeEmbedder:
                 f"the model in {self.model_dir} has no token-state outputs (graph version < 3); upgrade it "
                 "with scripts/prepare-model (or `python -m edgeroute.framework.edge.export.token_states DIR`)."
             )
-        items = _check_texts(texts)
+        items = check_texts(texts)
         formatted = [self.format_prompt(t, prompt_name) for t in items]
         prefixes = [len(f) - len(t) for f, t in zip(formatted, items, strict=True)]
         states: list[TokenStates | None] = [None] * len(items)
@@ -422,13 +423,13 @@ class EdgeEmbedder:
     def _prompted(
         self, texts: Sequence[str], prompt_name: str | None, dims: int | None
     ) -> tuple[list[str], int]:
-        items = _check_texts(texts)
+        items = check_texts(texts)
         return [self.format_prompt(t, prompt_name) for t in items], check_dims(self.manifest, dims)
 
     def _documents(
         self, texts: Sequence[str], titles: Sequence[str | None] | None, dims: int | None
     ) -> tuple[list[str], int]:
-        items = _check_texts(texts)
+        items = check_texts(texts)
         if titles is None:
             return self._prompted(items, "document", dims)
         if isinstance(titles, str) or len(titles) != len(items):
@@ -495,7 +496,7 @@ class EdgeEmbedder:
         order = np.argsort(-lengths, kind="stable")
         return [
             [int(i) for i in idx]
-            for idx in _batches(order, lengths, self._settings.batch_size, self._settings.max_batch_tokens)
+            for idx in length_batches(order, lengths, self._settings.batch_size, self._settings.max_batch_tokens)
         ]
 
     @property
@@ -532,7 +533,7 @@ class EdgeEmbedder:
         output_name = self.manifest.output_name
         session = self._session  # created here on the first call of a lazy embedder
         names = [output_name, *(self._state_outputs if states is not None else [])]
-        batches = _batches(order, lengths, self._settings.batch_size, self._settings.max_batch_tokens)
+        batches = length_batches(order, lengths, self._settings.batch_size, self._settings.max_batch_tokens)
         for k, idx in enumerate(batches):
             width = int(lengths[idx].max())
             # Counted for `edgeroute bench index` and the one-pass tests: every run of the model.
@@ -568,21 +569,6 @@ def _token_states(encoding: Any, feats: np.ndarray[Any, Any], prefix: int) -> To
     return TokenStates(np.ascontiguousarray(feats[keep], dtype=np.float32), rel)
 
 
-def _batches(
-    order: np.ndarray[Any, Any], lengths: np.ndarray[Any, Any], batch_size: int, max_tokens: int
-) -> list[np.ndarray[Any, Any]]:
-    """Cut ``order`` (indices, longest first) into batches of <= batch_size rows and <= max_tokens padded
-    tokens; the first row of a batch is its longest, so rows x that length is the padded size."""
-    out: list[np.ndarray[Any, Any]] = []
-    start = 0
-    while start < len(order):
-        width = max(int(lengths[order[start]]), 1)
-        rows = max(1, min(batch_size, max_tokens // width))
-        out.append(order[start : start + rows])
-        start += rows
-    return out
-
-
 def _release_free_heap() -> None:
     """Return freed heap pages to the OS (glibc ``malloc_trim``); a no-op where that does not exist.
 
@@ -595,22 +581,6 @@ def _release_free_heap() -> None:
         libc.malloc_trim(0)
     except (OSError, AttributeError):  # musl and other libcs have no malloc_trim
         logger.debug("malloc_trim is not available; tokenizer parse memory stays resident")
-
-
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
-        raise InputError(
-            f"texts must be a list of strings, got {type(texts).__name__}; wrap a single text as [text]."
-        )
-    items = list(texts)
-    for i, t in enumerate(items):
-        if not isinstance(t, str):
-            raise InputError(
-                f"texts[{i}] is {type(t).__name__}, not str; embed text only (convert it first)."
-            )
-        if not t.strip():
-            raise InputError(f"texts[{i}] is empty or whitespace; remove empty texts before embedding.")
-    return items
 
 
 __all__ = ["TOKEN_STATE_OUTPUTS", "EdgeEmbedder", "SessionSettings", "TokenStates"]

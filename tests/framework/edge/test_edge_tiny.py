@@ -155,7 +155,7 @@ def test_other_bad_inputs(edge: EdgeEmbedder, tiny_dir: Path) -> None:
 
 
 def test_token_budget_batches_give_the_same_vectors(edge: EdgeEmbedder, tiny_dir: Path) -> None:
-    from edgeroute.framework.edge.embedder import _batches
+    from edgeroute.framework.edge.batching import length_batches as _batches
 
     lengths = np.array([9, 3, 7, 5, 1])
     order = np.argsort(-lengths, kind="stable")
