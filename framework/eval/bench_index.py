@@ -60,36 +60,10 @@ def write_corpus(data_dir: Path, folder: Path, n: int) -> int:
 
 @contextmanager
 def _chroma(tmp: Path) -> Iterator[str]:
-    from ..serve.server import free_port
-    from ..store.chroma import VectorStore
+    from ..testing.chroma_server import chroma_run
 
-    exe = Path(sys.executable).with_name("chroma")
-    port = free_port()
-    with (tmp / "chroma.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [str(exe), "run", "--path", str(tmp / "chroma"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    VectorStore.http("127.0.0.1", port).close()
-                    break
-                except Exception:  # not up yet
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise ConfigurationError(
-                            f"chroma run did not start; see {tmp / 'chroma.log'}"
-                        ) from None
-                    time.sleep(0.3)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with chroma_run(tmp / "chroma", tmp / "chroma.log") as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def _child(config: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:

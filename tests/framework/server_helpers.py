@@ -2,50 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from edgeroute.framework.errors import StoreError
 from edgeroute.framework.serve.server import free_port
-from edgeroute.framework.store.chroma import VectorStore
+from edgeroute.framework.testing.chroma_server import chroma_run
 
-
-@contextlib.contextmanager
-def chroma_run(data: Path, log_path: Path) -> Iterator[int]:
-    """A real ``chroma run`` on loopback over ``data``, logging to ``log_path``; yields its port."""
-    exe = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
-    port = free_port()
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [exe, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                VectorStore.http("127.0.0.1", port)
-                break
-            except StoreError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"chroma run did not come up; see {log_path}") from None
-                time.sleep(0.2)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+__all__ = ["chroma_run", "free_port", "wait_ready"]
 
 
 def wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
