@@ -303,8 +303,10 @@ def test_bench_edge_measures_a_baseline_model_in_the_same_run(tmp_path: Path) ->
     for engine in ("onnx", "baseline"):
         assert out[engine]["query_p50_ms"] > 0 and out[engine]["docs_per_s"] > 0
         assert out[engine]["n_docs"] == 4
+        assert out[engine]["query_9w_p50_ms"] > 0  # the nine-word query, timed on its own
     assert set(out["baseline_ratios"]) == {
         "query_p50_speedup",
+        "query_9w_p50_speedup",
         "throughput_ratio",
         "rss_ratio",
         "query_rss_ratio",
