@@ -50,7 +50,7 @@ SPACE = "\u2581"
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 # What bpe::Model may merge into (ModelInterface::pieces_); the other types are reserved ids.
 MERGEABLE = frozenset({NORMAL, USER_DEFINED, UNUSED})
-CACHE_WORDS = 4096
+CACHE_WORDS = 3072
 # A word: optional U+2581 run, then other characters (the crossing pairs are joined afterwards), or a run.
 WORD_RE = re.compile("\u2581*[^\u2581]+|\u2581+")
 
@@ -108,8 +108,9 @@ class CompactTokenizer:
         literal: dict[str, int] = {str(p): int(i) for p, i in head["literal"].items()}
         self._literal = literal
         self._literal_re = re.compile("|".join(re.escape(p) for p in sorted(literal, key=len, reverse=True)))
-        self._cache: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-        self._old: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        # word -> its ids followed by their lengths (one tuple: about 250 bytes a word with the key)
+        self._cache: dict[str, tuple[int, ...]] = {}
+        self._old: dict[str, tuple[int, ...]] = {}
         if EMPTY != 0xFFFFFFFF or ID_BITS != 18:  # the constants inlined in _lookup
             raise AssertionError("EMPTY / ID_BITS changed without _lookup")
         self._find = self._lookup()
@@ -187,12 +188,13 @@ class CompactTokenizer:
                     hit = self._word(w)
                 if len(cache) >= CACHE_WORDS // 2:
                     # Two generations: the words of the last one that come back are kept, at most
-                    # CACHE_WORDS in all (about 320 bytes a word).
+                    # CACHE_WORDS in all (under 1 MB).
                     self._old = cache
                     cache = self._cache = {}
                 cache[w] = hit
-            ids.extend(hit[0])
-            lens.extend(hit[1])
+            half = len(hit) >> 1
+            ids += hit[:half]
+            lens += hit[half:]
 
     def _join_crossing(self, norm: str, words: list[str]) -> list[str]:
         """Join the words a crossing piece in ``norm`` would span (a cut inside it is not made)."""
@@ -259,7 +261,7 @@ class CompactTokenizer:
                 i += 1
         return starts, chars, frozen
 
-    def _word(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def _word(self, word: str) -> tuple[int, ...]:
         """BPE on one word: bpe::Model::SampleEncode (alpha 0), then byte fallback. Symbols are byte
         ranges ``[start[i], end[i])`` of the word's UTF-8; a merged-away symbol has ``end == -1``."""
         wb = word.encode("utf-8")
@@ -317,7 +319,7 @@ class CompactTokenizer:
             else:
                 ids.append(pid)
                 lens.append(chars[i])
-        return tuple(ids), tuple(lens)
+        return (*ids, *lens)
 
     def _finish(self, ids: list[int], lens: list[int], *, offsets: bool) -> Encoding:
         room = max(self._max - 2, 0)
@@ -346,6 +348,11 @@ class CompactTokenizer:
             spans.extend([(pos, pos + lens[k])] * pending)
         m = len(body)
         return Encoding([self._bos, *body, self._eos], [(0, 0), *spans, (0, 0)], [1, *([0] * m), 1], over)
+
+    def clear_cache(self) -> None:
+        """Forget the cached words (for measuring the cost of new ones)."""
+        self._cache = {}
+        self._old = {}
 
     def close(self) -> None:
         """Release the mapping (the tokenizer is unusable afterwards)."""
