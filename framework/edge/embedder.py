@@ -182,8 +182,8 @@ class EdgeEmbedder:
                 m = self._dir.manifest
                 compact = COMPACT_FILE in m.files
                 sp = SENTENCEPIECE_FILE in m.files
-                if self._verify_on_load:
-                    self._verify([COMPACT_FILE] if compact else [TOKENIZER_FILE, SENTENCEPIECE_FILE])
+                if self._verify_on_load:  # with tokenizer.bin, tokenizer.model is its fallback: both
+                    self._verify([COMPACT_FILE if compact else TOKENIZER_FILE, SENTENCEPIECE_FILE])
                 # Only files the manifest pins (and so verifies): one dropped in by hand is ignored.
                 self._tokenizer_obj = load_tokenizer(
                     self._dir.path,
@@ -191,6 +191,7 @@ class EdgeEmbedder:
                     m.max_tokens,
                     prefer_sentencepiece=sp,
                     prefer_compact=compact,
+                    compact_source=m.files.get(SENTENCEPIECE_FILE),
                 )
                 _release_free_heap()
             return self._tokenizer_obj
@@ -502,7 +503,9 @@ class EdgeEmbedder:
         order = np.argsort(-lengths, kind="stable")
         return [
             [int(i) for i in idx]
-            for idx in length_batches(order, lengths, self._settings.batch_size, self._settings.max_batch_tokens)
+            for idx in length_batches(
+                order, lengths, self._settings.batch_size, self._settings.max_batch_tokens
+            )
         ]
 
     @property

@@ -21,11 +21,14 @@ texts; ``tests/framework/edge/test_tokenizer.py``):
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
 
 SENTENCEPIECE_FILE = "tokenizer.model"
 COMPACT_FILE = "tokenizer.bin"
@@ -193,16 +196,29 @@ def load_tokenizer(
     *,
     prefer_sentencepiece: bool = True,
     prefer_compact: bool = False,
+    compact_source: str | None = None,
 ) -> TextTokenizer:
-    """The compact tokenizer when ``prefer_compact`` and ``model_dir`` holds ``tokenizer.bin``;
-    SentencePiece when ``prefer_sentencepiece``, ``model_dir`` holds ``tokenizer.model`` and the package
-    is installed; else ``tokenizers`` on ``tokenizer.json`` (model directories exported before either
-    file was written still load, with the larger tokenizer)."""
+    """The compact tokenizer when ``prefer_compact`` and ``model_dir`` holds ``tokenizer.bin`` (written
+    from the ``tokenizer.model`` whose sha256 is ``compact_source``, when given); SentencePiece when
+    ``prefer_sentencepiece``, ``model_dir`` holds ``tokenizer.model`` and the package is installed; else
+    ``tokenizers`` on ``tokenizer.json`` (model directories exported before either file was written
+    still load, with the larger tokenizer)."""
     compact = model_dir / COMPACT_FILE
     if prefer_compact and compact.is_file():
         from .compact_tokenizer import CompactTokenizer
 
-        return CompactTokenizer(compact, max_tokens)
+        tok = CompactTokenizer(compact, max_tokens)
+        source = str((tok.header.get("source") or {}).get("sha256", ""))
+        if compact_source is None or source == compact_source:
+            return tok
+        tok.close()
+        logger.warning(
+            "%s was written from another %s (sha256 %s..., the directory's is %s...); not used",
+            compact,
+            SENTENCEPIECE_FILE,
+            source[:12],
+            compact_source[:12],
+        )
     sp_file = model_dir / SENTENCEPIECE_FILE
     if prefer_sentencepiece and sp_file.is_file():
         try:

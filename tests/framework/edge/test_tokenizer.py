@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeroute.framework.digest import sha256_file
 from edgeroute.framework.edge.export.compact_file import add_compact, build, compare
 from edgeroute.framework.edge.export.sentencepiece_file import (
     CHECK_SAMPLE,
@@ -290,7 +291,6 @@ def test_loader_and_embedder_pick_the_compact_file_only_where_the_manifest_pins_
 @needs_pair
 def test_add_compact_upgrades_a_directory_and_keeps_the_manifest_honest(tmp_path: Path) -> None:
     """A tiny model directory given Gemma's tokenizer files: tokenizer.bin added, every sha256 verified."""
-    from edgeroute.framework.edge.export.compact_file import add_compact
     from edgeroute.framework.edge.model_dir import ModelDirectory, write_manifest
 
     assert PAIR is not None
@@ -335,3 +335,22 @@ def test_the_compact_tokenizer_matches_on_all_of_xquad_and_scifact(compact_file:
     texts = [*_all_data_texts(), *CHECK_SAMPLE]
     assert len(texts) == 24_038
     assert compare(compact_file, PAIR / SENTENCEPIECE_FILE, texts, 2048, PAIR / TOKENIZER_FILE) == []
+
+
+@needs_pair
+def test_a_compact_file_written_from_another_tokenizer_model_is_not_used(
+    tmp_path: Path, compact_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The manifest pins both files, but tokenizer.bin names another source: SentencePiece, with a warning."""
+    assert PAIR is not None
+    shutil.copy(compact_file, tmp_path / COMPACT_FILE)
+    (tmp_path / SENTENCEPIECE_FILE).symlink_to(PAIR / SENTENCEPIECE_FILE)
+    json_file = PAIR / TOKENIZER_FILE
+    assert load_tokenizer(tmp_path, json_file, 64, prefer_compact=True).kind == "compact"
+    real = load_tokenizer(
+        tmp_path, json_file, 64, prefer_compact=True, compact_source=sha256_file(PAIR / SENTENCEPIECE_FILE)
+    )
+    assert real.kind == "compact"
+    with caplog.at_level("WARNING"):
+        other = load_tokenizer(tmp_path, json_file, 64, prefer_compact=True, compact_source="0" * 64)
+    assert other.kind == "sentencepiece" and "written from another" in caplog.text
