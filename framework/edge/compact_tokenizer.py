@@ -20,7 +20,7 @@ another, so the result is the one of the whole text.
 
 File layout (little-endian): ``EDGEROUTE-TOK\\0\\0\\0``, the header length (uint32), a JSON header,
 then 8-byte aligned sections named in the header: ``scores`` float32[n], ``kinds`` uint8[n] (the
-SentencePiece piece type), ``offsets`` uint32[n+1] into ``blob`` (the pieces' UTF-8 bytes) and
+SentencePiece piece type, ``| 0x80`` for a piece a word equal to it tokenizes to alone), ``offsets`` uint32[n+1] into ``blob`` (the pieces' UTF-8 bytes) and
 ``table`` uint32[2^k], an open-addressing hash table of ``(crc32 >> 18) << 18 | id`` slots
 (linear probing from ``crc32 & (2^k - 1)``, ``0xFFFFFFFF`` empty).
 """
@@ -50,6 +50,10 @@ SPACE = "\u2581"
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 # What bpe::Model may merge into (ModelInterface::pieces_); the other types are reserved ids.
 MERGEABLE = frozenset({NORMAL, USER_DEFINED, UNUSED})
+# Set on a piece's type byte when a word that is exactly this piece tokenizes to it alone (the builder
+# runs the BPE below on every piece once): such a word needs one lookup instead of the merges.
+WHOLE = 0x80
+TYPE_MASK = 0x07
 CACHE_WORDS = 3072
 # A word: optional U+2581 run, then other characters (the crossing pairs are joined afterwards), or a run.
 WORD_RE = re.compile("\u2581*[^\u2581]+|\u2581+")
@@ -185,7 +189,8 @@ class CompactTokenizer:
             if hit is None:
                 hit = self._old.get(w)
                 if hit is None:
-                    hit = self._word(w)
+                    pid = self._find(w.encode("utf-8"))
+                    hit = (pid, len(w)) if pid >= 0 and self._kinds[pid] & WHOLE else self._word(w)
                 if len(cache) >= CACHE_WORDS // 2:
                     # Two generations: the words of the last one that come back are kept, at most
                     # CACHE_WORDS in all (under 1 MB).
@@ -242,12 +247,12 @@ class CompactTokenizer:
                     for length in lengths:
                         if i + length <= n:
                             pid = self._find(word[i : i + length].encode("utf-8"))
-                            if pid >= 0 and self._kinds[pid] == USER_DEFINED:
+                            if pid >= 0 and self._kinds[pid] & TYPE_MASK == USER_DEFINED:
                                 step = length
                                 break
                 if not step and single:
                     pid = self._find(c.encode("utf-8"))
-                    step = 1 if pid >= 0 and self._kinds[pid] == USER_DEFINED else 0
+                    step = 1 if pid >= 0 and self._kinds[pid] & TYPE_MASK == USER_DEFINED else 0
             starts.append(at)
             if step:
                 chars.append(step)
@@ -270,23 +275,25 @@ class CompactTokenizer:
         end = [*start[1:], len(wb)]
         find = self._find
         kinds = self._kinds
+        merged = [-1] * n  # the piece id of a symbol made by a merge
         if n > 1:
             scores = self._scores
-            agenda: list[tuple[float, int, int, int]] = []
+            agenda: list[tuple[float, int, int, int, int]] = []
             for i in range(n - 1):
                 if not (frozen[i] or frozen[i + 1]):
                     pid = find(wb[start[i] : end[i + 1]])
-                    if pid >= 0 and kinds[pid] in MERGEABLE:
-                        agenda.append((-scores[pid], i, i + 1, end[i + 1] - start[i]))
+                    if pid >= 0 and kinds[pid] & TYPE_MASK in MERGEABLE:
+                        agenda.append((-scores[pid], i, i + 1, end[i + 1] - start[i], pid))
             if agenda:
                 heapq.heapify(agenda)
                 prev = list(range(-1, n - 1))
                 nxt = [*range(1, n), -1]
                 pop, push = heapq.heappop, heapq.heappush
                 while agenda:
-                    _, left, right, size = pop(agenda)
+                    _, left, right, size, pid = pop(agenda)
                     if end[left] < 0 or end[right] < 0 or end[right] - start[left] != size:
                         continue  # stale: one side was merged since
+                    merged[left] = pid
                     end[left] = end[right]
                     end[right] = -1
                     chars[left] += chars[right]
@@ -297,16 +304,21 @@ class CompactTokenizer:
                     before = prev[left]
                     if before >= 0 and not frozen[before]:
                         pid = find(wb[start[before] : end[left]])
-                        if pid >= 0 and kinds[pid] in MERGEABLE:
-                            push(agenda, (-scores[pid], before, left, end[left] - start[before]))
+                        if pid >= 0 and kinds[pid] & TYPE_MASK in MERGEABLE:
+                            push(agenda, (-scores[pid], before, left, end[left] - start[before], pid))
                     if after >= 0 and not frozen[after]:
                         pid = find(wb[start[left] : end[after]])
-                        if pid >= 0 and kinds[pid] in MERGEABLE:
-                            push(agenda, (-scores[pid], left, after, end[after] - start[left]))
+                        if pid >= 0 and kinds[pid] & TYPE_MASK in MERGEABLE:
+                            push(agenda, (-scores[pid], left, after, end[after] - start[left], pid))
         ids: list[int] = []
         lens: list[int] = []
         for i in range(n):
             if end[i] < 0:
+                continue
+            pid = merged[i]
+            if pid >= 0:
+                ids.append(pid)
+                lens.append(chars[i])
                 continue
             raw = wb[start[i] : end[i]]
             pid = find(raw)

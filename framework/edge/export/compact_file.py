@@ -40,6 +40,7 @@ from ..compact_tokenizer import (
     UNKNOWN,
     UNUSED,
     USER_DEFINED,
+    WHOLE,
     CompactTokenizer,
 )
 from ..model_dir import TOKENIZER_FILE, Manifest, ModelDirectory, write_manifest
@@ -266,6 +267,24 @@ def build(sp_file: Path, out: Path) -> None:
         parts.append(payload)
         at += pad + len(payload)
     out.write_bytes(b"".join(parts))
+    _flag_whole_pieces(out, model)
+
+
+def _flag_whole_pieces(out: Path, model: SentencePieceModel) -> None:
+    """Mark, in the written file, each piece that a word equal to it tokenizes to alone (the runtime's
+    own BPE decides, so the flag is that word's cached result)."""
+    tok = CompactTokenizer(out, 1 << 30)
+    try:
+        kinds = bytearray(model.kinds)
+        for i, (p, k) in enumerate(zip(model.pieces, model.kinds, strict=True)):
+            if k in MERGEABLE and tok._word(p) == (i, len(p)):
+                kinds[i] |= WHOLE
+        at = int(tok.header["sections"]["kinds"][0])
+    finally:
+        tok.close()
+    with out.open("r+b") as fh:
+        fh.seek(at)
+        fh.write(bytes(kinds))
 
 
 def _align(n: int) -> int:
