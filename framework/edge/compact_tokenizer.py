@@ -54,7 +54,7 @@ MERGEABLE = frozenset({NORMAL, USER_DEFINED, UNUSED})
 # runs the BPE below on every piece once): such a word needs one lookup instead of the merges.
 WHOLE = 0x80
 TYPE_MASK = 0x07
-CACHE_WORDS = 3072
+CACHE_WORDS = 1024
 # A word: optional U+2581 run, then other characters (the crossing pairs are joined afterwards), or a run.
 WORD_RE = re.compile("\u2581*[^\u2581]+|\u2581+")
 
@@ -193,7 +193,7 @@ class CompactTokenizer:
                     hit = (pid, len(w)) if pid >= 0 and self._kinds[pid] & WHOLE else self._word(w)
                 if len(cache) >= CACHE_WORDS // 2:
                     # Two generations: the words of the last one that come back are kept, at most
-                    # CACHE_WORDS in all (under 1 MB).
+                    # CACHE_WORDS in all (about 0.25 MB).
                     self._old = cache
                     cache = self._cache = {}
                 cache[w] = hit
