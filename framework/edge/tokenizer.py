@@ -8,7 +8,7 @@ together. The checkpoint's own ``tokenizer.model`` (4.7 MB) loads with ``sentenc
 holds about 46 MB, peak included. ``tokenizer.bin`` holds the same 262,144 pieces in a 6.8 MB file
 written from ``tokenizer.model`` at export, read memory-mapped (resident: the pages a text touches, at
 most the file) and loaded in milliseconds; it re-implements SentencePiece's BPE, so it gives the same
-ids, offsets and masks as the class below (checked on 24,067 texts). The ids are the same: SentencePiece is what ``tokenizer.json`` was
+ids, offsets and masks as the class below (checked on 24,038 texts). The ids are the same: SentencePiece is what ``tokenizer.json`` was
 converted from. Two differences of the converted tokenizer are reproduced here so that ids, offsets and
 special-token masks stay identical (checked on the parity sample, XQuAD en/de/es/zh and SciFact, 24,048
 texts; ``tests/framework/edge/test_tokenizer.py``):
