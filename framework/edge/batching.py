@@ -24,6 +24,15 @@ def check_texts(texts: Sequence[str]) -> list[str]:
             )
         if not t.strip():
             raise InputError(f"texts[{i}] is empty or whitespace; remove empty texts before embedding.")
+        if not t.isascii():
+            try:  # a lone surrogate (e.g. from JSON "\\ud800") is no Unicode text: no tokenizer takes it
+                t.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise InputError(
+                    f"texts[{i}] holds an unpaired surrogate (U+{ord(t[e.start]):04X}) at character "
+                    f"{e.start}, which is not valid Unicode text; decode its source with errors='replace' "
+                    "or remove the character."
+                ) from None
     return items
 
 

@@ -129,6 +129,7 @@ async def test_async_runs_off_the_event_loop(tiny_dir: Path) -> None:
         (["cat", 3], "texts[1] is int, not str"),
         ("a single string", "wrap a single text as [text]"),
         ([b"bytes"], "texts[0] is bytes"),
+        (["caf\u00e9", "a\ud800b"], "texts[1] holds an unpaired surrogate (U+D800) at character 1"),
     ],
 )
 def test_bad_texts_are_input_errors(edge: EdgeEmbedder, texts: object, message: str) -> None:
