@@ -111,13 +111,14 @@ def run_index(
     held = _hold_store(settings)
     try:
         key = None
-        if held is not None and not loaded.bad:
+        if held is not None:
             key = index_record.run_key(
                 settings, paths, sensitivity=sensitivity, prune=prune, skip_bad=skip_bad, id_prefix=id_prefix
             )
-        digest = index_record.docs_digest(loaded) if key is not None else None
+        # A run that skips unreadable files is never answered from a record, nor recorded.
+        digest = index_record.docs_digest(loaded) if key is not None and not loaded.bad else None
         last = index_record.recorded(settings, key) if key is not None else None
-        if key is not None and last is not None and last.docs == digest:
+        if digest is not None and last is not None and last.docs == digest:
             fast = _unchanged(settings, last, loaded, not_indexable)
             if fast is not None:
                 fast.waited_s = held.waited_s if held is not None else 0.0

@@ -250,3 +250,20 @@ def test_the_command_loads_neither_chromadb_nor_the_model_and_keeps_its_exit_cod
             store, *args, "--sensitivity", "restricted", "--lock-timeout", "0.2", EDGEROUTE_EDGE_MODEL=model
         )
     assert held.returncode == 1 and "being written by" in " ".join(held.stderr.split())
+
+
+def test_a_run_that_skips_bad_files_is_done_in_full_every_time(
+    tmp_path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = settings(tmp_path)
+    index(s, folder, skip_bad=True)
+    (folder / "latin1.txt").write_bytes("café".encode("latin-1"))  # unreadable: kept out, its record kept
+    runs = full_runs(monkeypatch)
+    for _ in range(2):
+        done = index(s, folder, skip_bad=True)
+        assert [p.path for p in done.loaded.bad] == [str(folder / "latin1.txt")]
+    assert runs == [1, 1]
+    (folder / "latin1.txt").unlink()
+    index(s, folder, skip_bad=True)
+    index(s, folder, skip_bad=True)
+    assert runs == [1, 1, 1]  # readable again: recorded, then answered
