@@ -125,10 +125,11 @@ def run_index(
                 return fast
         if key is not None:
             index_record.forget(settings, key)  # before anything is written
-        # The model loads beside the store's opening when some text is new to the collection; a run
-        # with nothing to embed (a relabelled folder, or one another writer touched) loads none.
-        known = index_record.known_hashes(settings)
-        prefetch = any(d.text.strip() and d.content_hash() not in known for d in docs)
+        # The model loads beside the store's opening when some text is new to the collection and this
+        # process runs the passes; a run with nothing to embed (a relabelled folder, or one another
+        # writer touched) loads none, nor does the driver of a Ray pool.
+        known = index_record.known_hashes(settings) if passes is None else set()
+        prefetch = passes is None and any(d.text.strip() and d.content_hash() not in known for d in docs)
         out = _run(
             settings, loaded, docs, not_indexable, id_prefix, prune, progress, passes, prefetch=prefetch
         )
