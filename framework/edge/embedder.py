@@ -229,6 +229,11 @@ class EdgeEmbedder:
         self._dir.verify_files(todo)
         self._verified.update(todo)
 
+    def prefetch(self) -> None:
+        """Load what a lazy embedder loads on first use (sha256 checks, tokenizer, session) on the inference
+        thread, returning at once; the first call queues behind it. A bad file fails that call, as before."""
+        self._inference_executor().submit(lambda: (self._tokenizer, self._session))
+
     @property
     def loaded(self) -> dict[str, bool]:
         """What is loaded so far: ``{"tokenizer": ..., "session": ...}`` (both, unless loaded ``lazy``)."""
