@@ -127,14 +127,17 @@ def run_key(
         policy = [os.path.realpath(settings.policy_file), _file_digest(settings.policy_file)]
     from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        release = version("edgeroute")
-    except PackageNotFoundError:
-        release = None
+    release: dict[str, str | None] = {}
+    # chromadb's too: the store digest reads its tables, whose meaning an upgrade may change.
+    for package in ("edgeroute", "chromadb"):
+        try:
+            release[package] = version(package)
+        except PackageNotFoundError:
+            release[package] = None
     return _digest(
         {
             "format": FORMAT,
-            "edgeroute": release,
+            "versions": release,
             "store": os.path.realpath(settings.store),
             "collection": settings.collection,
             "outbox": os.path.realpath(settings.outbox_path),
