@@ -154,7 +154,10 @@ def test_breaker_transitions_with_a_clock() -> None:
 
 
 def test_breaker_opens_on_the_wire_and_recovers() -> None:
-    breaker = CircuitBreaker(failure_threshold=3, cooldown_s=0.3)
+    # The breaker's own clock, moved by hand: a loaded machine that is slow between the calls below
+    # cannot let the cooldown run out before the "open" checks.
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=3, cooldown_s=0.3, clock=lambda: now[0])
     with emulated_gemini(breaker=breaker, retry=FAST) as (emu, cloud):
         emu.script_faults(["503"] * 3)
         with pytest.raises(CloudUnavailableError):
@@ -163,7 +166,7 @@ def test_breaker_opens_on_the_wire_and_recovers() -> None:
         with pytest.raises(CloudUnavailableError, match="circuit"):
             cloud.embed_queries(["x"])
         assert emu.request_count == 3  # the open circuit sent nothing
-        time.sleep(0.35)
+        now[0] += 0.35  # past the cooldown
         assert cloud.breaker.state == "half_open"
         assert cloud.embed_queries(["x"]).shape == (1, 768)
         assert cloud.breaker.state == "closed"
