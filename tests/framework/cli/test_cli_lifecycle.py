@@ -12,10 +12,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from lock_helpers import CAN_SEE_WAITERS, start_together
 
 from edgeroute.framework.router.outbox import Outbox
 from edgeroute.framework.store.chroma import VectorStore
-from edgeroute.framework.store.lock import QUEUE_FILE, acquire_writer_lock
 from edgeroute.framework.testing.emulator import GeminiEmulator
 
 LONG = "\n\n".join(
@@ -200,23 +200,7 @@ def test_exit_codes_a_script_can_trust(tmp_path: Path, folder: Path) -> None:
     assert media.returncode == 1 and "on_media_without_cloud" in media.stderr, media.stdout + media.stderr
 
 
-def _waiting_for_the_writer_lock(pid: int, store: Path) -> bool:
-    """Is process ``pid`` inside the writer lock's wait (it keeps the queue file open only there)?"""
-    queue = os.path.realpath(store / QUEUE_FILE)
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") == queue:
-                return True
-        except OSError:
-            continue  # closed while we looked
-    return False
-
-
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to see who waits for the lock")
+@pytest.mark.skipif(not CAN_SEE_WAITERS, reason="needs /proc to see who waits for the lock")
 def test_three_concurrent_drainers_send_every_document_exactly_once(tmp_path: Path) -> None:
     store = tmp_path / "store"
     corpus = tmp_path / "corpus.jsonl"
@@ -253,21 +237,15 @@ def test_three_concurrent_drainers_send_every_document_exactly_once(tmp_path: Pa
             "--lock-timeout",
             "300",
         ]
-        # Hold the store's writer lock until all three are waiting for it, so they start draining
-        # together however slowly each one starts up; from there the lock's queue gives the turns.
-        hold = acquire_writer_lock(store, timeout_s=60)
-        try:
-            procs = [
+        # All three start draining together however slowly each one starts up (the test holds the
+        # writer lock until they all wait for it); from there the lock's queue gives the turns.
+        procs = start_together(
+            store,
+            lambda: [
                 subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for _ in range(3)
-            ]
-            deadline = time.monotonic() + 300
-            while not all(_waiting_for_the_writer_lock(p.pid, store) for p in procs):
-                assert all(p.poll() is None for p in procs), "a drainer ended before taking its turn"
-                assert time.monotonic() < deadline, "the drainers never all waited for the lock"
-                time.sleep(0.05)
-        finally:
-            hold.release()
+            ],
+        )
         outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [o[1] for o in outs]
     reports = [json.loads(o[0].splitlines()[-1]) for o in outs]
