@@ -139,7 +139,7 @@ def run_race(
                 if elapsed >= seconds and _operations(log, lock) >= min_operations:
                     break
                 if not all(w.is_alive() for w in workers):
-                    break  # a worker raised: stop the others, the join below shows it
+                    break  # a worker raised (threading prints it): stop the others
                 time.sleep(0.05)
         finally:
             stop.set()
