@@ -40,6 +40,7 @@ def start_together(
     go. The writers need a lock timeout above the time they take to start."""
     store.mkdir(parents=True, exist_ok=True)
     hold = acquire_writer_lock(store, timeout_s=60)
+    procs: list[subprocess.Popen[str]] = []
     try:
         procs = start()
         deadline = time.monotonic() + timeout_s
@@ -47,6 +48,11 @@ def start_together(
             assert all(p.poll() is None for p in procs), "a writer ended before waiting for the lock"
             assert time.monotonic() < deadline, "the writers never all waited for the lock"
             time.sleep(0.05)
+    except BaseException:
+        for p in procs:
+            p.kill()
+            p.communicate()
+        raise
     finally:
         hold.release()
     return procs
