@@ -1,6 +1,7 @@
 """A delete/ingest race on one collection, and the check that both indexes end with the last operation.
 
-Two workers ingest and delete the same ids at random for a bounded time against one persistent
+Two workers ingest and delete the same ids at random for a bounded time (at least ``seconds``, and
+until ``min_operations`` were done, but never past ``max_seconds``) against one persistent
 store and one outbox file (each worker its own :class:`HybridEngine`, as two ``serve`` replicas or
 two threads of one would), with the emulator's latency keeping drains in flight while deletes land.
 Then the outbox is drained, the store is read back by a fresh engine, and every id is judged:
@@ -62,15 +63,14 @@ def _engine(store: VectorStore, outbox: Path, emu: GeminiEmulator, name: str) ->
 def _worker(
     engine: HybridEngine,
     ids: list[str],
-    seconds: float,
+    stop: threading.Event,
     seed: int,
     log: dict[str, list[_Op]],
     lock: threading.Lock,
 ) -> None:
     rng = random.Random(seed)
-    stop = time.monotonic() + seconds
     n = 0
-    while time.monotonic() < stop:
+    while not stop.is_set():
         picked = rng.sample(ids, rng.randint(1, 4))
         n += 1
         start = time.monotonic()
@@ -88,34 +88,61 @@ def _worker(
                 log.setdefault(i, []).append(_Op(kind, texts[i], start, end))
 
 
-def _drainer(engine: HybridEngine, seconds: float) -> None:
+def _drainer(engine: HybridEngine, stop: threading.Event) -> None:
     """The service's background drain, made eager: drains beside the writers' own."""
-    stop = time.monotonic() + seconds
-    while time.monotonic() < stop:
+    while not stop.is_set():
         engine.sync()
         time.sleep(0.01)
 
 
+def _operations(log: dict[str, list[_Op]], lock: threading.Lock) -> int:
+    with lock:
+        return sum(len(v) for v in log.values())
+
+
 def run_race(
-    root: Path, *, ids: int = 200, seconds: float = 5.0, latency_ms: float = 20.0, seed: int = 0
+    root: Path,
+    *,
+    ids: int = 200,
+    seconds: float = 5.0,
+    latency_ms: float = 20.0,
+    seed: int = 0,
+    min_operations: int = 0,
+    max_seconds: float | None = None,
 ) -> RaceResult:
-    """Race two workers on ``ids`` ids for ``seconds``; judge every id (see the module docstring)."""
+    """Race two workers on ``ids`` ids for ``seconds``, and on until they have done ``min_operations``
+    operations (one per id an ingest or delete names) but for at most ``max_seconds`` in all (None: no
+    limit); judge every id (see the module docstring). A slow machine races longer, not less."""
     store_dir, outbox_path, name = root / "store", root / "outbox.sqlite", "race"
     all_ids = [f"doc-{i}" for i in range(ids)]
     log: dict[str, list[_Op]] = {}
     lock = threading.Lock()
+    stop = threading.Event()
     with GeminiEmulator(latency_ms=latency_ms) as emu:
         store = VectorStore.persistent(store_dir)
         engines = [_engine(store, outbox_path, emu, name) for _ in range(2)]
         workers = [
-            threading.Thread(target=_worker, args=(e, all_ids, seconds, seed * 10 + k, log, lock))
+            threading.Thread(target=_worker, args=(e, all_ids, stop, seed * 10 + k, log, lock))
             for k, e in enumerate(engines)
         ]
         drainer_engine = _engine(store, outbox_path, emu, name)
         engines.append(drainer_engine)
-        workers.append(threading.Thread(target=_drainer, args=(drainer_engine, seconds)))
+        workers.append(threading.Thread(target=_drainer, args=(drainer_engine, stop)))
+        started = time.monotonic()
         for w in workers:
             w.start()
+        try:
+            while True:
+                elapsed = time.monotonic() - started
+                if max_seconds is not None and elapsed >= max_seconds:
+                    break
+                if elapsed >= seconds and _operations(log, lock) >= min_operations:
+                    break
+                if not all(w.is_alive() for w in workers):
+                    break  # a worker raised (threading prints it): stop the others
+                time.sleep(0.05)
+        finally:
+            stop.set()
         for w in workers:
             w.join()
         engines[0].sync()  # what the background drain would do next

@@ -162,11 +162,15 @@ def test_entropy_threshold_is_configurable() -> None:
 def test_typical_query_takes_under_a_millisecond() -> None:
     text = "What is the refund policy for order 4471 placed by ana@example.com from 203.0.113.9 last week?"
     detect_pii(text)
-    runs = 200
-    t0 = time.perf_counter()
-    for _ in range(runs):
-        detect_pii(text)
-    assert (time.perf_counter() - t0) / runs < 1e-3
+    # This thread's CPU time, best of five rounds: what the detector costs, not what a busy machine's
+    # other processes (or threads other tests left in this one) take from it.
+    runs, best = 40, float("inf")
+    for _ in range(5):
+        t0 = time.thread_time()
+        for _ in range(runs):
+            detect_pii(text)
+        best = min(best, (time.thread_time() - t0) / runs)
+    assert best < 1e-3, f"{best * 1000:.2f} ms of CPU per query"
 
 
 @pytest.mark.parametrize(
@@ -183,11 +187,11 @@ def test_typical_query_takes_under_a_millisecond() -> None:
     ids=["zeros", "plus", "spaced-digits", "at-run", "dot-run", "colons", "base62-run"],
 )
 def test_pathological_inputs_stay_linear(text: str) -> None:
-    t0 = time.perf_counter()
+    # CPU time of this thread, which a busy machine does not add to: about 20 ms each on the dev box;
+    # a backtracking regex takes minutes.
+    t0 = time.thread_time()
     detect_pii(text)
-    assert (
-        time.perf_counter() - t0 < 1.0
-    )  # about 20 ms each on the dev box; a backtracking regex takes minutes
+    assert time.thread_time() - t0 < 1.0
 
 
 def test_shipped_labelled_set_and_benchmark() -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from lock_helpers import CAN_SEE_WAITERS, start_together
 from server_helpers import chroma_run
 
 from edgeroute.framework.store.chroma import VectorStore
@@ -45,11 +46,19 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def run_at_once(env: dict[str, str], commands: list[list[str]]) -> list[tuple[int, str, str]]:
-    procs = [
-        subprocess.Popen([*CLI, *c], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for c in commands
-    ]
+def run_at_once(
+    env: dict[str, str], commands: list[list[str]], meet_at: Path | None = None
+) -> list[tuple[int, str, str]]:
+    """Run ``commands`` side by side; with ``meet_at`` (a store), hold its writer lock until all of them
+    wait for it, so they surely meet there however slowly each starts."""
+
+    def start() -> list[subprocess.Popen[str]]:
+        return [
+            subprocess.Popen([*CLI, *c], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for c in commands
+        ]
+
+    procs = start() if meet_at is None else start_together(meet_at, start)
     outs = [p.communicate(timeout=600) for p in procs]
     return [(p.returncode, o, " ".join(e.split())) for p, (o, e) in zip(procs, outs, strict=True)]
 
@@ -84,11 +93,13 @@ def test_three_concurrent_index_then_three_concurrent_sync_take_turns(tmp_path: 
     roots = folders(tmp_path, 3, 40)
     env = env_for(store, EDGEROUTE_LOCK_TIMEOUT_S="120")  # a loaded CI box: turns, never a timeout
     indexed = run_at_once(
-        env, [["index", str(r), "-c", "handbook", "--sensitivity", "public", "--json"] for r in roots]
+        env,
+        [["index", str(r), "-c", "handbook", "--sensitivity", "public", "--json"] for r in roots],
+        meet_at=store if CAN_SEE_WAITERS else None,
     )
     assert [code for code, _, _ in indexed] == [3, 3, 3], [e for _, _, e in indexed]  # no cloud: queued
     waits = [json.loads(out)["lock_wait_s"] for _, out, _ in indexed]
-    assert sum(1 for w in waits if w > 0) >= 1  # they did meet at the lock
+    assert sum(1 for w in waits if w > 0) >= (3 if CAN_SEE_WAITERS else 1)  # they did meet at the lock
     with GeminiEmulator() as emu:
         synced = run_at_once(
             env_for(store, emu, EDGEROUTE_LOCK_TIMEOUT_S="120"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 
@@ -89,12 +90,14 @@ async def test_retry_after_surfaces_on_the_error(pair: tuple[GeminiEmulator, Clo
 
 
 def test_deadline_stops_retries() -> None:
-    with emulated_gemini(emulator_kwargs={"retry_after_s": 5}, deadline_s=1.0) as (emu, cloud):
+    # Retry-After 60 s against a 10 s deadline: no retry fits, so the error comes at once (well before
+    # the deadline, let alone the minute; the bound leaves a loaded machine slack).
+    with emulated_gemini(emulator_kwargs={"retry_after_s": 60}, deadline_s=10.0) as (emu, cloud):
         emu.script_faults(["429"])
         t = time.monotonic()
         with pytest.raises(CloudUnavailableError, match="deadline"):
             cloud.embed_queries(["x"])
-        assert time.monotonic() - t < 1.0 and emu.request_count == 1
+        assert time.monotonic() - t < 10.0 and emu.request_count == 1
 
 
 def test_wrong_api_key_is_a_rejection_not_retried() -> None:
@@ -116,11 +119,14 @@ def test_unknown_model_is_rejected_404() -> None:
 
 
 def test_connection_refused_is_unavailable() -> None:
-    with GeminiEmulator() as emu:
-        url = emu.base_url
-    cloud = CloudEmbedder(api_key="k" * 10, base_url=url, retry=FAST, timeout_s=1)
-    with pytest.raises(CloudUnavailableError, match=r"ConnectError|refused"):
-        cloud.embed_queries(["x"])
+    # A port this test holds bound and never listens on refuses every connection; a port freed by a
+    # closed server could be taken by any other server started on the machine meanwhile.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{held.getsockname()[1]}"
+        cloud = CloudEmbedder(api_key="k" * 10, base_url=url, retry=FAST, timeout_s=1)
+        with pytest.raises(CloudUnavailableError, match=r"ConnectError|refused"):
+            cloud.embed_queries(["x"])
 
 
 def test_breaker_transitions_with_a_clock() -> None:
@@ -148,7 +154,10 @@ def test_breaker_transitions_with_a_clock() -> None:
 
 
 def test_breaker_opens_on_the_wire_and_recovers() -> None:
-    breaker = CircuitBreaker(failure_threshold=3, cooldown_s=0.3)
+    # The breaker's own clock, moved by hand: a loaded machine that is slow between the calls below
+    # cannot let the cooldown run out before the "open" checks.
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=3, cooldown_s=0.3, clock=lambda: now[0])
     with emulated_gemini(breaker=breaker, retry=FAST) as (emu, cloud):
         emu.script_faults(["503"] * 3)
         with pytest.raises(CloudUnavailableError):
@@ -157,7 +166,7 @@ def test_breaker_opens_on_the_wire_and_recovers() -> None:
         with pytest.raises(CloudUnavailableError, match="circuit"):
             cloud.embed_queries(["x"])
         assert emu.request_count == 3  # the open circuit sent nothing
-        time.sleep(0.35)
+        now[0] += 0.35  # past the cooldown
         assert cloud.breaker.state == "half_open"
         assert cloud.embed_queries(["x"]).shape == (1, 768)
         assert cloud.breaker.state == "closed"

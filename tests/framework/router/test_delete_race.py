@@ -2,7 +2,7 @@
 
 Deterministic interleavings use the emulator's latency to keep a drain's cloud call in flight
 while a delete (or a new text) lands from another engine on the same store and outbox; the
-randomized race runs two writers and an eager drainer for a bounded time and judges every id.
+randomized race runs two writers and an eager drainer until 200 operations landed and judges every id.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from router_helpers import EngineFactory
+from router_helpers import EngineFactory, make_cloud
 
 from edgeroute.framework.documents import Document
 from edgeroute.framework.router.engine import HybridEngine
@@ -25,18 +25,25 @@ from edgeroute.framework.testing.race import run_race
 
 V1 = Document("x", "running shoes, first version: sizes 38 to 46", sensitivity="public")
 V2 = Document("x", "running shoes, second version: sizes 36 to 48", sensitivity="public")
+# How long the emulator keeps a drain's cloud call in flight: long enough that the other engine's delete
+# or ingest surely lands inside it, however slowly a loaded machine runs them.
+LATENCY_MS = 2000
 
 
-def _pair(make_engine: EngineFactory, tmp_path: Path) -> tuple[HybridEngine, HybridEngine]:
+def _pair(
+    make_engine: EngineFactory, tmp_path: Path, emu: GeminiEmulator
+) -> tuple[HybridEngine, HybridEngine]:
     path = tmp_path / "outbox.sqlite"
-    return make_engine(outbox=Outbox(path)), make_engine(outbox=Outbox(path))
+    # A client timeout far above LATENCY_MS: the slow call is answered, never given up on.
+    a = make_engine(outbox=Outbox(path), cloud=make_cloud(emu, timeout_s=30.0))
+    return a, make_engine(outbox=Outbox(path), cloud=make_cloud(emu, timeout_s=30.0))
 
 
 def _ingest_with_drain_in_flight(engine: HybridEngine, doc: Document) -> threading.Thread:
     """Start ``engine.ingest([doc])`` in a thread; return once its drain holds the row (cloud call in flight)."""
     t = threading.Thread(target=engine.ingest, args=([doc],))
     t.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while engine.outbox.leased("docs") == 0:
         assert time.monotonic() < deadline, "the drain never claimed the row"
         time.sleep(0.005)
@@ -54,25 +61,25 @@ def _state(engine: HybridEngine) -> tuple[str | None, str | None, int]:
 def test_a_delete_landing_while_the_drain_is_sending_wins_in_the_cloud_index(
     make_engine: EngineFactory, emu: GeminiEmulator, tmp_path: Path
 ) -> None:
-    a, b = _pair(make_engine, tmp_path)
-    emu.latency_ms = 400
+    a, b = _pair(make_engine, tmp_path, emu)
+    emu.latency_ms = LATENCY_MS
     sender = _ingest_with_drain_in_flight(a, V1)
     assert b.delete(["x"]).matched == 1  # lands during the cloud call, and does not wait for it
     assert a.outbox.leased("docs") == 0 and sender.is_alive()  # the row is a tombstone the drain holds
-    sender.join(10)
+    sender.join(60)
     assert _state(b) == (None, None, 0)  # written by the drain, then taken back out: nowhere
 
 
 def test_a_delete_then_a_new_text_while_the_drain_sends_the_old_one_ends_with_the_new_one(
     make_engine: EngineFactory, emu: GeminiEmulator, tmp_path: Path
 ) -> None:
-    a, b = _pair(make_engine, tmp_path)
-    emu.latency_ms = 300
+    a, b = _pair(make_engine, tmp_path, emu)
+    emu.latency_ms = LATENCY_MS
     sender = _ingest_with_drain_in_flight(a, V1)
     b.delete(["x"])
     report = b.ingest([V2])  # B's own drain cannot take the row: A still holds it
     assert report.queued == 1
-    sender.join(10)  # A learns the row changed, releases it, and its loop sends the new text
+    sender.join(60)  # A learns the row changed, releases it, and its loop sends the new text
     b.sync()
     assert _state(b) == (V2.content_hash(), V2.content_hash(), 0)
 
@@ -80,26 +87,27 @@ def test_a_delete_then_a_new_text_while_the_drain_sends_the_old_one_ends_with_th
 def test_a_new_text_while_the_old_one_is_being_sent_is_sent_after_it(
     make_engine: EngineFactory, emu: GeminiEmulator, tmp_path: Path
 ) -> None:
-    a, b = _pair(make_engine, tmp_path)
-    emu.latency_ms = 300
+    a, b = _pair(make_engine, tmp_path, emu)
+    emu.latency_ms = LATENCY_MS
     sender = _ingest_with_drain_in_flight(a, V1)
     b.ingest([V2])
-    sender.join(10)
+    sender.join(60)
     b.sync()
     assert _state(b) == (V2.content_hash(), V2.content_hash(), 0)
 
 
 def test_a_tombstone_left_by_a_drainer_that_died_is_finished_by_the_next_drain(
-    make_engine: EngineFactory, tmp_path: Path
+    make_engine: EngineFactory, emu: GeminiEmulator, tmp_path: Path
 ) -> None:
-    a, _ = _pair(make_engine, tmp_path)
+    a, _ = _pair(make_engine, tmp_path, emu)
     a.ingest([V1])
     cloud = a.open_index("cloud")
     assert cloud is not None
     stored = cloud.get(["x"], include_vectors=True)[0]
     # A drainer on another host claims a new text, and dies after writing it but before completing.
     a.outbox.enqueue("docs", [V2])
-    assert a.outbox.claim("docs", 5, owner="elsewhere:1:dead", lease_s=0.2)
+    # A 2 s lease: the delete below surely lands while it holds, however slow the machine.
+    assert a.outbox.claim("docs", 5, owner="elsewhere:1:dead", lease_s=2.0)
     a.delete(["x"])
     assert stored.vector is not None
     cloud.upsert(
@@ -109,14 +117,18 @@ def test_a_tombstone_left_by_a_drainer_that_died_is_finished_by_the_next_drain(
         texts=[stored.text],
         content_hashes=[stored.content_hash or ""],
     )  # the dead drainer's late write, after the delete
-    time.sleep(0.25)  # its lease runs out
+    time.sleep(2.1)  # its lease runs out
     a.sync()
     assert _state(a) == (None, None, 0)
 
 
 def test_two_writers_and_a_drainer_racing_on_the_same_ids_agree_in_both_indexes(tmp_path: Path) -> None:
-    result = run_race(tmp_path, ids=30, seconds=4.0, latency_ms=15.0, seed=3)
-    assert result.operations > 50
+    # The race must really happen: it runs until 200 operations landed on the 30 ids (about 4 s on an
+    # idle machine), however long a loaded machine takes to get there, within a generous 300 s.
+    result = run_race(
+        tmp_path, ids=30, seconds=0.0, latency_ms=15.0, seed=3, min_operations=200, max_seconds=300
+    )
+    assert result.operations >= 200, f"only {result.operations} operations in 300 s"
     assert result.stale == [] and result.mismatched_text == []
 
 

@@ -95,13 +95,15 @@ def test_image_query_goes_to_the_cloud_index(make_engine: EngineFactory, emu: Ge
 def test_deadline_hedging_returns_the_edge_answer_flagged_degraded(
     make_engine: EngineFactory, emu: GeminiEmulator
 ) -> None:
-    engine = make_engine()
+    # The cloud holds every call until its 30 s client timeout: an answer within seconds came at the
+    # 150 ms deadline (the bound leaves a loaded machine slack), not from the cloud giving up.
+    engine = make_engine(cloud=make_cloud(emu, timeout_s=30.0))
     engine.ingest(PUBLIC)
     emu.set_faults(1.0, ["timeout"])
     t0 = time.perf_counter()
     result = engine.retrieve("trail cameras", k=3, stakes="high", deadline_ms=150)
     elapsed = (time.perf_counter() - t0) * 1000
-    assert elapsed < 150 + 50
+    assert elapsed < 5000
     assert result.degraded and result.decision.route.value == "edge"
     assert "deadline.missed" in result.decision.codes and result.audit["cloud"] == "late"
     assert [h.index for h in result.hits] == ["edge"] * 3
@@ -110,14 +112,14 @@ def test_deadline_hedging_returns_the_edge_answer_flagged_degraded(
 async def test_async_hedging_cancels_the_late_call_without_warnings(
     make_engine: EngineFactory, emu: GeminiEmulator
 ) -> None:
-    engine = make_engine(cloud=make_cloud(emu, timeout_s=5.0))
+    engine = make_engine(cloud=make_cloud(emu, timeout_s=30.0))  # the cloud answers at 30 s at best
     await engine.aingest(PUBLIC)
     emu.set_faults(1.0, ["timeout"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         t0 = time.perf_counter()
         result = await engine.aretrieve("trail cameras", k=3, stakes="high", deadline_ms=150)
-        assert (time.perf_counter() - t0) * 1000 < 200
+        assert (time.perf_counter() - t0) * 1000 < 5000  # the 150 ms deadline, a loaded machine's slack
         await asyncio.sleep(0.05)  # let the cancelled task finish
         gc.collect()
     assert result.degraded and "deadline.missed" in result.decision.codes

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,10 +45,10 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from edgeroute.framework.cli import main; main()", *args]
 
 
-def _watch(store: Path, emu: GeminiEmulator) -> subprocess.Popen[str]:
-    """``edgeroute sync --watch --interval 0.2 --json`` in the background, its output piped."""
+def _watch(store: Path, emu: GeminiEmulator, *extra: str, interval: str = "0.2") -> subprocess.Popen[str]:
+    """``edgeroute sync --watch --interval INTERVAL --json EXTRA...`` in the background, its output piped."""
     return subprocess.Popen(
-        _cli("sync", "--watch", "--interval", "0.2", "--json"),
+        _cli("sync", "--watch", "--interval", interval, "--json", *extra),
         env=_env(store, emu),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -144,15 +145,23 @@ def test_sync_watch_drains_in_the_background_until_interrupted(tmp_path: Path) -
         _index_offline(notes, store, emu)  # queued: edge done, cloud pending
         assert _depth(store / "outbox.sqlite") == 4
         proc = _watch(store, emu)
-        deadline = time.monotonic() + 60
-        while _depth(store / "outbox.sqlite") and time.monotonic() < deadline:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+        reader.start()
+        # Until the queue is empty and at least one more (empty) round reported, however slowly a
+        # loaded machine gets there.
+        deadline = time.monotonic() + 120
+        while (_depth(store / "outbox.sqlite") or sum(x.startswith("{") for x in lines) < 2) and (
+            time.monotonic() < deadline and proc.poll() is None
+        ):
             time.sleep(0.1)
-        time.sleep(0.5)  # at least one more (empty) round
         assert proc.poll() is None, "--watch must keep running"
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(30)
         assert proc.returncode == 0
-        reports = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        reports = [json.loads(line) for line in lines if line.startswith("{")]
         assert sum(r["written"] for r in reports) == 4 and len(reports) >= 2
 
 
@@ -165,12 +174,14 @@ def test_sync_watch_finishes_the_round_in_flight_when_stopped(tmp_path: Path, si
     store = tmp_path / "store"
     with GeminiEmulator(latency_ms=1500) as emu:
         _index_offline(notes, store, emu)
-        proc = _watch(store, emu)
+        # One document per cloud call, so the round makes three calls of 1.5 s each; and 30 s between
+        # rounds, so however late the signal lands on a loaded machine no second round has begun.
+        proc = _watch(store, emu, "--batch-size", "1", interval="30")
         deadline = time.monotonic() + 60
         while not emu.requests and time.monotonic() < deadline:
             time.sleep(0.05)
         assert emu.requests, "the watch never called the cloud"
-        proc.send_signal(sig)  # lands while the cloud call of the first round is in flight
+        proc.send_signal(sig)  # lands while the round's second cloud call is in flight (3 s of them left)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err[-2000:]
         assert "Traceback" not in err

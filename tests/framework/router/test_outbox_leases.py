@@ -65,12 +65,13 @@ def test_three_concurrent_drainer_processes_claim_each_row_exactly_once(tmp_path
 def test_a_leased_row_is_invisible_to_other_drainers_until_its_lease_expires(tmp_path: Path) -> None:
     with Outbox(tmp_path / "o.sqlite") as box:
         box.enqueue("c", _docs(4))
-        a = box.claim("c", 3, owner="hostA:1:a", lease_s=0.2)
+        # A 2 s lease: still held at B's claim and the count below, however slow the machine.
+        a = box.claim("c", 3, owner="hostA:1:a", lease_s=2.0)
         b = box.claim("c", 10, owner="hostB:2:b", lease_s=30)
         assert [i.document.id for i in a.items] == ["d0", "d1", "d2"]
         assert [i.document.id for i in b.items] == ["d3"]
         assert box.leased("c") == 4
-        time.sleep(0.25)  # A stopped renewing (a drainer on another host that died)
+        time.sleep(2.1)  # A stopped renewing (a drainer on another host that died)
         c = box.claim("c", 10, owner="hostC:3:c")
         assert [i.document.id for i in c.items] == ["d0", "d1", "d2"]
         # A comes back late: it no longer owns the rows, so its completion removes nothing.

@@ -150,12 +150,13 @@ def test_cloud_model_embeds_allowed_input_in_the_cloud(serve: Start) -> None:
 
 
 def test_a_lone_retrieval_skips_the_batch_windows_and_is_audited_in_full(serve: Start) -> None:
-    # Windows of 1 s: a lone request that waited out either batcher's would take over 2 s.
+    # Windows of 1 s (the longest allowed): a lone request that waited out either batcher's would take
+    # over 1 s, so that is the bound, all the slack a loaded machine can have.
     s = serve(max_wait_ms=1000)
     post(s, "/v1/documents", {"collection": "notes", "documents": DOCS, "sensitivity": "public"})
     t0 = time.perf_counter()
     r = post(s, "/v1/retrieve", {"collection": "notes", "query": "trail running shoes", "k": 2})
-    assert time.perf_counter() - t0 < 0.9, "a lone request waited for the batch window"
+    assert time.perf_counter() - t0 < 1.0, "a lone request waited for the batch window"
     assert r.status_code == 200 and r.json()["hits"][0]["id"] == "shoes"
     # The count drops in the middleware after the body is sent, so the client can read first.
     deadline = time.perf_counter() + 5

@@ -140,7 +140,11 @@ def test_a_client_that_disconnects_is_cancelled(serve: Callable[..., Served]) ->
             headers=s.headers(),
             timeout=0.2,
         )
-    time.sleep(1.5)
+    # Past the 1 s window (a batch holding the request would have run by then), and until the drop
+    # is counted, however long a loaded machine takes to get there.
+    t0, deadline = time.monotonic(), time.monotonic() + 60
+    while (s.service.edge.stats.dropped == 0 or time.monotonic() - t0 < 1.5) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert inner.seen == []
     assert s.service.edge.stats.dropped == 1
     metrics = httpx.get(s.url + "/metrics").text
@@ -266,7 +270,9 @@ async def test_a_lone_request_in_flight_goes_to_the_model_at_once() -> None:
     b = MicroBatcher(inner, max_batch=64, max_wait_ms=1000, in_flight=lambda: 1)
     t0 = time.perf_counter()
     out = await b.aembed_queries(["alone"])
-    assert time.perf_counter() - t0 < 0.5  # not the 1 s window
+    # Not the 1 s window (the longest allowed): anything under it did not wait it out, and a loaded
+    # machine gets all the slack there is.
+    assert time.perf_counter() - t0 < 1.0
     np.testing.assert_allclose(out, HashingEmbedder(64).embed_queries(["alone"]), atol=1e-6)
     assert inner.seen == [["alone"]]
     await b.aclose()
@@ -282,9 +288,10 @@ async def test_the_batch_waits_for_a_request_still_on_its_way_and_runs_when_it_a
 
     t0 = time.perf_counter()
     _, second = await asyncio.gather(b.aembed_queries(["first"]), later())
-    # One model call for both, run as soon as the second request queued (not after the 1 s window).
+    # One model call for both, run as soon as the second request queued (not after the 1 s window:
+    # under it, the batch did not wait the window out).
     assert inner.seen == [["first", "second"]]
-    assert time.perf_counter() - t0 < 0.7
+    assert time.perf_counter() - t0 < 1.0
     np.testing.assert_allclose(second, HashingEmbedder(64).embed_queries(["second"]), atol=1e-6)
     await b.aclose()
 

@@ -50,7 +50,7 @@ def test_documents_queued_while_the_cloud_is_away_are_drained_in_the_background(
     assert httpx.get(s.url + "/readyz").json()["outbox_depth"] == 5
     assert "edgeroute_outbox_depth 5.0" in httpx.get(s.url + "/metrics").text
     cloud.offline = False
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # a loaded machine drains slowly; an idle one in well under 1 s
     while httpx.get(s.url + "/readyz").json()["outbox_depth"] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert httpx.get(s.url + "/readyz").json()["outbox_depth"] == 0

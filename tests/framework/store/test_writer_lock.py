@@ -84,7 +84,9 @@ def test_second_writer_waits_then_fails_naming_the_holder(tmp_path: Path) -> Non
 
 def test_waiting_writer_gets_the_lock_when_the_holder_closes(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    proc = _holder(store, 1.0, linger_s=30)  # closes the store after 1 s, then lives on
+    # Closes the store after 3 s, then lives on: this process starts waiting well within that, however
+    # slowly it reads the holder's "locked" on a loaded machine.
+    proc = _holder(store, 3.0, linger_s=30)
     try:
         opened = VectorStore.persistent(store, lock_timeout_s=30)
         assert opened.writer_lock is not None and opened.writer_lock.waited_s > 0.3
