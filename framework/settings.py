@@ -331,7 +331,12 @@ def _stored_edge(store: VectorStore, settings: RouterSettings) -> Embedder:
 
 @contextmanager
 def build_engine(
-    settings: RouterSettings, *, read_only: bool = False, existing: bool = False, load_model: bool = True
+    settings: RouterSettings,
+    *,
+    read_only: bool = False,
+    existing: bool = False,
+    load_model: bool = True,
+    prefetch: bool = False,
 ) -> Iterator[HybridEngine]:
     """``with build_engine(settings) as engine``: a :class:`HybridEngine` for ``settings`` that owns
     what it opened (the store and, on an embedded store opened writable, its writer lock; audit log,
@@ -342,6 +347,8 @@ def build_engine(
     outbox rows); a store directory this process cannot write is still read (the audit log then
     stays in memory unless ``EDGEROUTE_AUDIT`` points elsewhere, with a warning). ``load_model=False``
     skips loading the on-device model, for commands that never embed (status, sync, delete).
+    ``prefetch`` starts loading the model (verify, tokenizer, session) on its inference thread at once,
+    beside the store's opening, for a command that is about to embed (``edgeroute index`` of new files).
     """
     import logging
 
@@ -372,6 +379,8 @@ def build_engine(
             # the ~2 s of onnxruntime's import, the sha256 of the weights and the session.
             model = EdgeEmbedder.load(settings.model_dir, lazy=True)
             owned.callback(model.close)
+            if prefetch:
+                model.prefetch()
             edge = model
         # Closed before anything else (LIFO): on an embedded store this holds the writer lock (unless
         # read_only) from before Chroma loads anything until after Chroma let go of it.

@@ -244,7 +244,11 @@ _IPV6 = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])"
 )
 _VERSION_CONTEXT = re.compile(r"(?i)\b(?:version|ver\.?|build|release|firmware|v)\s*$")
-_IPV4_NOT_PERSONAL = re.compile(r"^(?:0\.0\.0\.0|127\.\d+\.\d+\.\d+|255\.\d+\.\d+\.\d+)$")
+# Addresses that name nobody's host: unspecified, loopback, broadcast, and link-local 169.254.0.0/16
+# (self-assigned, and 169.254.169.254 is every cloud's metadata endpoint, a constant of code and config).
+_IPV4_NOT_PERSONAL = re.compile(
+    r"^(?:0\.0\.0\.0|127\.\d+\.\d+\.\d+|255\.\d+\.\d+\.\d+|169\.254\.\d+\.\d+)$"
+)
 
 
 def _ips(text: str) -> Iterator[_Span]:

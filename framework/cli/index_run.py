@@ -8,6 +8,7 @@ engine session, whoever runs the model passes (this process, or a Ray actor pool
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..documents import Document
 from ..errors import InputError, RoutingError
 from ..settings import RouterSettings, build_engine, load_policy
+from . import index_record
 from .progress import ProgressFn
 from .sources import Loaded
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from ..router.engine import HybridEngine
     from ..router.passes import PassRunner
     from ..router.reports import IngestReport
+    from ..store.lock import WriterLock
 
 PassesFactory = Callable[["HybridEngine"], "PassRunner"]
 """Builds the runner of the model passes for the engine of the run (None: this process runs them)."""
@@ -76,7 +79,7 @@ def run_index(
     """Index ``paths`` as ``edgeroute index`` does (``sensitivity`` and ``id_prefix`` checked already)."""
     from ...policies.pii import detect_pii
     from ..router.placement import cloud_allowed, pii_text
-    from .sources import claim_ids, load_sources
+    from .sources import load_sources
 
     loaded = load_sources(paths, sensitivity, progress)
     if loaded.bad and not skip_bad:
@@ -105,8 +108,109 @@ def run_index(
             f"no documents found in {', '.join(map(str, paths))}: give .txt, .md, .png, .jpg, .pdf "
             "or corpus.jsonl files"
         )
+    held = _hold_store(settings)
+    try:
+        key = None
+        if held is not None:
+            key = index_record.run_key(
+                settings, paths, sensitivity=sensitivity, prune=prune, skip_bad=skip_bad, id_prefix=id_prefix
+            )
+        # A run that skips unreadable files is never answered from a record, nor recorded.
+        digest = index_record.docs_digest(loaded) if key is not None and not loaded.bad else None
+        last = index_record.recorded(settings, key) if key is not None else None
+        if digest is not None and last is not None and last.docs == digest:
+            fast = _unchanged(settings, last, loaded, not_indexable)
+            if fast is not None:
+                fast.waited_s = held.waited_s if held is not None else 0.0
+                return fast
+        if key is not None:
+            index_record.forget(settings, key)  # before anything is written
+        # The model loads beside the store's opening when some text is new to the collection and this
+        # process runs the passes; a run with nothing to embed (a relabelled folder, or one another
+        # writer touched) loads none, nor does the driver of a Ray pool.
+        known = index_record.known_hashes(settings) if passes is None else set()
+        prefetch = passes is None and any(d.text.strip() and d.content_hash() not in known for d in docs)
+        out = _run(
+            settings, loaded, docs, not_indexable, id_prefix, prune, progress, passes, prefetch=prefetch
+        )
+        if held is not None:
+            out.waited_s = held.waited_s
+        if key is not None and digest is not None and out.report is not None:
+            # The store is closed, the lock still ours: what it holds now is what this run left.
+            state = index_record.store_state(settings)
+            if state is not None:
+                edge = sum(1 for d in docs if d.text.strip())
+                index_record.remember(
+                    settings,
+                    key,
+                    index_record.RunRecord(
+                        digest,
+                        state[0],
+                        out.report.documents,
+                        edge,
+                        out.report.private,
+                        [d.id for d in out.not_indexable],
+                    ),
+                )
+        return out
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _hold_store(settings: RouterSettings) -> WriterLock | None:
+    """The embedded store's writer lock for the whole run (None: a Chroma server, or a path that is
+    not a directory, which opening the store reports)."""
+    from ..store.chroma import hold_writer_lock
+
+    if settings.chroma_url or (settings.store.exists() and not settings.store.is_dir()):
+        return None
+    return hold_writer_lock(settings.store, timeout_s=settings.lock_timeout_s)
+
+
+def _unchanged(
+    settings: RouterSettings,
+    last: index_record.RunRecord,
+    loaded: Loaded,
+    not_indexable: list[Document],
+) -> IndexOutcome | None:
+    """The outcome of re-running on a store the last run of the same inputs left as it is, or None."""
+    from ..router.reports import IngestReport, SyncReport
+
+    state = index_record.store_state(settings)
+    if state is None or state[0] != last.state or len(last.not_indexable) != len(not_indexable):
+        return None
+    depth = state[1]
+    cloud = "absent" if not settings.cloud_configured else "offline"
+    report = IngestReport(
+        documents=last.documents,
+        edge_written=0,
+        edge_unchanged=last.edge_documents,
+        private=last.private,
+        cloud=SyncReport(remaining=depth, error=f"cloud is {cloud}"),
+        queued=depth,
+    )
+    placed = [dataclasses.replace(d, id=i) for d, i in zip(not_indexable, last.not_indexable, strict=True)]
+    return IndexOutcome(loaded, report, placed)
+
+
+def _run(
+    settings: RouterSettings,
+    loaded: Loaded,
+    docs: list[Document],
+    not_indexable: list[Document],
+    id_prefix: str | None,
+    prune: bool,
+    progress: ProgressFn,
+    passes: PassesFactory | None,
+    *,
+    prefetch: bool,
+) -> IndexOutcome:
+    """The run in full: claim the ids, ingest, place the media, prune."""
+    from .sources import claim_ids
+
     out = IndexOutcome(loaded, None)
-    with build_engine(settings) as engine:
+    with build_engine(settings, prefetch=prefetch) as engine:
         lock = engine.store.writer_lock
         out.waited_s = lock.waited_s if lock is not None else 0.0
         # In the session that writes: checked and written under one hold of the store.

@@ -111,6 +111,11 @@ def index_command(
     An embedded store takes one writer at a time: a second `index`, `delete` or `sync` on it waits
     for the first (--lock-timeout), then fails. For several writers at once use --chroma-url.
 
+    Re-indexing unchanged PATHs into an embedded store with the cloud absent or --offline is answered
+    from the record the last run left (STORE/.edgeroute-index-runs.json) when the files, the options
+    and the store are all as that run left them: nothing is opened, loaded or written. Anything else
+    (a changed, added, removed or relabelled file, another writer, a run cut short) runs in full.
+
     With --ray ADDRESS the model passes (each changed document's vector and PII findings) run on a Ray
     actor pool and the vectors go to the --chroma-url server; ids, metadata, privacy decisions and
     outbox rows are the same as without it (docs/deployment.md, "Indexing on a Ray cluster").

@@ -88,6 +88,8 @@ Item = tuple[dict[str, Any], str | None, str | None]  # (fields to echo, text or
 
 
 def _jsonl_items(path: Path) -> Iterator[Item]:
+    from ..edge.batching import unpaired_surrogate  # numpy: not at CLI start-up
+
     with path.open("rb") as fh:
         for n, raw in enumerate(fh, 1):
             if not raw.strip():
@@ -112,6 +114,12 @@ def _jsonl_items(path: Path) -> Iterator[Item]:
             if not isinstance(row["text"], str):
                 fields = {k: v for k, v in row.items() if k != "text"} | {"line": n}
                 yield fields, None, f'line {n}: "text" is {type(row["text"]).__name__}, not a string'
+                continue
+            at = unpaired_surrogate(row["text"])
+            if at is not None:
+                fields = {k: v for k, v in row.items() if k != "text"} | {"line": n}
+                code = f"U+{ord(row['text'][at]):04X}"
+                yield fields, None, f'line {n}: "text" holds an unpaired surrogate ({code}) at character {at}'
                 continue
             yield {"line": n, **row}, row["text"], None
 

@@ -8,8 +8,10 @@ an explicit offline mode. Errors are translated into the tree in :mod:`edgeroute
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -281,6 +283,14 @@ class CloudEmbedder:
 
     # -- I/O -------------------------------------------------------------------------------
 
+    @staticmethod
+    def prefetch() -> None:
+        """Import the client library (google-genai and its transport, ~0.5 s of CPU) on a thread of its
+        own and return at once, for a caller that will call soon and has other work meanwhile (ingest,
+        while the edge model runs). Nothing is sent; an import that fails here fails the first call."""
+        if "google.genai.errors" not in sys.modules:
+            threading.Thread(target=_import_client, name="edgeroute-genai-import", daemon=True).start()
+
     def _genai(self) -> Any:
         """The google-genai client for the running event loop.
 
@@ -436,6 +446,14 @@ def _with_prefix(parts: list[Part], task: str, title: str | None) -> list[Part]:
             # Only the first text part carries the instruction; media-only inputs go as they are.
             return [*parts[:j], Part.text(prefix + p.text_value), *parts[j + 1 :]]
     return parts
+
+
+def _import_client() -> None:
+    import importlib
+
+    for name in ("google.genai", "google.genai.types", "google.genai.errors", "anyio", "h11"):
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
 
 
 def _to_genai(part: Part, types: Any) -> Any:

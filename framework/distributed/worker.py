@@ -86,7 +86,9 @@ class PassWorker:
             vecs = self._edge.embed_documents(texts, titles=titles, dims=self._spec.dims)
             return result_row(seq, vecs, None, time.perf_counter() - t0)
         # As the local pass (LocalPasses.one): the driver's pattern spans, else the patterns run here.
-        pattern = [s if s else self._pii.patterns(pii_text(d)) for d, s in zip(docs, spans, strict=True)]
+        pattern = [
+            s if s is not None else self._pii.patterns(pii_text(d)) for d, s in zip(docs, spans, strict=True)
+        ]
         vecs, found = self._pii.embed_documents_with_findings(texts, titles, self._spec.dims, pattern)
         return result_row(seq, vecs, found, time.perf_counter() - t0)
 

@@ -10,6 +10,18 @@ import numpy as np
 from ..errors import InputError
 
 
+def unpaired_surrogate(text: str) -> int | None:
+    """Where ``text`` holds a lone surrogate (JSON's ``"\\ud800"`` decodes to one), else None: such a
+    string is no Unicode text, and no tokenizer takes it."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return e.start
+    return None
+
+
 def check_texts(texts: Sequence[str]) -> list[str]:
     """``texts`` as a list, or an InputError that says which item is wrong and what to do."""
     if isinstance(texts, str | bytes) or not isinstance(texts, Sequence):
@@ -24,6 +36,12 @@ def check_texts(texts: Sequence[str]) -> list[str]:
             )
         if not t.strip():
             raise InputError(f"texts[{i}] is empty or whitespace; remove empty texts before embedding.")
+        at = unpaired_surrogate(t)
+        if at is not None:
+            raise InputError(
+                f"texts[{i}] holds an unpaired surrogate (U+{ord(t[at]):04X}) at character {at}, which "
+                "is not valid Unicode text; decode its source with errors='replace' or remove the character."
+            )
     return items
 
 

@@ -29,7 +29,7 @@ from .batching import check_texts, length_batches
 from .cpu import require_exact_kernels
 from .model_dir import TOKENIZER_FILE, Manifest, ModelDirectory, check_dims, resolve_model_dir
 from .runtimes import ONNXRUNTIME, open_session, runtime_of
-from .tokenizer import SENTENCEPIECE_FILE, TextTokenizer, load_tokenizer
+from .tokenizer import COMPACT_FILE, SENTENCEPIECE_FILE, TextTokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -172,20 +172,27 @@ class EdgeEmbedder:
 
     @property
     def _tokenizer(self) -> TextTokenizer:
-        """SentencePiece on tokenizer.model when the manifest pins it (~46 MB, peak included), else
-        tokenizers on tokenizer.json. Loaded on first use when the embedder was loaded ``lazy``."""
+        """The compact tokenizer.bin when the manifest pins it (memory-mapped, ~7 MB at most), else
+        SentencePiece on tokenizer.model when pinned (~46 MB, peak included), else tokenizers on
+        tokenizer.json. Loaded on first use when the embedder was loaded ``lazy``."""
         tok = self._tokenizer_obj
         if tok is not None:
             return tok
         with self._load_lock:
             if self._tokenizer_obj is None:
                 m = self._dir.manifest
+                compact = COMPACT_FILE in m.files
                 sp = SENTENCEPIECE_FILE in m.files
-                if self._verify_on_load:
-                    self._verify([TOKENIZER_FILE, SENTENCEPIECE_FILE])
-                # Only a tokenizer.model the manifest pins (and so verifies): one dropped in by hand is ignored.
+                if self._verify_on_load:  # with tokenizer.bin, tokenizer.model is its fallback: both
+                    self._verify([COMPACT_FILE if compact else TOKENIZER_FILE, SENTENCEPIECE_FILE])
+                # Only files the manifest pins (and so verifies): one dropped in by hand is ignored.
                 self._tokenizer_obj = load_tokenizer(
-                    self._dir.path, self._dir.tokenizer_path, m.max_tokens, prefer_sentencepiece=sp
+                    self._dir.path,
+                    self._dir.tokenizer_path,
+                    m.max_tokens,
+                    prefer_sentencepiece=sp,
+                    prefer_compact=compact,
+                    compact_source=m.files.get(SENTENCEPIECE_FILE),
                 )
                 _release_free_heap()
             return self._tokenizer_obj
@@ -222,6 +229,11 @@ class EdgeEmbedder:
         todo = [n for n in names if n not in self._verified]
         self._dir.verify_files(todo)
         self._verified.update(todo)
+
+    def prefetch(self) -> None:
+        """Load what a lazy embedder loads on first use (sha256 checks, tokenizer, session) on the inference
+        thread, returning at once; the first call queues behind it. A bad file fails that call, as before."""
+        self._inference_executor().submit(lambda: (self._tokenizer, self._session))
 
     @property
     def loaded(self) -> dict[str, bool]:
@@ -498,12 +510,15 @@ class EdgeEmbedder:
         order = np.argsort(-lengths, kind="stable")
         return [
             [int(i) for i in idx]
-            for idx in length_batches(order, lengths, self._settings.batch_size, self._settings.max_batch_tokens)
+            for idx in length_batches(
+                order, lengths, self._settings.batch_size, self._settings.max_batch_tokens
+            )
         ]
 
     @property
     def tokenizer_kind(self) -> str:
-        """``"sentencepiece"`` (tokenizer.model) or ``"tokenizers"`` (tokenizer.json)."""
+        """``"compact"`` (tokenizer.bin), ``"sentencepiece"`` (tokenizer.model) or ``"tokenizers"``
+        (tokenizer.json)."""
         return self._tokenizer.kind
 
     def _encode(

@@ -44,6 +44,8 @@ BENCH_QUERIES: tuple[str, ...] = (
     "what is crispr",
     "side effects of statins",
 )
+NINE_WORD_QUERY = "what are the side effects of taking statins daily"
+"""The issue's latency case, a 9-word query (16 tokens with the query prompt), timed on its own."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class EngineFigures:
     threads: int
     load_peak_rss_mb: float = 0.0
     tokenizer: str = ""
+    query_9w_p50_ms: float = 0.0
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
@@ -135,6 +138,11 @@ def _time_engine(name: str, load: Loader, docs: list[tuple[str, str]], plan: Ben
             t = time.perf_counter()
             embed_query(q)
             lat.append((time.perf_counter() - t) * 1000)
+    lat9: list[float] = []
+    for _ in range(plan.query_rounds * 4):
+        t = time.perf_counter()
+        embed_query(NINE_WORD_QUERY)
+        lat9.append((time.perf_counter() - t) * 1000)
     query_rss = _peak_rss_mb()  # a query-serving process: load + batch-1 queries only
     titles = [t for t, _ in docs]
     texts = [x for _, x in docs]
@@ -148,6 +156,7 @@ def _time_engine(name: str, load: Loader, docs: list[tuple[str, str]], plan: Ben
         load_s=round(load_s, 3),
         query_p50_ms=round(statistics.median(lat), 2),
         query_p95_ms=round(_percentile(lat, 0.95), 2),
+        query_9w_p50_ms=round(statistics.median(lat9), 2),
         docs_per_s=round(statistics.median(rates), 2),
         query_peak_rss_mb=round(query_rss, 1),
         peak_rss_mb=round(_peak_rss_mb(), 1),
@@ -344,9 +353,12 @@ def run_bench(
     return result
 
 
-def _ratios(ours: EngineFigures, other: EngineFigures) -> dict[str, float]:
+def _ratios(ours: EngineFigures, other: EngineFigures) -> dict[str, float | None]:
     return {
         "query_p50_speedup": round(other.query_p50_ms / ours.query_p50_ms, 2),
+        "query_9w_p50_speedup": round(other.query_9w_p50_ms / ours.query_9w_p50_ms, 2)
+        if ours.query_9w_p50_ms and other.query_9w_p50_ms
+        else None,
         "throughput_ratio": round(ours.docs_per_s / other.docs_per_s, 2),
         "rss_ratio": round(ours.peak_rss_mb / other.peak_rss_mb, 3),
         "query_rss_ratio": round(ours.query_peak_rss_mb / other.query_peak_rss_mb, 3),

@@ -13,6 +13,7 @@ All of it is regexes and checksums: microseconds per short text, no model.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterator
 
@@ -52,6 +53,23 @@ _PHONE_CONTEXT = re.compile(
 )
 
 
+_DOTTED_GROUPS = re.compile(r"^\d+(?:\.\d+){3,}$")
+
+
+def _ip_or_version(raw: str) -> str:
+    """``"ip"`` for a dotted IPv4 address (``192.168.0.1``: the ip_address detector's, never a phone),
+    ``"version"`` for four or more dotted groups not led by a trunk 0 (``10.15.7.1234``, ``2024.10.15.1``:
+    version and build numbers), else ``""``. Dotted phones keep their reading: ``01.23.45.67.89`` and
+    ``02.123.45.67`` start with 0 (and a leading zero is no IPv4 address), ``555.123.4567`` has three groups."""
+    if not _DOTTED_GROUPS.match(raw):
+        return ""
+    try:
+        ipaddress.IPv4Address(raw)
+        return "ip"
+    except ValueError:
+        return "" if raw.startswith("0") else "version"
+
+
 def _year_range(raw: str) -> bool:
     m = _YEAR_RANGE.match(raw)
     if m is None:
@@ -68,6 +86,11 @@ def _phones(text: str, regions: tuple[str, ...]) -> Iterator[Span]:
         if not 8 <= digits <= 15 or _DATE_SHAPE.match(raw.strip()):
             continue
         if _year_range(raw) and not _PHONE_CONTEXT.search(text, max(0, m.start() - 40), m.start()):
+            continue
+        dotted = _ip_or_version(raw)
+        if dotted == "ip" or (
+            dotted == "version" and not _PHONE_CONTEXT.search(text, max(0, m.start() - 40), m.start())
+        ):
             continue
         if (
             raw.isdigit()

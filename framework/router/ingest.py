@@ -52,6 +52,8 @@ async def ingest(
     passes: PassRunner | None = None,
 ) -> IngestReport:
     docs = check_documents(documents)
+    if engine.cloud is not None and engine.cloud_state() in ("closed", "half_open"):
+        engine.cloud.prefetch()  # its client library loads beside the edge passes, not after them
     pii = engine.pii
     run = _Findings(pii.version)
     # Findings stored by an earlier run for the same content and detector version: no model pass.

@@ -10,6 +10,8 @@ placement and the outbox stay with the ingest that asked, in one process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -56,15 +58,33 @@ class PassRunner(Protocol):
 
 
 class LocalPasses:
-    """The passes in this process, one job at a time: the engine's edge embedder (its cache in front)
-    for vectors alone, the engine's PII detector for vectors with findings (one forward pass)."""
+    """The passes in this process, one model call at a time: the engine's edge embedder (its cache in
+    front) for vectors alone, the engine's PII detector for vectors with findings (one forward pass).
+
+    One job runs ahead: the next model call is already on the inference thread while the caller stores
+    the last result (a Chroma write and the findings, which wait on the disk and Chroma's own threads),
+    so the model is never idle between calls. Results come in the jobs' order; at most two jobs are in
+    flight, so a killed run loses at most two calls' work.
+    """
 
     def __init__(self, engine: HybridEngine) -> None:
         self._engine = engine
 
     async def run(self, jobs: AsyncIterator[PassJob]) -> AsyncIterator[PassResult]:
-        async for job in jobs:
-            yield await self.one(job)
+        ahead: asyncio.Task[PassResult] | None = None
+        try:
+            async for job in jobs:
+                done, ahead = ahead, asyncio.ensure_future(self.one(job))
+                if done is not None:
+                    yield await done
+            if ahead is not None:
+                task, ahead = ahead, None
+                yield await task
+        finally:
+            if ahead is not None:  # the caller stopped early (an error): the call ahead is not wanted
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
 
     async def one(self, job: PassJob) -> PassResult:
         engine, part = self._engine, job.docs
@@ -78,7 +98,11 @@ class LocalPasses:
             [d.text for d in part],
             [d.title for d in part],
             engine.edge_dims,
-            [s if s else engine.pii.patterns(pii_text(d)) for d, s in zip(part, job.spans, strict=True)],
+            # [] is "run, nothing found": only None (not run yet) runs the patterns again.
+            [
+                s if s is not None else engine.pii.patterns(pii_text(d))
+                for d, s in zip(part, job.spans, strict=True)
+            ],
         )
         return PassResult(job, vecs, found)
 

@@ -394,6 +394,10 @@ def _detach_system(key: str) -> None:
     the caller's own client), so it may predate another process's writes. Its clients keep it, and
     are marked closed so that closing them never stops the fresh one that replaces it.
     """
+    import sys
+
+    if "chromadb.api.shared_system_client" not in sys.modules:
+        return  # no client was ever made in this process: no state to forget
     from chromadb.api.shared_system_client import SharedSystemClient
 
     with SharedSystemClient._refcount_lock:
@@ -403,6 +407,25 @@ def _detach_system(key: str) -> None:
         logger.info("store %s: dropped Chroma state loaded before this process took the writer lock", key)
         for store in list(_sharing.get(key, ())):
             store._client._closed = True  # see the docstring
+
+
+def hold_writer_lock(path: str | Path, *, timeout_s: float | None = None) -> WriterLock:
+    """This process's share of the writer lock of the embedded store in ``path`` (created if missing),
+    taken as :meth:`VectorStore.persistent` takes it but without opening Chroma: a caller that holds
+    it across opening and closing the store (``edgeroute index``) reads the store's files after Chroma
+    let go of them, before any other writer can start. :class:`StoreError` when ``path`` cannot be
+    created or written; :class:`~.lock.StoreLockedError` when another writer keeps it."""
+    p = Path(path).expanduser()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        _probe_writable(p)
+    except OSError as exc:
+        raise StoreError(
+            f"store path {p} is not writable ({exc.strerror or exc}): choose a directory you can write "
+            "to (--store DIR) or fix its permissions."
+        ) from exc
+    key = os.path.realpath(p)
+    return acquire_writer_lock(key, timeout_s=timeout_s, on_fresh=lambda: _detach_system(key))
 
 
 def _probe_writable(p: Path) -> None:
@@ -431,6 +454,7 @@ __all__ = [
     "CollectionInfo",
     "StoredRecord",
     "VectorStore",
+    "hold_writer_lock",
     "index_collection_name",
     "validate_collection_name",
     "validate_logical_name",

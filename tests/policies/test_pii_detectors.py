@@ -86,6 +86,7 @@ HARD_NEGATIVES = [
     "call getUserAccountBalanceV2() or ThisIsAVeryLongCamelCaseIdentifier2",
     "tracking 1Z999AA10123456784, ZIP 94105-1234, batch 4155550132",
     "listen on 127.0.0.1:8000 or 0.0.0.0, netmask 255.255.255.0",
+    "metadata at 169.254.169.254, link-local 169.254.12.7",
     "coordinates 37.7749, -122.4194 and $12,345,678.90",
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kg",
     "Flight LH 400 departs 13:50 from gate B44",

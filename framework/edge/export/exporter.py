@@ -33,7 +33,8 @@ from ..model_dir import (
     prompt_revision,
     write_manifest,
 )
-from ..tokenizer import SENTENCEPIECE_FILE
+from ..tokenizer import COMPACT_FILE, SENTENCEPIECE_FILE
+from .compact_file import write_if_identical
 from .quantize import RECIPES, quantize_onnx
 from .sentencepiece_file import copy_if_identical
 from .token_states import add_token_states_to_file
@@ -239,6 +240,9 @@ def export_model(
         # embedder then loads it instead (~46 MB against a ~354 MB parse peak).
         if copy_if_identical(ckpt, final, int(model.max_seq_length)):
             say(f"copied {SENTENCEPIECE_FILE} (identical tokens on the check sample)")
+            # Its compact form, memory-mapped by the embedder (a few MB instead of ~46 MB).
+            if write_if_identical(final, int(model.max_seq_length)):
+                say(f"wrote {COMPACT_FILE} (identical tokens on the check sample)")
         manifest = write_manifest(
             final,
             Manifest(

@@ -27,11 +27,11 @@ from typing import Any
 from ...errors import ConfigurationError, InputError
 from ..model_dir import MANIFEST, Manifest, ModelDirectory, write_manifest
 from ..runtimes import LLAMACPP, OPENVINO, require_runtime
-from ..tokenizer import SENTENCEPIECE_FILE
+from ..tokenizer import COMPACT_FILE, SENTENCEPIECE_FILE
 
 OV_MODES = ("fp32", "int8-asym", "int8-sym")
 GGUF_TYPES = ("f32", "q8_0", "q4_0")
-_TOKENIZER_FILES = ("tokenizer.json", SENTENCEPIECE_FILE)
+_TOKENIZER_FILES = ("tokenizer.json", SENTENCEPIECE_FILE, COMPACT_FILE)
 
 
 def _staged(out: Path) -> Path:

@@ -52,17 +52,19 @@ def test_bad_lines_are_reported_by_number_and_the_rest_is_scanned(tmp_path: Path
         b"not json\n"
         b'{"body": "no text field"}\n'
         b'{"text": "call +44 20 7946 0958"}\n'
+        b'{"text": "lone \\ud800 surrogate"}\n'
     )
     code, out = _scan(str(src), "--patterns-only")
     assert code == 1  # some lines could not be scanned: say so in the exit status too
     errors = {o["line"]: o["error"] for o in out if "error" in o}
-    assert set(errors) == {2, 3, 4, 5}
+    assert set(errors) == {2, 3, 4, 5, 7}
     assert (
         "not a string" in errors[2] and "UTF-8" in errors[3] and "JSON" in errors[4] and '"text"' in errors[5]
     )
+    assert "unpaired surrogate (U+D800) at character 5" in errors[7]
     scanned = [o for o in out if "findings" in o]
     assert [o["line"] for o in scanned] == [1, 6] and all(o["findings"] for o in scanned)
-    assert out[-1]["summary"]["errors"] == 4 and out[-1]["summary"]["texts"] == 2
+    assert out[-1]["summary"]["errors"] == 5 and out[-1]["summary"]["texts"] == 2
 
 
 def test_scan_a_folder_of_documents(tmp_path: Path) -> None:

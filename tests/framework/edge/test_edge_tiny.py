@@ -129,6 +129,7 @@ async def test_async_runs_off_the_event_loop(tiny_dir: Path) -> None:
         (["cat", 3], "texts[1] is int, not str"),
         ("a single string", "wrap a single text as [text]"),
         ([b"bytes"], "texts[0] is bytes"),
+        (["caf\u00e9", "a\ud800b"], "texts[1] holds an unpaired surrogate (U+D800) at character 1"),
     ],
 )
 def test_bad_texts_are_input_errors(edge: EdgeEmbedder, texts: object, message: str) -> None:
@@ -303,8 +304,10 @@ def test_bench_edge_measures_a_baseline_model_in_the_same_run(tmp_path: Path) ->
     for engine in ("onnx", "baseline"):
         assert out[engine]["query_p50_ms"] > 0 and out[engine]["docs_per_s"] > 0
         assert out[engine]["n_docs"] == 4
+        assert out[engine]["query_9w_p50_ms"] > 0  # the nine-word query, timed on its own
     assert set(out["baseline_ratios"]) == {
         "query_p50_speedup",
+        "query_9w_p50_speedup",
         "throughput_ratio",
         "rss_ratio",
         "query_rss_ratio",

@@ -106,3 +106,24 @@ def test_a_year_shaped_number_after_a_phone_word_is_still_a_phone() -> None:
 
 def test_disabled_detection_finds_nothing() -> None:
     assert PiiDetector(PiiConfig(enabled=False)).detect("jane.roe@example.org") == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("server at 192.168.0.1 port 8080", [("ipv4", "192.168.0.1")]),
+        ("gateway 172.16.254.1 is down", [("ipv4", "172.16.254.1")]),
+        ("curl http://169.254.169.254/latest/meta-data/", []),  # link-local: nobody's host
+        ("upgrade to 10.15.7.1234 now", []),
+        ("build 2024.10.15.1 is out", []),
+    ],
+)
+def test_ip_addresses_and_dotted_versions_are_not_phones(text: str, expected: list[tuple[str, str]]) -> None:
+    # Each is a valid phone number in some default region once its dots are dropped.
+    assert kinds(text) == expected
+
+
+def test_dotted_phones_keep_their_reading() -> None:
+    assert kinds("Paris: 01.23.45.67.89") == [("phone", "01.23.45.67.89")]
+    assert kinds("office (US) 555.123.4567") == [("phone", "555.123.4567")]
+    assert kinds("tel 2024.10.15.1") == [("phone", "2024.10.15.1")]  # a version shape after a phone word

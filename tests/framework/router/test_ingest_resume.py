@@ -50,7 +50,9 @@ engine.ingest({DOCS})
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert proc.returncode == -9, proc.stderr
     kept = VectorStore.persistent(store).get_collection("resume.edge").count()
-    assert kept == 2 * EMBED_BATCH  # the finished batches survived the kill
+    # The finished batches survived the kill. The third call runs ahead, while the second batch is
+    # being stored (LocalPasses), so the kill lands during that write or after it: whole batches only.
+    assert kept in (EMBED_BATCH, 2 * EMBED_BATCH)
     edge = Counting(64)
     docs = [Document(f"d{i}", f"chunk {i} about freight rules " + "word " * 40) for i in range(N)]
     with HybridEngine(VectorStore.persistent(store), "resume", edge=edge) as engine:
