@@ -52,4 +52,15 @@ def require_exact_kernels(
     )
 
 
-__all__ = ["INT32_DOT_RECIPES", "cpu_flags", "require_exact_kernels"]
+def check_recipe(path: object, recipe: str, wanted: str | None) -> None:
+    """What :meth:`EdgeEmbedder.load` checks of a directory's recipe: ``wanted`` (when given) is the
+    manifest's ``recipe``, and this CPU computes it exactly (:func:`require_exact_kernels`)."""
+    if wanted is not None and recipe != wanted:
+        raise ConfigurationError(
+            f"{path} holds a {recipe!r} model, not {wanted!r}; "
+            f"export one with `edgeroute model export --quantize {wanted} --out DIR` and pass DIR."
+        )
+    require_exact_kernels(recipe)
+
+
+__all__ = ["INT32_DOT_RECIPES", "check_recipe", "cpu_flags", "require_exact_kernels"]
