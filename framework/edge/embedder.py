@@ -26,6 +26,7 @@ from ..embedder import Vectors, l2_normalize, truncate_normalize
 from ..errors import ConfigurationError, InputError
 from ..spaces import EmbeddingSpace
 from .batching import check_texts, length_batches
+from .cpu import check_recipe
 from .model_dir import TOKENIZER_FILE, Manifest, ModelDirectory, check_dims, resolve_model_dir
 from .runtimes import ONNXRUNTIME, open_session, runtime_of
 from .tokenizer import COMPACT_FILE, SENTENCEPIECE_FILE, TextTokenizer, load_tokenizer
@@ -261,11 +262,7 @@ class EdgeEmbedder:
         """
         path = resolve_model_dir(model_dir)
         directory = ModelDirectory.open(path, verify=verify and not lazy)
-        if quantization is not None and directory.manifest.quantization != quantization:
-            raise ConfigurationError(
-                f"{path} holds a {directory.manifest.quantization!r} model, not {quantization!r}; "
-                f"export one with `edgeroute model export --quantize {quantization} --out DIR` and pass DIR."
-            )
+        check_recipe(path, directory.manifest.quantization, quantization)  # the wanted one; CPU support
         if settings is None:
             settings = SessionSettings(threads=threads, batch_size=batch_size)
         return cls(directory, settings, lazy=lazy, verify_on_load=verify and lazy)

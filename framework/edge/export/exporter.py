@@ -49,7 +49,10 @@ OPSET = 18
 # place by edgeroute.framework.edge.export.token_states (seconds, no re-export).
 # 4: the two dense layers after pooling folded into one 768 x 768 Gemm (fold_dense); a version-3
 # directory is upgraded in place by edgeroute.framework.edge.export.fold_dense (seconds, no re-export).
-GRAPH_VERSION = 4
+# 5: the row-wise recipes' per-row scales folded into a blockwise QuantizeLinear and MatMulIntegerToFloat's
+# per-row a_scale (row_scales; opset 21): 96 full-size Div/Mul passes fewer. A version-4 directory is
+# upgraded in place by edgeroute.framework.edge.export.row_scales (the graph file only, no re-export).
+GRAPH_VERSION = 5
 
 # Built-in parity sample: short queries, a document past 512 tokens, non-English text.
 _LONG = " ".join(

@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) not in (1, 2):
         raise SystemExit("usage: python -m edgeroute.framework.edge.export.fold_dense SRC_DIR [OUT_DIR]")
-    manifest = upgrade_model_dir(args[0], args[1] if len(args) == 2 else None)
+    # Version 4 is what this edit makes; version 5 has an upgrade of its own (row_scales).
+    manifest = upgrade_model_dir(args[0], args[1] if len(args) == 2 else None, graph_version=4)
     dense = manifest.export.get("graph_fusion", {}).get("dense", {})
     print(
         f"{args[-1]}: {len(dense.get('folded', []))} dense chain(s) folded; "

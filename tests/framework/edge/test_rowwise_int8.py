@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeroute.framework.edge.embedder import EdgeEmbedder
-from edgeroute.framework.edge.export.quantize import DEFAULT_RECIPE, quantize_onnx
+from edgeroute.framework.edge.export.quantize import DEFAULT_RECIPE, ROWWISE_RECIPES, quantize_onnx
 from edgeroute.framework.edge.export.rowwise_int8 import (
     ACTIVATION_LEVELS,
     quantize_embedding_8bit,
@@ -90,6 +91,32 @@ def test_integer_products_are_exact_on_this_cpu() -> None:
     np.testing.assert_allclose(ya, _exact(x, wa), rtol=1e-4, atol=1e-4)
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return set()
+    line = next((x for x in text.splitlines() if x.startswith(("flags", "Features"))), "")
+    return set(line.split(":", 1)[-1].split())
+
+
+@pytest.mark.skipif(
+    not _cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"},
+    reason="8-bit weights are exact only where u8 x s8 products accumulate in int32 (VNNI, AMX, ARM dot)",
+)
+def test_full_8_bit_weights_are_exact_on_a_vnni_cpu() -> None:
+    """a8w8-e8's weights use all of -127..127: exact where the kernel has no int16 pair sums."""
+    model, wa, _ = _two_projections()
+    quantize_matmuls_rowwise(model, weight_levels=127)
+    x = RNG.normal(0, 3, (4, 16, 64)).astype(np.float32)
+    x[0, 0] *= 40.0
+    ya, _ = _run(model, {"x": x})
+    w_q, w_scale = quantize_weight_per_column(wa, 127)
+    x_scale = np.abs(x).max(axis=-1, keepdims=True) / ACTIVATION_LEVELS
+    exact = (np.rint(x / x_scale).astype(np.int64) @ w_q.astype(np.int64)) * w_scale * x_scale
+    np.testing.assert_allclose(ya, exact.astype(np.float32), rtol=1e-4, atol=1e-4)
+
+
 def test_embedding_table_in_8_bits() -> None:
     table = RNG.normal(0, 0.1, (2048, 64)).astype(np.float32)
     graph = helper.make_graph(
@@ -129,12 +156,13 @@ def test_small_tables_and_other_ops_are_left_alone() -> None:
     assert [i.name for i in model.graph.initializer] == ["table"]
 
 
-def test_default_recipe_on_the_tiny_model_keeps_the_vectors(tmp_path: Path) -> None:
-    assert DEFAULT_RECIPE == "a8w7-e8"
+@pytest.mark.parametrize("recipe", sorted(ROWWISE_RECIPES))
+def test_rowwise_recipes_on_the_tiny_model_keep_the_vectors(tmp_path: Path, recipe: str) -> None:
+    assert DEFAULT_RECIPE == "a8w7-e8" and DEFAULT_RECIPE in ROWWISE_RECIPES
     tiny = build_tiny_model(tmp_path / "tiny")
     quantized = tmp_path / "quantized"
     shutil.copytree(tiny, quantized)
-    quantize_onnx(tiny / "model.onnx", quantized / "model.onnx", DEFAULT_RECIPE, fuse=False)
+    quantize_onnx(tiny / "model.onnx", quantized / "model.onnx", recipe, fuse=False)
     ops = {n.op_type for n in onnx.load(str(quantized / "model.onnx"), load_external_data=False).graph.node}
     assert "MatMulIntegerToFloat" in ops and "MatMul" not in ops
     texts = ["a cat sat on the mat", "dogs", "the quick brown fox jumps over the lazy dog again"]
