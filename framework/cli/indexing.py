@@ -171,6 +171,12 @@ def index_command(
             f"indexed {report.documents} documents into [bold]{settings.collection}[/] at {settings.store}: "
             f"edge {report.edge_written} written, {report.edge_unchanged} unchanged"
             + (f" ({report.edge_updated} relabelled)" if report.edge_updated else "")
+            + (
+                f" ({report.edge_redetected} re-checked for PII by the model: no findings stored "
+                "under this detector version)"
+                if report.edge_redetected
+                else ""
+            )
             + f"; cloud {report.cloud.written} written, {report.cloud.unchanged} unchanged; "
             f"{report.private} kept private; {report.queued} queued in the outbox"
             + (f" ({escape(report.cloud.error)})" if report.cloud.error else "")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ...policies.config import PiiConfig, PolicyConfig
 from ...policies.signals import PiiFinding
 from ..aio import run_sync, to_thread
+from ..edge.tokenizer import COMPACT_FILE, SENTENCEPIECE_FILE
 from ..embedder import Vectors
 from ..errors import InputError
 from .head import PiiHead
@@ -33,6 +34,7 @@ from .stored import detector_version
 
 if TYPE_CHECKING:
     from ..edge.embedder import EdgeEmbedder, TokenStates
+    from ..edge.model_dir import Manifest
 
 logger = logging.getLogger(__name__)
 _warned: set[str] = set()
@@ -209,8 +211,7 @@ class PiiDetector:
             head = self.head.manifest.get("sha256") if self.head is not None else None
             model = None
             if self.head is not None and self.embedder is not None:
-                m = self.embedder.manifest
-                model = [m.model_id, m.revision, m.quantization, sorted(m.files.items())]
+                model = model_identity(self.embedder.manifest)
             self._version = detector_version(
                 {
                     "head": head,
@@ -418,6 +419,22 @@ class PiiDetector:
 
     def embed_query(self, text: str, *, dims: int | None = None) -> tuple[Vectors, tuple[PiiFinding, ...]]:
         return run_sync(self.aembed_query(text, dims=dims))
+
+
+def model_identity(manifest: Manifest) -> list[Any]:
+    """The edge model's part of :attr:`PiiDetector.version`: what its token states depend on.
+
+    Every file the manifest pins, by sha256, except ``tokenizer.bin`` when ``tokenizer.model`` is
+    pinned too: the compact tokenizer is a derived form of that file (its header names the sha256 it
+    was written from, the embedder uses no other, and it is written only once it tokenizes like it), so
+    it gives the same ids and the same findings. Adding it to a directory in place
+    (``python -m edgeroute.framework.edge.export.compact_file``, ``scripts/prepare-model``) re-hashes
+    the manifest; with the file in the version, that made every stored finding stale, and the next
+    re-index of an unchanged folder ran the model over every document again for its findings."""
+    files = dict(manifest.files)
+    if SENTENCEPIECE_FILE in files:
+        files.pop(COMPACT_FILE, None)
+    return [manifest.model_id, manifest.revision, manifest.quantization, sorted(files.items())]
 
 
 def _feature_dims(embedder: Any) -> int:

@@ -91,8 +91,8 @@ async def ingest(
     # From the first write to the last, no delete of this collection runs in between (write_order):
     # the edge index and the outbox end up saying the same thing, whichever ran last.
     async with engine.write_order.hold():
-        edge_written, edge_updated = (
-            await _write_edge(engine, edge_docs, run, progress, passes) if edge_docs else (0, 0)
+        edge_written, edge_updated, edge_redetected = (
+            await _write_edge(engine, edge_docs, run, progress, passes) if edge_docs else (0, 0, 0)
         )
         # Every document's findings exist now: only now is anything queued for the cloud.
         await _store_findings(engine, run, [d for d in docs if d.id in run.unstored])
@@ -128,6 +128,7 @@ async def ingest(
         edge_written=edge_written,
         edge_unchanged=len(edge_docs) - edge_written,
         edge_updated=edge_updated,
+        edge_redetected=edge_redetected,
         private=len(private_ids),
         cloud=sync,
         queued=sync.remaining,
@@ -189,9 +190,10 @@ async def _write_edge(
     run: _Findings,
     progress: ProgressFn | None,
     passes: PassRunner | None,
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """Embed and store the documents whose content changed, and update the stored metadata of those
-    whose content did not but whose metadata did (a re-marked sensitivity). Returns (written, updated).
+    whose content did not but whose metadata did (a re-marked sensitivity). Returns (written, updated,
+    redetected: unchanged documents given a model pass for their findings alone).
 
     Vectors are stored group by group (:func:`_groups`), as they are finished, with their findings: a
     run killed midway (kill -9) keeps all but the batches in flight, and the next run embeds and detects
@@ -215,7 +217,7 @@ async def _write_edge(
             tally.advance(len(part))
         await _store_findings(engine, run, [d for d in part if d.id in run.unstored])
     tally.advance(0)
-    return tally.written, tally.updated
+    return tally.written, tally.updated, tally.redetected
 
 
 @dataclass(slots=True)
@@ -226,6 +228,7 @@ class _Tally:
     progress: ProgressFn | None
     written: int = 0
     updated: int = 0
+    redetected: int = 0
     done: int = 0
 
     def advance(self, n: int) -> None:
@@ -259,6 +262,7 @@ async def _plan(
             )
             tally.updated += len(relabel)
         tally.advance(len(batch) - len(fresh))
+        tally.redetected += len(detect)
         for part in _groups(engine, fresh):
             yield _job(part, True, run)
         for part in _groups(engine, detect):

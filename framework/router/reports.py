@@ -70,7 +70,10 @@ class IngestReport:
     ``private`` documents were kept out of the cloud index; ``queued`` are due for the cloud index
     but still in the outbox (cloud offline, absent or failing) until ``edgeroute sync``.
     ``edge_updated`` documents were unchanged but relabelled (sensitivity, metadata): their stored
-    records were updated without re-embedding.
+    records were updated without re-embedding. ``edge_redetected`` documents were unchanged (their
+    vectors kept) but had no findings stored under this detector version (a new PII head, rule set,
+    PII setting or edge model files): each got a model pass for its findings alone, which costs as
+    much as embedding it, so a re-index that says 0 written but many re-detected ran the model.
     """
 
     documents: int
@@ -80,6 +83,7 @@ class IngestReport:
     cloud: SyncReport
     queued: int
     edge_updated: int = 0
+    edge_redetected: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

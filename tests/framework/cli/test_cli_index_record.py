@@ -267,3 +267,25 @@ def test_a_run_that_skips_bad_files_is_done_in_full_every_time(
     index(s, folder, skip_bad=True)
     index(s, folder, skip_bad=True)
     assert runs == [1, 1, 1]  # readable again: recorded, then answered
+
+
+def test_unchanged_reindexes_in_full_embed_nothing_over_many_batches(tmp_path: Path) -> None:
+    """The full path of an unchanged re-index (the record dropped each time), 120 files: more than one
+    batch of stored-record reads (ingest.BATCH) and many model-call groups, a reader opening the store in
+    between: nothing written or re-detected, the stored hashes as the first run left them."""
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(120):
+        (many / f"{i:03d}.md").write_text(f"Note {i}: the depot on route {i % 7} opens at {6 + i % 5}.\n" * 3)
+    s = settings(tmp_path)
+    first = index(s, many)
+    assert first.report is not None and first.report.edge_written == 120
+    hashes = stored(s)
+    for _ in range(3):
+        index_record.forget(s, _key(s, many))
+        stored(s)  # a reader in between (status, query)
+        again = index(s, many)
+        assert again.report is not None
+        assert (again.report.edge_written, again.report.edge_unchanged) == (0, 120)
+        assert again.report.edge_redetected == 0 and again.report.edge_updated == 0
+        assert stored(s) == hashes

@@ -128,11 +128,14 @@ def test_a_new_detector_version_runs_detection_again_in_the_drain_and_at_reindex
     assert det.detected == len(items) == 3
     # Re-indexing: nothing is embedded again (content unchanged), but each document gets one pass for
     # its findings under the new version, which are then stored: the next run costs nothing.
+    # The report says so: nothing written, every document re-detected (a model pass each).
     passes = det.passes
-    engine.ingest(docs)  # type: ignore[attr-defined]
+    redo = engine.ingest(docs)  # type: ignore[attr-defined]
     assert det.passes == passes + len(docs) and det.edge.embedded == passes + len(docs)
+    assert (redo.edge_written, redo.edge_unchanged, redo.edge_redetected) == (0, len(docs), len(docs))
+    assert redo.to_dict()["edge_redetected"] == len(docs)
     report = engine.ingest(docs)  # type: ignore[attr-defined]
-    assert det.passes == passes + len(docs) and report.private == 1
+    assert det.passes == passes + len(docs) and report.private == 1 and report.edge_redetected == 0
 
 
 def test_a_relabel_is_placed_again_from_stored_findings(
