@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..documents import Document
+from ..pii.stored import rules_version
 from ..router.lifecycle import source_key
 from ..settings import RouterSettings
 from .sources import Loaded
@@ -48,6 +49,7 @@ RECORD_FILE = ".edgeroute-index-runs.json"
 FORMAT = 1
 MAX_RUNS = 64
 CHROMA_FILE = "chroma.sqlite3"
+HEAD_FILE = Path(__file__).resolve().parent.parent / "pii" / "data" / "head.npz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,9 @@ def run_key(
             "outbox": os.path.realpath(settings.outbox_path),
             "edge": [settings.edge, settings.edge_dims, model],
             "policy": policy,
+            # The pattern and secret rules and the shipped head decide the stored findings: an edited
+            # rule or a retrained head (an editable checkout, no version bump) is a full run.
+            "detector": [rules_version(), _file_digest(HEAD_FILE)],
             "cloud": [
                 settings.cloud_configured,
                 settings.offline,
