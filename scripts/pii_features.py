@@ -36,8 +36,17 @@ def by_length(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: len(str(r["text"])))
 
 
-def folder(cache: Path, name: str, prompt: str, rows: list[dict[str, Any]]) -> Path:
-    return cache / f"{name}-{prompt}-{rows_sha(rows)[:12]}"
+def model_key(model: Path) -> str:
+    """12 hex digits naming the model's graph and weights (their sha256 in its manifest): token states of
+    another export (a new graph version, another recipe) are other states, never read from this cache."""
+    files = json.loads((Path(model) / "manifest.json").read_text(encoding="utf-8")).get("files", {})
+    pinned = {k: v for k, v in files.items() if not k.startswith("tokenizer")} if isinstance(files, dict) else files
+    return hashlib.sha256(json.dumps(pinned, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def folder(cache: Path, name: str, prompt: str, rows: list[dict[str, Any]], model: Path | None = None) -> Path:
+    tag = f"-{model_key(model)}" if model is not None else ""
+    return cache / f"{name}-{prompt}-{rows_sha(rows)[:12]}{tag}"
 
 
 def extract(
@@ -50,7 +59,7 @@ def extract(
 ) -> tuple[list[np.ndarray[Any, Any]], list[np.ndarray[Any, Any]]]:
     """``(states, offsets)`` per row of ``by_length(rows)``, computed once and cached."""
     ordered = by_length(rows)
-    out = folder(cache, name, prompt, rows)
+    out = folder(cache, name, prompt, rows, model)
     out.mkdir(parents=True, exist_ok=True)
     for c in range(0, len(ordered), CHUNK):
         part = out / f"states-{c // CHUNK:04d}.npz"
@@ -92,4 +101,4 @@ def extract(
     return xs, offs
 
 
-__all__ = ["CHUNK", "DEFAULT_CACHE", "by_length", "extract", "folder", "log", "rows_sha"]
+__all__ = ["CHUNK", "DEFAULT_CACHE", "by_length", "extract", "folder", "log", "model_key", "rows_sha"]
