@@ -59,8 +59,11 @@ def test_real_embeddinggemma_engine_routes_and_fuses(make_engine: EngineFactory)
         base.store, "real", edge=edge, cloud=base.cloud, audit=base.audit, semantic_routes=routes
     )
     engine.ingest(PUBLIC)
-    result = engine.retrieve("How many ibuprofen tablets can my 6 year old take?", k=3)
+    result = engine.retrieve("How many ibuprofen tablets can I take in one day?", k=3)
     assert "stakes.semantic" in result.decision.codes and result.decision.route.value == "hybrid"
+    # The same question about a child names the child's age: a PII finding, and privacy outranks stakes.
+    child = engine.retrieve("How many ibuprofen tablets can my 6 year old take?", k=3)
+    assert child.decision.route.value == "edge" and "privacy.pii" in child.decision.codes
     plain = engine.retrieve("espresso machines buying guide: comfort, price and warranty", k=3)
     assert plain.hits[0].id.startswith("pub-") and "espresso" in plain.hits[0].text
     assert plain.hits[0].space == edge.space.fingerprint or plain.decision.route.value == "hybrid"
