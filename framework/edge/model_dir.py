@@ -127,6 +127,21 @@ class Manifest:
             ) from exc
 
 
+def read_manifest(directory: Path) -> Manifest:
+    """The manifest of an exported model directory, or a ModelIntegrityError saying what is wrong."""
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise ModelIntegrityError(f"{directory} has no {MANIFEST}; it is not an edgeroute model directory.")
+    try:
+        data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelIntegrityError(
+            f"{manifest_path} is not valid JSON ({exc}); re-export the model with "
+            "`edgeroute model export` or download it again."
+        ) from exc
+    return Manifest.from_json(data, str(manifest_path))
+
+
 def write_manifest(directory: Path, manifest: Manifest) -> Manifest:
     """Hash every file in ``directory`` (except the manifest) into ``manifest`` and write it."""
     files = {
@@ -168,18 +183,7 @@ class ModelDirectory:
                 f"`edgeroute model export --from CHECKPOINT --out {root}` or set ${ENV_MODEL}.",
                 tried=[str(root)],
             )
-        manifest_path = root / MANIFEST
-        if manifest_path.is_file():
-            try:
-                data = json.loads(manifest_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise ModelIntegrityError(
-                    f"{manifest_path} is not valid JSON ({exc}); re-export the model with "
-                    "`edgeroute model export` or download it again."
-                ) from exc
-            manifest = Manifest.from_json(data, str(manifest_path))
-        else:
-            manifest = _hub_manifest(root)
+        manifest = read_manifest(root) if (root / MANIFEST).is_file() else _hub_manifest(root)
         directory = cls(root, manifest)
         if verify:
             directory.verify()

@@ -20,15 +20,14 @@ is ``SRC``, which is then replaced file by file with atomic renames)::
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...errors import ConfigurationError, ModelIntegrityError
-from ..model_dir import MANIFEST, Manifest, write_manifest
+from ...errors import ConfigurationError
+from ..model_dir import Manifest, read_manifest, write_manifest
 
 
 def _onnx() -> Any:
@@ -151,10 +150,7 @@ def upgrade_model_dir(
 
     source = Path(src).expanduser()
     target = Path(out).expanduser() if out is not None else source
-    manifest_file = source / MANIFEST
-    if not manifest_file.is_file():
-        raise ModelIntegrityError(f"{source} has no {MANIFEST}; it is not an edgeroute model directory.")
-    manifest = Manifest.from_json(json.loads(manifest_file.read_text(encoding="utf-8")), str(manifest_file))
+    manifest = read_manifest(source)
     if target == source:
         info = fold_model_file(source / manifest.model_file, target / manifest.model_file)
     else:

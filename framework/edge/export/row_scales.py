@@ -34,12 +34,11 @@ Only graphs written by :func:`.rowwise_int8.quantize_matmuls_rowwise` (node name
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigurationError, ModelIntegrityError
-from ..model_dir import MANIFEST, Manifest, write_manifest
+from ...errors import ConfigurationError
+from ..model_dir import Manifest, read_manifest, write_manifest
 
 OPSET = 21
 """Blockwise ``QuantizeLinear`` needs opset 21; every other op of the graph means the same there."""
@@ -185,10 +184,7 @@ def upgrade_model_dir(directory: str | Path, graph_version: int | None = None) -
     from .exporter import GRAPH_VERSION
 
     path = Path(directory).expanduser()
-    manifest_file = path / MANIFEST
-    if not manifest_file.is_file():
-        raise ModelIntegrityError(f"{path} has no {MANIFEST}; it is not an edgeroute model directory.")
-    manifest = Manifest.from_json(json.loads(manifest_file.read_text(encoding="utf-8")), str(manifest_file))
+    manifest = read_manifest(path)
     count = fold_model_file(path / manifest.model_file)
     fusion = {**manifest.export.get("graph_fusion", {}), "row_scales_folded": count}
     export = {

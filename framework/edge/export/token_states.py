@@ -15,12 +15,11 @@ needed to edit a graph, never to run one.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigurationError, ModelIntegrityError
-from ..model_dir import MANIFEST, Manifest, write_manifest
+from ..model_dir import Manifest, read_manifest, write_manifest
 
 TOKEN_STATES = "token_states"
 TOKEN_STATES_MID = "token_states_mid"
@@ -93,10 +92,7 @@ def upgrade_model_dir(directory: str | Path, graph_version: int) -> Manifest:
     fresh export. The manifest records the outputs and the new ``graph_version``.
     """
     path = Path(directory).expanduser()
-    manifest_file = path / MANIFEST
-    if not manifest_file.is_file():
-        raise ModelIntegrityError(f"{path} has no {MANIFEST}; it is not an edgeroute model directory.")
-    manifest = Manifest.from_json(json.loads(manifest_file.read_text(encoding="utf-8")), str(manifest_file))
+    manifest = read_manifest(path)
     info = add_token_states_to_file(path / manifest.model_file)
     export = {**manifest.export, "token_states": info, "graph_version": graph_version}
     return write_manifest(path, Manifest(**{**manifest.__dict__, "export": export}))
